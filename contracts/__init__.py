@@ -1,0 +1,1 @@
+"""Blindgate licences: signed data-use agreements."""

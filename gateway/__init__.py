@@ -1,0 +1,1 @@
+"""Blindgate control plane: service layer, transports, store, trace, metrics, CLI."""

@@ -1,0 +1,1 @@
+"""The ``blindgate`` command line."""

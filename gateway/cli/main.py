@@ -1,0 +1,160 @@
+"""``blindgate``: initialise, serve, run the demo, and administer a gateway."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gateway.cli.admin import admin_commands
+from gateway.config import Settings
+from gateway.errors import BlindgateError, Conflict
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _step(message: str) -> None:
+    click.echo(click.style("==> ", fg="cyan") + message, err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option("0.1.0", prog_name="blindgate")
+def cli() -> None:
+    """Blindgate: a privacy-preserving data-exchange gateway (data usable, never visible)."""
+
+
+@cli.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), help="State directory.")
+@click.option("--admin-org", default="Blindgate Platform", show_default=True)
+@click.option("--admin-name", default="platform-admin", show_default=True)
+def init(data_dir: Path | None, admin_org: str, admin_name: str) -> None:
+    """Create the data directory and database, and the first admin (its key is shown once)."""
+    from gateway.service import build_services
+    from gateway.store import open_store
+
+    settings = _settings(data_dir=data_dir)
+    _step(f"data directory {settings.data_dir}")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _step(f"migrating the {settings.database_kind()} store")
+    store = open_store(settings.resolved_database_url())
+    try:
+        _step("creating the first admin")
+        created = build_services(store, settings).identities.bootstrap_admin(admin_org, admin_name)
+    except Conflict:
+        click.echo("already initialised; nothing to do", err=True)
+        return
+    finally:
+        store.close()
+    click.echo(f"admin principal: {created.principal.id}")
+    click.echo(f"admin API key (shown once, store it safely): {created.api_key}")
+
+
+@cli.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), help="State directory.")
+@click.option("--host", help="Address to listen on.")
+@click.option("--http-port", type=int, help="REST port (default 8080).")
+@click.option("--grpc-port", type=int, help="gRPC port (default 50051).")
+def serve(
+    data_dir: Path | None, host: str | None, http_port: int | None, grpc_port: int | None
+) -> None:
+    """Serve the gateway's REST API (and gRPC) until interrupted."""
+    from gateway.http.server import serve_http
+    from gateway.service import build_services
+    from gateway.store import open_store
+
+    settings = _settings(data_dir=data_dir, host=host, http_port=http_port, grpc_port=grpc_port)
+    _setup_logging(settings.log_level)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings.resolved_database_url())
+    try:
+        serve_http(build_services(store, settings))
+    finally:
+        store.close()
+
+
+@cli.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=Path(".blindgate-demo"),
+    show_default=True,
+)
+@click.option("--http-port", type=int, default=8080, show_default=True)
+@click.option("--rows", type=click.IntRange(100, 5_000_000), default=20_000, show_default=True)
+@click.option("--no-serve", is_flag=True, help="Seed and exit instead of serving.")
+def demo(data_dir: Path, http_port: int, rows: int, no_serve: bool) -> None:
+    """Reset a demo directory, seed sample organisations and data, and serve."""
+    from gateway import demo as demo_mod
+    from gateway.http.server import serve_http
+    from gateway.service import build_services
+    from gateway.store import open_store
+
+    settings = _settings(data_dir=data_dir, http_port=http_port, dev_mode=True)
+    _setup_logging(settings.log_level)
+    _step(f"resetting {data_dir}")
+    demo_mod.reset_demo_dir(data_dir)
+    store = open_store(settings.resolved_database_url())
+    services = build_services(store, settings)
+    _step(f"seeding organisations, principals, a site and an asset of {rows:,} rows")
+    with click.progressbar(length=rows, label="generating admissions", file=sys.stderr) as bar:
+        keys = demo_mod.seed(services, data_dir, rows, bar.update)
+    url = f"http://{settings.host}:{settings.http_port}"
+    env_file = data_dir / "keys.env"
+    demo_mod.write_env(env_file, keys, url)
+    click.echo(
+        f"""
+Blindgate demo is ready.
+
+  admin key     {keys.admin}
+  holder key    {keys.holder}     (Riverside Hospital Group)
+  operator key  {keys.operator}     (Civic Analytics Ltd)
+  auditor key   {keys.auditor}     (Provincial Data Bureau)
+  sample asset  {keys.asset_id}  (admissions, {rows:,} generated rows)
+
+The same values are in {env_file}. In another terminal, try:
+
+  source {env_file}
+  curl -s $BLINDGATE_URL/v1/assets -H "Authorization: Bearer $OPERATOR_KEY"
+  curl -s $BLINDGATE_URL/v1/assets/$ASSET_ID -H "Authorization: Bearer $HOLDER_KEY"
+  .venv/bin/blindgate org list --api-key $ADMIN_KEY
+  open {url}/docs   (OpenAPI)
+"""
+    )
+    if no_serve:
+        store.close()
+        return
+    click.echo(f"Serving on {url} until Ctrl-C.")
+    try:
+        serve_http(services)
+    finally:
+        store.close()
+
+
+admin_commands(cli)
+
+
+def main() -> None:
+    """Console-script entry point: clean messages instead of tracebacks for known errors."""
+    try:
+        cli(standalone_mode=True)
+    except BlindgateError as exc:
+        click.echo(json.dumps(exc.public_body()), err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

@@ -1,0 +1,49 @@
+"""Gateway configuration: one settings object, built once and passed down.
+
+Values come from arguments, then ``BLINDGATE_*`` environment variables, then defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the gateway needs to start."""
+
+    model_config = SettingsConfigDict(env_prefix="BLINDGATE_", extra="forbid")
+
+    data_dir: Path = Field(default=Path(".blindgate"), description="State directory.")
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="SQLAlchemy URL; SQLite in the data directory when unset. "
+        "PostgreSQL: postgresql+psycopg://user:pass@host:port/db",
+    )
+    host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    grpc_port: int = Field(default=50051, ge=0, le=65535)
+    dev_mode: bool = False
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    page_size_default: int = Field(default=50, ge=1, le=1000)
+    page_size_max: int = Field(default=200, ge=1, le=1000)
+    log_level: str = "info"
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.lower() not in {"debug", "info", "warning", "error"}:
+            raise ValueError("log_level must be debug, info, warning or error")
+        return value.lower()
+
+    def resolved_database_url(self) -> str:
+        """The database URL in force (secret-bearing: never log it)."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(self.data_dir / 'blindgate.db').resolve()}"
+
+    def database_kind(self) -> str:
+        """``sqlite`` or ``postgresql``: safe to log."""
+        return "postgresql" if self.resolved_database_url().startswith("postgresql") else "sqlite"

@@ -1,0 +1,202 @@
+"""The demo: sample organisations, principals, a site and an asset with generated data."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import random
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from gateway.domain import Actor, Role
+from gateway.service import Services
+from gateway.service.schemas import (
+    AssetCreate,
+    ColumnIn,
+    OrganisationCreate,
+    PrincipalCreate,
+    RightsIn,
+    SiteCreate,
+)
+
+MARKER = ".blindgate-demo"
+DISTRICTS = ["north", "south", "east", "west", "centre", "harbour"]
+DIAGNOSES = ["I10", "E11", "J45", "I21", "N18", "C50", "F32", "K35"]
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class DemoKeys:
+    admin: str
+    holder: str
+    operator: str
+    auditor: str
+    asset_id: str
+    site_id: str
+
+
+def reset_demo_dir(data_dir: Path) -> None:
+    """Start the demo from nothing; refuse to delete a directory the demo did not create."""
+    if data_dir.exists():
+        if not (data_dir / MARKER).exists():
+            raise SystemExit(f"{data_dir} exists and is not a demo directory; not touching it")
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True)
+    (data_dir / MARKER).write_text("created by `blindgate demo`; deleted on the next demo run\n")
+
+
+def generate_admissions(path: Path, rows: int, seed: int, progress: Progress) -> str:
+    """Write a synthetic hospital-admissions CSV; return its SHA-256 hex digest."""
+    rng = random.Random(seed)  # noqa: S311 - synthetic sample data, not a secret
+    path.parent.mkdir(parents=True, exist_ok=True)
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    patients = max(1, rows * 2 // 3)
+    with path.open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(
+            ["patient_id", "age", "sex", "district", "diagnosis", "admitted", "los_days", "cost"]
+        )
+        for i in range(rows):
+            age = min(100, max(0, int(rng.gauss(58, 20))))
+            los = max(1, int(rng.expovariate(1 / (3 + age / 20))))
+            out.writerow(
+                [
+                    f"P{rng.randrange(patients):07d}",
+                    age,
+                    rng.choice("FM"),
+                    rng.choice(DISTRICTS),
+                    rng.choice(DIAGNOSES),
+                    (start + timedelta(days=rng.randrange(365))).date().isoformat(),
+                    los,
+                    round(800 + los * rng.uniform(300, 900), 2),
+                ]
+            )
+            if i % 1000 == 999:
+                progress(1000)
+        progress(rows % 1000)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def self_signed_fingerprint(directory: Path, name: str) -> str:
+    """Create a development certificate for a site; return its SHA-256 (DER) fingerprint."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "site.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path = directory / "site.key"
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def seed(services: Services, data_dir: Path, rows: int, progress: Progress) -> DemoKeys:
+    """Seed the demo organisations, principals, site and asset through the service layer."""
+    ids = services.identities
+    admin_created = ids.bootstrap_admin("Blindgate Platform", "platform-admin")
+    admin = Actor(admin_created.principal.id, admin_created.principal.org_id, Role.ADMIN)
+    holder_org = ids.create_org(
+        admin, OrganisationCreate(name="Riverside Hospital Group", description="Public hospitals")
+    )
+    operator_org = ids.create_org(
+        admin, OrganisationCreate(name="Civic Analytics Ltd", description="Licensed operator")
+    )
+    auditor_org = ids.create_org(
+        admin, OrganisationCreate(name="Provincial Data Bureau", description="Security team")
+    )
+    holder = ids.create_principal(
+        admin, PrincipalCreate(org_id=holder_org.id, name="riverside-steward", role=Role.HOLDER)
+    )
+    operator = ids.create_principal(
+        admin, PrincipalCreate(org_id=operator_org.id, name="civic-analyst", role=Role.OPERATOR)
+    )
+    auditor = ids.create_principal(
+        admin, PrincipalCreate(org_id=auditor_org.id, name="bureau-auditor", role=Role.AUDITOR)
+    )
+    holder_actor = Actor(holder.principal.id, holder_org.id, Role.HOLDER)
+    site_dir = data_dir / "sites" / "riverside"
+    fingerprint = self_signed_fingerprint(site_dir / "tls", "riverside-site")
+    site = services.sites.register(
+        holder_actor,
+        SiteCreate(
+            name="riverside-site", grpc_address="127.0.0.1:50061", tls_fingerprint=fingerprint
+        ),
+    )
+    digest = generate_admissions(site_dir / "admissions.csv", rows, seed=2026, progress=progress)
+    asset = services.assets.register(
+        holder_actor,
+        AssetCreate(
+            name="admissions",
+            description="Inpatient admissions, one row per admission",
+            domain="health",
+            site_id=site.id,
+            local_ref="admissions.csv",
+            columns=[
+                ColumnIn(name="patient_id", type="text", tag="identifier"),
+                ColumnIn(name="age", type="integer", tag="quasi_identifier"),
+                ColumnIn(name="sex", type="text", tag="quasi_identifier"),
+                ColumnIn(name="district", type="text", tag="quasi_identifier"),
+                ColumnIn(name="diagnosis", type="text", tag="sensitive"),
+                ColumnIn(name="admitted", type="date", tag="attribute"),
+                ColumnIn(name="los_days", type="integer", tag="attribute"),
+                ColumnIn(name="cost", type="double", tag="sensitive"),
+            ],
+            privacy_unit="patient_id",
+            row_count=rows,
+            update_frequency="monthly",
+            classification="important",
+            rights=RightsIn(
+                holding="Riverside Hospital Group",
+                processing_use="Riverside Hospital Group",
+                product_operation="Provincial Data Bureau",
+            ),
+            content_digest=digest,
+        ),
+    )
+    return DemoKeys(
+        admin=admin_created.api_key,
+        holder=holder.api_key,
+        operator=operator.api_key,
+        auditor=auditor.api_key,
+        asset_id=asset.id,
+        site_id=site.id,
+    )
+
+
+def write_env(path: Path, keys: DemoKeys, url: str) -> None:
+    """Write the demo's keys as a shell file (mode 0600) for ``source``."""
+    path.write_text(
+        f"export BLINDGATE_URL={url}\n"
+        f"export ADMIN_KEY={keys.admin}\n"
+        f"export HOLDER_KEY={keys.holder}\n"
+        f"export OPERATOR_KEY={keys.operator}\n"
+        f"export AUDITOR_KEY={keys.auditor}\n"
+        f"export ASSET_ID={keys.asset_id}\n"
+        f"export SITE_ID={keys.site_id}\n"
+    )
+    path.chmod(0o600)

@@ -1,0 +1,182 @@
+"""Domain objects shared by the service layer, the store and the transports.
+
+These are plain frozen dataclasses: the store maps its tables to them, so nothing above
+the store depends on the ORM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    HOLDER = "holder"
+    OPERATOR = "operator"
+    AUDITOR = "auditor"
+
+
+class ColumnTag(StrEnum):
+    IDENTIFIER = "identifier"
+    QUASI_IDENTIFIER = "quasi_identifier"
+    SENSITIVE = "sensitive"
+    ATTRIBUTE = "attribute"
+
+
+class ColumnType(StrEnum):
+    INTEGER = "integer"
+    BIGINT = "bigint"
+    DOUBLE = "double"
+    DECIMAL = "decimal"
+    TEXT = "text"
+    BOOLEAN = "boolean"
+    DATE = "date"
+    TIMESTAMP = "timestamp"
+
+
+class Classification(StrEnum):
+    GENERAL = "general"
+    IMPORTANT = "important"
+    CORE = "core"
+
+
+class UpdateFrequency(StrEnum):
+    REALTIME = "realtime"
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+    QUARTERLY = "quarterly"
+    YEARLY = "yearly"
+    STATIC = "static"
+    AD_HOC = "ad_hoc"
+
+
+class AssetStatus(StrEnum):
+    ACTIVE = "active"
+    FROZEN = "frozen"
+    DISPOSED = "disposed"
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who is calling: the authenticated principal, its organisation and role."""
+
+    principal_id: str
+    org_id: str
+    role: Role
+    key_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Organisation:
+    id: str
+    name: str
+    description: str
+    public_key: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    id: str
+    org_id: str
+    name: str
+    role: Role
+    disabled: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    principal_id: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    id: str
+    org_id: str
+    name: str
+    grpc_address: str
+    tls_fingerprint: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    type: ColumnType
+    tag: ColumnTag
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Rights:
+    """The three rights of a public-data asset (data holding, processing-and-use, operation)."""
+
+    holding: str
+    processing_use: str
+    product_operation: str
+
+
+@dataclass(frozen=True, slots=True)
+class Disposal:
+    disposed_by: str
+    disposed_at: datetime
+    method: str
+    destroyed_digest: str
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Freeze:
+    frozen_by: str
+    frozen_role: Role
+    frozen_at: datetime
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    """An asset and its card: basic, rights, usage and management sections."""
+
+    id: str
+    org_id: str
+    site_id: str
+    local_ref: str
+    name: str
+    description: str
+    domain: str
+    columns: tuple[Column, ...]
+    privacy_unit: str
+    row_count: int
+    update_frequency: UpdateFrequency
+    classification: Classification
+    rights: Rights
+    status: AssetStatus
+    registration_number: str
+    version: int
+    content_digest: str
+    created_at: datetime
+    updated_at: datetime
+    jobs_run: int = 0
+    operators: tuple[str, ...] = ()
+    last_access: datetime | None = None
+    freeze: Freeze | None = None
+    disposal: Disposal | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a keyset-paginated listing."""
+
+    items: list[T]
+    next_cursor: str | None

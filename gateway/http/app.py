@@ -1,0 +1,49 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from gateway.errors import Unavailable
+from gateway.http.errors import install_error_handlers
+from gateway.http.middleware import BodyLimit, HttpMetrics, MetricsMiddleware
+from gateway.http.routes import catalogue, identities
+from gateway.service import Services
+
+
+def create_app(services: Services, registry: CollectorRegistry | None = None) -> FastAPI:
+    """Build the REST application over ``services``; metrics go to ``registry``."""
+    registry = registry or CollectorRegistry()
+    app = FastAPI(
+        title="Blindgate",
+        version="0.1.0",
+        description="Privacy-preserving data-exchange gateway: data usable, never visible.",
+    )
+    app.state.services = services
+    app.state.registry = registry
+    install_error_handlers(app)
+    app.include_router(identities.router)
+    app.include_router(catalogue.router)
+
+    @app.get("/healthz", tags=["system"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["system"])
+    def readyz(request: Request) -> JSONResponse:
+        svc: Services = request.app.state.services
+        try:
+            svc.ctx.store.ping()
+        except Exception:
+            raise Unavailable("the store is not reachable") from None
+        return JSONResponse({"status": "ready", "store": svc.ctx.store.kind})
+
+    @app.get("/metrics", tags=["system"], include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(registry))
+    app.add_middleware(BodyLimit, max_bytes=services.ctx.settings.max_body_bytes)
+    return app

@@ -1,0 +1,36 @@
+"""Request dependencies shared by the routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from gateway.domain import Actor
+from gateway.service import Services
+from gateway.service.context import PageRequest, page_request
+
+
+def services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc
+
+
+def actor(request: Request) -> Actor:
+    """The authenticated caller (401 without a valid ``Authorization: Bearer`` key)."""
+    svc: Services = request.app.state.services
+    return svc.identities.authenticate(request.headers.get("authorization"))
+
+
+def page(
+    request: Request,
+    limit: Annotated[int | None, Query(description="Items per page")] = None,
+    cursor: Annotated[str | None, Query(description="Opaque cursor from next_cursor")] = None,
+) -> PageRequest:
+    svc: Services = request.app.state.services
+    return page_request(svc.ctx.settings, limit, cursor)
+
+
+Svc = Annotated[Services, Depends(services)]
+Caller = Annotated[Actor, Depends(actor)]
+Paging = Annotated[PageRequest, Depends(page)]

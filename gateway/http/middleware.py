@@ -1,0 +1,139 @@
+"""Pure ASGI middleware: request-body limits and per-route metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.errors import BlindgateError
+
+
+async def send_error(send: Send, error: BlindgateError) -> None:
+    body = json.dumps(error.public_body()).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.spec.http_status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimit:
+    """Guard request bodies: JSON only (415 otherwise) and at most ``max_bytes`` (413),
+    whether or not the request declares its length."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        content_type = b""
+        has_body = False
+        for name, value in scope.get("headers", []):
+            if name == b"content-type":
+                content_type = value.split(b";")[0].strip().lower()
+            elif name == b"transfer-encoding":
+                has_body = True
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await send_error(send, BlindgateError("bad Content-Length", code="bad_request"))
+                    return
+                if declared > self.max_bytes:
+                    await send_error(send, BlindgateError(code="body_too_large"))
+                    return
+                has_body = has_body or declared > 0
+        if has_body and content_type != b"application/json":
+            await send_error(send, BlindgateError(code="unsupported_media_type"))
+            return
+        if not has_body:
+            await self.app(scope, receive, send)
+            return
+        # Read the whole body first (it is at most max_bytes), then replay it.
+        chunks: list[bytes] = []
+        seen = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_bytes:
+                await send_error(send, BlindgateError(code="body_too_large"))
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+class HttpMetrics:
+    """Request counts and latency histograms per route template, method and status."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "blindgate_http_requests",
+            "HTTP requests by route, method and status.",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "blindgate_http_request_duration_seconds",
+            "HTTP request latency by route and method.",
+            ["route", "method"],
+            registry=registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+
+
+class MetricsMiddleware:
+    """Records :class:`HttpMetrics` for every HTTP request."""
+
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            route: Any = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "")
+            self.metrics.requests.labels(template, method, str(status)).inc()
+            self.metrics.latency.labels(template, method).observe(time.perf_counter() - start)

@@ -1,0 +1,256 @@
+"""Assets and their cards: register, browse, update, freeze, dispose."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from gateway.domain import (
+    Actor,
+    Asset,
+    AssetStatus,
+    Column,
+    ColumnTag,
+    Disposal,
+    Freeze,
+    Rights,
+    Role,
+)
+from gateway.errors import AssetDisposed, Forbidden, InvalidState, NotFound, ValidationFailed
+from gateway.service.access import hide_unless, require_role
+from gateway.service.context import PageRequest, ServiceContext, encode_cursor
+from gateway.service.schemas import (
+    AssetCard,
+    AssetCreate,
+    AssetUpdate,
+    BasicSection,
+    ColumnOut,
+    DisposalOut,
+    DisposeIn,
+    FreezeIn,
+    FreezeOut,
+    LocationSection,
+    ManagementSection,
+    PageOut,
+    RightsSection,
+    UsageSection,
+)
+from gateway.store import Tx
+
+_ALL = (AssetStatus.ACTIVE, AssetStatus.FROZEN, AssetStatus.DISPOSED)
+_CATALOGUE = (AssetStatus.ACTIVE, AssetStatus.FROZEN)
+
+
+def asset_card(asset: Asset, *, with_location: bool) -> AssetCard:
+    """The asset card; ``with_location`` only for the holder and auditors."""
+    freeze = asset.freeze
+    disposal = asset.disposal
+    return AssetCard(
+        id=asset.id,
+        basic=BasicSection(
+            name=asset.name,
+            description=asset.description,
+            domain=asset.domain,
+            columns=[
+                ColumnOut(name=c.name, type=c.type, tag=c.tag, description=c.description)
+                for c in asset.columns
+            ],
+            privacy_unit=asset.privacy_unit,
+            row_count=asset.row_count,
+            update_frequency=asset.update_frequency,
+            classification=asset.classification,
+        ),
+        rights=RightsSection(
+            holder_org_id=asset.org_id,
+            holding=asset.rights.holding,
+            processing_use=asset.rights.processing_use,
+            product_operation=asset.rights.product_operation,
+        ),
+        usage=UsageSection(
+            jobs_run=asset.jobs_run, operators=len(asset.operators), last_access=asset.last_access
+        ),
+        management=ManagementSection(
+            status=asset.status,
+            registration_number=asset.registration_number,
+            version=asset.version,
+            content_digest=asset.content_digest,
+            registered_at=asset.created_at,
+            updated_at=asset.updated_at,
+            freeze=FreezeOut(**dataclasses.asdict(freeze)) if freeze else None,
+            disposal=DisposalOut(**dataclasses.asdict(disposal)) if disposal else None,
+        ),
+        location=LocationSection(site_id=asset.site_id, local_ref=asset.local_ref)
+        if with_location
+        else None,
+    )
+
+
+def _check_schema(body: AssetCreate) -> tuple[Column, ...]:
+    names = [c.name for c in body.columns]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValidationFailed(f"duplicate column names: {', '.join(duplicates)}")
+    by_name = {c.name: c for c in body.columns}
+    unit = by_name.get(body.privacy_unit)
+    if unit is None:
+        raise ValidationFailed("privacy_unit must name one of the columns")
+    if unit.tag != ColumnTag.IDENTIFIER:
+        raise ValidationFailed("the privacy_unit column must be tagged 'identifier'")
+    return tuple(Column(c.name, c.type, c.tag, c.description) for c in body.columns)
+
+
+class Assets:
+    """Use cases for assets.
+
+    Visibility: a holder sees only its organisation's assets; an operator sees the
+    catalogue (active and frozen cards, never the location); an auditor sees everything.
+    Anything not visible answers 404.
+    """
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    def _visible(self, actor: Actor, asset: Asset | None) -> Asset:
+        if asset is None:
+            raise NotFound("no such asset")
+        if actor.role == Role.AUDITOR:
+            return asset
+        if actor.role == Role.HOLDER and asset.org_id == actor.org_id:
+            return asset
+        if actor.role == Role.OPERATOR and asset.status in _CATALOGUE:
+            return asset
+        raise NotFound("no such asset")
+
+    def _card(self, actor: Actor, asset: Asset) -> AssetCard:
+        return asset_card(asset, with_location=actor.role in (Role.HOLDER, Role.AUDITOR))
+
+    def register(self, actor: Actor, body: AssetCreate) -> AssetCard:
+        require_role(actor, Role.HOLDER)
+        columns = _check_schema(body)
+        now = self.ctx.clock.now()
+        with self.ctx.store.write() as tx:
+            site = tx.get_site(body.site_id)
+            hide_unless(site is not None and site.org_id == actor.org_id, "site")
+            serial = tx.next_serial(f"registration-{now.year}")
+            asset = Asset(
+                id=self.ctx.ids.new("ast"),
+                org_id=actor.org_id,
+                site_id=body.site_id,
+                local_ref=body.local_ref,
+                name=body.name,
+                description=body.description,
+                domain=body.domain,
+                columns=columns,
+                privacy_unit=body.privacy_unit,
+                row_count=body.row_count,
+                update_frequency=body.update_frequency,
+                classification=body.classification,
+                rights=Rights(**body.rights.model_dump()),
+                status=AssetStatus.ACTIVE,
+                registration_number=f"BG-{now.year}-{serial:06d}",
+                version=1,
+                content_digest=body.content_digest,
+                created_at=now,
+                updated_at=now,
+            )
+            tx.add_asset(asset)
+        return self._card(actor, asset)
+
+    def get(self, actor: Actor, asset_id: str) -> AssetCard:
+        require_role(actor, Role.HOLDER, Role.OPERATOR, Role.AUDITOR)
+        with self.ctx.store.read() as tx:
+            asset = self._visible(actor, tx.get_asset(asset_id))
+        return self._card(actor, asset)
+
+    def list(
+        self, actor: Actor, page: PageRequest, status: AssetStatus | None = None
+    ) -> PageOut[AssetCard]:
+        require_role(actor, Role.HOLDER, Role.OPERATOR, Role.AUDITOR)
+        org_id = actor.org_id if actor.role == Role.HOLDER else None
+        allowed = _CATALOGUE if actor.role == Role.OPERATOR else _ALL
+        statuses = tuple(s for s in allowed if status is None or s == status)
+        with self.ctx.store.read() as tx:
+            assets = tx.list_assets(
+                org_id=org_id, statuses=statuses, after=page.after, limit=page.limit
+            )
+        nxt = encode_cursor(assets[-1].id) if len(assets) == page.limit else None
+        return PageOut[AssetCard](items=[self._card(actor, a) for a in assets], next_cursor=nxt)
+
+    def _mutable(self, actor: Actor, tx: Tx, asset_id: str, *roles: Role) -> Asset:
+        asset = self._visible(actor, tx.get_asset(asset_id))
+        if actor.role not in roles:
+            raise Forbidden(f"requires role {' or '.join(str(r) for r in roles)}")
+        if asset.status == AssetStatus.DISPOSED:
+            raise AssetDisposed()
+        return asset
+
+    def _save(self, tx: Tx, before: Asset, after: Asset) -> None:
+        tx.update_asset(after, expected_version=before.version)
+
+    def update(self, actor: Actor, asset_id: str, body: AssetUpdate) -> AssetCard:
+        changes = body.model_dump(exclude_unset=True)
+        if not changes:
+            raise ValidationFailed("nothing to update")
+        if any(v is None for v in changes.values()):
+            raise ValidationFailed("fields cannot be set to null")
+        with self.ctx.store.write() as tx:
+            asset = self._mutable(actor, tx, asset_id, Role.HOLDER)
+            if "rights" in changes:
+                changes["rights"] = Rights(**changes["rights"])
+            updated = dataclasses.replace(
+                asset, **changes, version=asset.version + 1, updated_at=self.ctx.clock.now()
+            )
+            self._save(tx, asset, updated)
+        return self._card(actor, updated)
+
+    def freeze(self, actor: Actor, asset_id: str, body: FreezeIn) -> AssetCard:
+        """Stop all new use at once (holder of the asset, or an auditor in an emergency)."""
+        with self.ctx.store.write() as tx:
+            asset = self._mutable(actor, tx, asset_id, Role.HOLDER, Role.AUDITOR)
+            if asset.status == AssetStatus.FROZEN:
+                raise InvalidState("the asset is already frozen")
+            now = self.ctx.clock.now()
+            updated = dataclasses.replace(
+                asset,
+                status=AssetStatus.FROZEN,
+                freeze=Freeze(actor.principal_id, actor.role, now, body.reason),
+                updated_at=now,
+                version=asset.version + 1,
+            )
+            self._save(tx, asset, updated)
+        return self._card(actor, updated)
+
+    def unfreeze(self, actor: Actor, asset_id: str) -> AssetCard:
+        """Lift a freeze. A freeze an auditor imposed can be lifted only by an auditor."""
+        with self.ctx.store.write() as tx:
+            asset = self._mutable(actor, tx, asset_id, Role.HOLDER, Role.AUDITOR)
+            if asset.status != AssetStatus.FROZEN or asset.freeze is None:
+                raise InvalidState("the asset is not frozen")
+            if asset.freeze.frozen_role == Role.AUDITOR and actor.role != Role.AUDITOR:
+                raise Forbidden("an auditor's freeze can be lifted only by an auditor")
+            now = self.ctx.clock.now()
+            updated = dataclasses.replace(
+                asset,
+                status=AssetStatus.ACTIVE,
+                freeze=None,
+                updated_at=now,
+                version=asset.version + 1,
+            )
+            self._save(tx, asset, updated)
+        return self._card(actor, updated)
+
+    def dispose(self, actor: Actor, asset_id: str, body: DisposeIn) -> AssetCard:
+        """Record the secure destruction of the asset's data; it can never be used again."""
+        with self.ctx.store.write() as tx:
+            asset = self._mutable(actor, tx, asset_id, Role.HOLDER)
+            now = self.ctx.clock.now()
+            updated = dataclasses.replace(
+                asset,
+                status=AssetStatus.DISPOSED,
+                disposal=Disposal(
+                    actor.principal_id, now, body.method, body.destroyed_digest, body.note
+                ),
+                updated_at=now,
+                version=asset.version + 1,
+            )
+            self._save(tx, asset, updated)
+        return self._card(actor, updated)

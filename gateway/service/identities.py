@@ -1,0 +1,266 @@
+"""Organisations, principals and API keys."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+
+from gateway.domain import Actor, ApiKey, Organisation, Principal, Role
+from gateway.errors import Conflict, InvalidState, NotFound, Unauthenticated, ValidationFailed
+from gateway.service.access import hide_unless, require_role
+from gateway.service.context import PageRequest, ServiceContext, encode_cursor
+from gateway.service.schemas import (
+    ApiKeyOut,
+    IssuedKey,
+    OrganisationCreate,
+    OrganisationOut,
+    PageOut,
+    PrincipalCreate,
+    PrincipalCreated,
+    PrincipalOut,
+    WhoAmI,
+)
+from gateway.store import Tx
+
+KEY_PREFIX = "bg_"
+_KEY_BYTES = 32
+
+
+def hash_key(api_key: str) -> str:
+    """The stored form of an API key: SHA-256 hex (keys carry 256 random bits)."""
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+
+
+def org_out(org: Organisation) -> OrganisationOut:
+    return OrganisationOut(
+        id=org.id,
+        name=org.name,
+        description=org.description,
+        public_key=org.public_key,
+        created_at=org.created_at,
+    )
+
+
+def principal_out(p: Principal) -> PrincipalOut:
+    return PrincipalOut(
+        id=p.id,
+        org_id=p.org_id,
+        name=p.name,
+        role=p.role,
+        disabled=p.disabled,
+        created_at=p.created_at,
+    )
+
+
+def key_out(k: ApiKey) -> ApiKeyOut:
+    return ApiKeyOut(
+        id=k.id, principal_id=k.principal_id, created_at=k.created_at, revoked_at=k.revoked_at
+    )
+
+
+def validate_ed25519_public_key(value: str) -> str:
+    """Check that ``value`` is 32 raw bytes in standard base64 and return it normalised."""
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationFailed("public_key must be standard base64") from None
+    if len(raw) != 32:
+        raise ValidationFailed("public_key must be a 32-byte Ed25519 public key")
+    return base64.b64encode(raw).decode("ascii")
+
+
+class Identities:
+    """Use cases for organisations, principals and keys."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    # keys ------------------------------------------------------------------------------
+    def _issue_key(self, tx: Tx, principal_id: str) -> IssuedKey:
+        secret = base64.b32encode(self.ctx.random.bytes(_KEY_BYTES)).decode().rstrip("=").lower()
+        api_key = f"{KEY_PREFIX}{secret}"
+        key = ApiKey(
+            id=self.ctx.ids.new("key"),
+            principal_id=principal_id,
+            created_at=self.ctx.clock.now(),
+            revoked_at=None,
+        )
+        tx.add_api_key(key, hash_key(api_key))
+        return IssuedKey(key=key_out(key), api_key=api_key)
+
+    def authenticate(self, authorization: str | None) -> Actor:
+        """Resolve an ``Authorization: Bearer`` header to an actor, or raise 401."""
+        if not authorization:
+            raise Unauthenticated("missing Authorization header")
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token.startswith(KEY_PREFIX) or len(token) > 200:
+            raise Unauthenticated("expected 'Authorization: Bearer bg_...'")
+        digest = hash_key(token)
+        with self.ctx.store.read() as tx:
+            found = tx.find_api_key(digest)
+        if found is None:
+            raise Unauthenticated("unknown API key")
+        key, principal = found
+        if key.revoked_at is not None or principal.disabled:
+            raise Unauthenticated("the API key is revoked or its principal is disabled")
+        return Actor(principal.id, principal.org_id, principal.role, key.id)
+
+    # bootstrap -------------------------------------------------------------------------
+    def bootstrap_admin(self, org_name: str, admin_name: str) -> PrincipalCreated:
+        """Create the first organisation and its admin; refuse once any exists."""
+        with self.ctx.store.write() as tx:
+            if tx.list_orgs(after=None, limit=1):
+                raise Conflict("already initialised")
+            org = Organisation(
+                self.ctx.ids.new("org"),
+                org_name,
+                "Platform administration",
+                None,
+                self.ctx.clock.now(),
+            )
+            tx.add_org(org)
+            return self._add_principal(tx, org.id, admin_name, Role.ADMIN)
+
+    # organisations ---------------------------------------------------------------------
+    def create_org(self, actor: Actor, body: OrganisationCreate) -> OrganisationOut:
+        require_role(actor, Role.ADMIN)
+        org = Organisation(
+            self.ctx.ids.new("org"), body.name, body.description, None, self.ctx.clock.now()
+        )
+        with self.ctx.store.write() as tx:
+            tx.add_org(org)
+        return org_out(org)
+
+    def _sees_all(self, actor: Actor) -> bool:
+        return actor.role in (Role.ADMIN, Role.AUDITOR)
+
+    def get_org(self, actor: Actor, org_id: str) -> OrganisationOut:
+        hide_unless(self._sees_all(actor) or actor.org_id == org_id, "organisation")
+        with self.ctx.store.read() as tx:
+            org = tx.get_org(org_id)
+        hide_unless(org is not None, "organisation")
+        assert org is not None
+        return org_out(org)
+
+    def list_orgs(self, actor: Actor, page: PageRequest) -> PageOut[OrganisationOut]:
+        with self.ctx.store.read() as tx:
+            if self._sees_all(actor):
+                orgs = tx.list_orgs(after=page.after, limit=page.limit)
+            else:
+                own = tx.get_org(actor.org_id)
+                orgs = [own] if own and (page.after is None or own.id > page.after) else []
+        nxt = encode_cursor(orgs[-1].id) if len(orgs) == page.limit else None
+        return PageOut[OrganisationOut](items=[org_out(o) for o in orgs], next_cursor=nxt)
+
+    def set_public_key(self, actor: Actor, org_id: str, public_key: str | None) -> OrganisationOut:
+        """Register (or remove) the organisation's Ed25519 public key for signing licences."""
+        hide_unless(self._sees_all(actor) or actor.org_id == org_id, "organisation")
+        require_role(actor, Role.ADMIN, Role.HOLDER, Role.OPERATOR)
+        normal = validate_ed25519_public_key(public_key) if public_key is not None else None
+        with self.ctx.store.write() as tx:
+            if tx.get_org(org_id) is None:
+                raise NotFound("no such organisation")
+            tx.set_org_public_key(org_id, normal)
+            org = tx.get_org(org_id)
+        assert org is not None
+        return org_out(org)
+
+    # principals ------------------------------------------------------------------------
+    def _add_principal(self, tx: Tx, org_id: str, name: str, role: Role) -> PrincipalCreated:
+        principal = Principal(
+            self.ctx.ids.new("prn"), org_id, name, role, False, self.ctx.clock.now()
+        )
+        tx.add_principal(principal)
+        issued = self._issue_key(tx, principal.id)
+        return PrincipalCreated(
+            principal=principal_out(principal), key=issued.key, api_key=issued.api_key
+        )
+
+    def create_principal(self, actor: Actor, body: PrincipalCreate) -> PrincipalCreated:
+        require_role(actor, Role.ADMIN)
+        with self.ctx.store.write() as tx:
+            if tx.get_org(body.org_id) is None:
+                raise NotFound("no such organisation")
+            return self._add_principal(tx, body.org_id, body.name, body.role)
+
+    def _visible_principal(self, actor: Actor, tx: Tx, principal_id: str) -> Principal:
+        principal = tx.get_principal(principal_id)
+        visible = principal is not None and (
+            self._sees_all(actor) or principal.id == actor.principal_id
+        )
+        hide_unless(visible, "principal")
+        assert principal is not None
+        return principal
+
+    def get_principal(self, actor: Actor, principal_id: str) -> PrincipalOut:
+        with self.ctx.store.read() as tx:
+            return principal_out(self._visible_principal(actor, tx, principal_id))
+
+    def list_principals(
+        self, actor: Actor, org_id: str | None, page: PageRequest
+    ) -> PageOut[PrincipalOut]:
+        with self.ctx.store.read() as tx:
+            if self._sees_all(actor):
+                items = tx.list_principals(org_id=org_id, after=page.after, limit=page.limit)
+            else:
+                me = tx.get_principal(actor.principal_id)
+                items = [me] if me and (page.after is None or me.id > page.after) else []
+                if org_id is not None and org_id != actor.org_id:
+                    items = []
+        nxt = encode_cursor(items[-1].id) if len(items) == page.limit else None
+        return PageOut[PrincipalOut](items=[principal_out(p) for p in items], next_cursor=nxt)
+
+    def set_disabled(self, actor: Actor, principal_id: str, disabled: bool) -> PrincipalOut:
+        require_role(actor, Role.ADMIN)
+        if principal_id == actor.principal_id and disabled:
+            raise InvalidState("an admin cannot disable itself")
+        with self.ctx.store.write() as tx:
+            self._visible_principal(actor, tx, principal_id)
+            tx.set_principal_disabled(principal_id, disabled)
+            updated = tx.get_principal(principal_id)
+        assert updated is not None
+        return principal_out(updated)
+
+    def whoami(self, actor: Actor) -> WhoAmI:
+        with self.ctx.store.read() as tx:
+            principal = tx.get_principal(actor.principal_id)
+            org = tx.get_org(actor.org_id)
+        if principal is None or org is None:
+            raise Unauthenticated("unknown principal")
+        return WhoAmI(
+            principal=principal_out(principal), organisation=org_out(org), key_id=actor.key_id
+        )
+
+    # API keys --------------------------------------------------------------------------
+    def _may_manage_keys(self, actor: Actor, principal_id: str) -> bool:
+        return actor.role == Role.ADMIN or actor.principal_id == principal_id
+
+    def rotate_key(self, actor: Actor, principal_id: str, revoke_existing: bool) -> IssuedKey:
+        """Issue a new key; by default revoke every other active key of the principal."""
+        with self.ctx.store.write() as tx:
+            self._visible_principal(actor, tx, principal_id)
+            hide_unless(self._may_manage_keys(actor, principal_id), "principal")
+            now = self.ctx.clock.now()
+            if revoke_existing:
+                for key in tx.list_api_keys(principal_id):
+                    if key.revoked_at is None:
+                        tx.revoke_api_key(key.id, now)
+            return self._issue_key(tx, principal_id)
+
+    def list_keys(self, actor: Actor, principal_id: str) -> list[ApiKeyOut]:
+        with self.ctx.store.read() as tx:
+            self._visible_principal(actor, tx, principal_id)
+            hide_unless(self._may_manage_keys(actor, principal_id), "principal")
+            return [key_out(k) for k in tx.list_api_keys(principal_id)]
+
+    def revoke_key(self, actor: Actor, principal_id: str, key_id: str) -> ApiKeyOut:
+        with self.ctx.store.write() as tx:
+            self._visible_principal(actor, tx, principal_id)
+            hide_unless(self._may_manage_keys(actor, principal_id), "principal")
+            keys = {k.id: k for k in tx.list_api_keys(principal_id)}
+            hide_unless(key_id in keys, "key")
+            tx.revoke_api_key(key_id, self.ctx.clock.now())
+            revoked = {k.id: k for k in tx.list_api_keys(principal_id)}[key_id]
+        return key_out(revoked)

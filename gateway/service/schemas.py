@@ -1,0 +1,271 @@
+"""Request and response shapes shared by every transport (REST and gRPC)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from gateway.domain import (
+    AssetStatus,
+    Classification,
+    ColumnTag,
+    ColumnType,
+    Role,
+    UpdateFrequency,
+)
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Text = Annotated[str, StringConstraints(max_length=4000)]
+Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
+
+T = TypeVar("T")
+
+_FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
+_ADDRESS = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):[0-9]{1,5}$")
+
+
+class Strict(BaseModel):
+    """Base for request bodies: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+# organisations -----------------------------------------------------------------------------
+class OrganisationCreate(Strict):
+    name: Name
+    description: Text = ""
+
+
+class PublicKeySet(Strict):
+    public_key: str | None = Field(
+        description="Ed25519 public key, 32 raw bytes in standard base64; null removes it."
+    )
+
+
+class OrganisationOut(BaseModel):
+    id: str
+    name: str
+    description: str
+    public_key: str | None
+    created_at: datetime
+
+
+# principals and keys -----------------------------------------------------------------------
+class PrincipalCreate(Strict):
+    org_id: str
+    name: Name
+    role: Role
+
+
+class PrincipalOut(BaseModel):
+    id: str
+    org_id: str
+    name: str
+    role: Role
+    disabled: bool
+    created_at: datetime
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    principal_id: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class IssuedKey(BaseModel):
+    """A new API key. ``api_key`` is shown this once and stored only as a hash."""
+
+    key: ApiKeyOut
+    api_key: str
+
+
+class PrincipalCreated(BaseModel):
+    principal: PrincipalOut
+    key: ApiKeyOut
+    api_key: str
+
+
+class KeyRotate(Strict):
+    revoke_existing: bool = Field(
+        default=True, description="Revoke every other active key of the principal."
+    )
+
+
+class PrincipalState(Strict):
+    disabled: bool
+
+
+class WhoAmI(BaseModel):
+    principal: PrincipalOut
+    organisation: OrganisationOut
+    key_id: str | None
+
+
+# sites ---------------------------------------------------------------------------------------
+class SiteCreate(Strict):
+    name: Name
+    grpc_address: str = Field(max_length=300, description="host:port of the site agent")
+    tls_fingerprint: str = Field(
+        description="SHA-256 of the site certificate (DER), hex, colons allowed"
+    )
+    org_id: str | None = Field(default=None, description="Admins only: the holder organisation.")
+
+    @field_validator("grpc_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if not _ADDRESS.match(value) or not 0 < int(value.rsplit(":", 1)[1]) < 65536:
+            raise ValueError("must be host:port")
+        return value
+
+    @field_validator("tls_fingerprint")
+    @classmethod
+    def _fingerprint(cls, value: str) -> str:
+        normal = value.replace(":", "").lower()
+        if not _FINGERPRINT.match(normal):
+            raise ValueError("must be a SHA-256 fingerprint: 64 hex digits")
+        return normal
+
+
+class SiteOut(BaseModel):
+    id: str
+    org_id: str
+    name: str
+    grpc_address: str
+    tls_fingerprint: str
+    created_at: datetime
+
+
+# assets --------------------------------------------------------------------------------------
+class ColumnIn(Strict):
+    name: Identifier
+    type: ColumnType
+    tag: ColumnTag
+    description: Text = ""
+
+
+class RightsIn(Strict):
+    holding: Name = Field(description="Who holds the data-holding right")
+    processing_use: Name = Field(description="Who holds the processing-and-use right")
+    product_operation: Name = Field(description="Who holds the product-operation right")
+
+
+class AssetCreate(Strict):
+    name: Name
+    description: Text = ""
+    domain: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    site_id: str
+    local_ref: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
+        description="The site's own name for the data (never shown to operators)"
+    )
+    columns: list[ColumnIn] = Field(min_length=1, max_length=500)
+    privacy_unit: Identifier
+    row_count: int = Field(ge=0)
+    update_frequency: UpdateFrequency
+    classification: Classification
+    rights: RightsIn
+    content_digest: Sha256Hex
+
+
+class AssetUpdate(Strict):
+    description: Text | None = None
+    domain: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    row_count: int | None = Field(default=None, ge=0)
+    update_frequency: UpdateFrequency | None = None
+    classification: Classification | None = None
+    rights: RightsIn | None = None
+    content_digest: Sha256Hex | None = None
+
+
+class FreezeIn(Strict):
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+
+
+class DisposeIn(Strict):
+    method: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
+        description="How the data was destroyed, e.g. 'NIST 800-88 purge'"
+    )
+    destroyed_digest: Sha256Hex = Field(description="SHA-256 of what was destroyed")
+    note: Text = ""
+
+
+class ColumnOut(BaseModel):
+    name: str
+    type: ColumnType
+    tag: ColumnTag
+    description: str
+
+
+class BasicSection(BaseModel):
+    name: str
+    description: str
+    domain: str
+    columns: list[ColumnOut]
+    privacy_unit: str
+    row_count: int
+    update_frequency: UpdateFrequency
+    classification: Classification
+
+
+class RightsSection(BaseModel):
+    holder_org_id: str
+    holding: str
+    processing_use: str
+    product_operation: str
+
+
+class UsageSection(BaseModel):
+    jobs_run: int
+    operators: int
+    last_access: datetime | None
+
+
+class FreezeOut(BaseModel):
+    frozen_by: str
+    frozen_role: Role
+    frozen_at: datetime
+    reason: str
+
+
+class DisposalOut(BaseModel):
+    disposed_by: str
+    disposed_at: datetime
+    method: str
+    destroyed_digest: str
+    note: str
+
+
+class ManagementSection(BaseModel):
+    status: AssetStatus
+    registration_number: str
+    version: int
+    content_digest: str
+    registered_at: datetime
+    updated_at: datetime
+    freeze: FreezeOut | None = None
+    disposal: DisposalOut | None = None
+
+
+class LocationSection(BaseModel):
+    """Where the data lives: only for the holder and auditors, never for operators."""
+
+    site_id: str
+    local_ref: str
+
+
+class AssetCard(BaseModel):
+    id: str
+    basic: BasicSection
+    rights: RightsSection
+    usage: UsageSection
+    management: ManagementSection
+    location: LocationSection | None = None
+
+
+class PageOut(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None

@@ -1,0 +1,70 @@
+"""Registration of holders' sites (where their agents and data live)."""
+
+from __future__ import annotations
+
+from gateway.domain import Actor, Role, Site
+from gateway.errors import NotFound, ValidationFailed
+from gateway.service.access import hide_unless, require_role
+from gateway.service.context import PageRequest, ServiceContext, encode_cursor
+from gateway.service.schemas import PageOut, SiteCreate, SiteOut
+
+
+def site_out(site: Site) -> SiteOut:
+    return SiteOut(
+        id=site.id,
+        org_id=site.org_id,
+        name=site.name,
+        grpc_address=site.grpc_address,
+        tls_fingerprint=site.tls_fingerprint,
+        created_at=site.created_at,
+    )
+
+
+class Sites:
+    """Use cases for sites. Operators never see sites: they reveal where data lives."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    def register(self, actor: Actor, body: SiteCreate) -> SiteOut:
+        require_role(actor, Role.HOLDER, Role.ADMIN)
+        if actor.role == Role.HOLDER:
+            if body.org_id not in (None, actor.org_id):
+                raise NotFound("no such organisation")
+            org_id = actor.org_id
+        else:
+            if body.org_id is None:
+                raise ValidationFailed("org_id is required when an admin registers a site")
+            org_id = body.org_id
+        site = Site(
+            id=self.ctx.ids.new("site"),
+            org_id=org_id,
+            name=body.name,
+            grpc_address=body.grpc_address,
+            tls_fingerprint=body.tls_fingerprint,
+            created_at=self.ctx.clock.now(),
+        )
+        with self.ctx.store.write() as tx:
+            if tx.get_org(org_id) is None:
+                raise NotFound("no such organisation")
+            tx.add_site(site)
+        return site_out(site)
+
+    def _scope(self, actor: Actor) -> str | None:
+        require_role(actor, Role.HOLDER, Role.ADMIN, Role.AUDITOR)
+        return actor.org_id if actor.role == Role.HOLDER else None
+
+    def get(self, actor: Actor, site_id: str) -> SiteOut:
+        scope = self._scope(actor)
+        with self.ctx.store.read() as tx:
+            site = tx.get_site(site_id)
+        hide_unless(site is not None and scope in (None, site.org_id), "site")
+        assert site is not None
+        return site_out(site)
+
+    def list(self, actor: Actor, page: PageRequest) -> PageOut[SiteOut]:
+        scope = self._scope(actor)
+        with self.ctx.store.read() as tx:
+            sites = tx.list_sites(org_id=scope, after=page.after, limit=page.limit)
+        nxt = encode_cursor(sites[-1].id) if len(sites) == page.limit else None
+        return PageOut[SiteOut](items=[site_out(s) for s in sites], next_cursor=nxt)

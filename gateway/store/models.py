@@ -1,0 +1,122 @@
+"""SQLModel tables. Only the store package sees these; everything above sees domain objects."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Index, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes as UTC and always returns aware UTC datetimes."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _ts(nullable: bool = False, index: bool = False) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable, index=index)
+
+
+class OrganisationRow(SQLModel, table=True):
+    __tablename__ = "organisation"
+
+    id: str = Field(primary_key=True, max_length=40)
+    name: str = Field(max_length=200, unique=True)
+    description: str = Field(default="", max_length=2000)
+    public_key: str | None = Field(default=None, max_length=100)
+    created_at: datetime = _ts()
+
+
+class PrincipalRow(SQLModel, table=True):
+    __tablename__ = "principal"
+    __table_args__ = (UniqueConstraint("org_id", "name", name="uq_principal_org_name"),)
+
+    id: str = Field(primary_key=True, max_length=40)
+    org_id: str = Field(foreign_key="organisation.id", index=True, max_length=40)
+    name: str = Field(max_length=200)
+    role: str = Field(max_length=20)
+    disabled: bool = False
+    created_at: datetime = _ts()
+
+
+class ApiKeyRow(SQLModel, table=True):
+    __tablename__ = "api_key"
+
+    id: str = Field(primary_key=True, max_length=40)
+    principal_id: str = Field(foreign_key="principal.id", index=True, max_length=40)
+    key_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime = _ts()
+    revoked_at: datetime | None = _ts(nullable=True)
+
+
+class SiteRow(SQLModel, table=True):
+    __tablename__ = "site"
+    __table_args__ = (UniqueConstraint("org_id", "name", name="uq_site_org_name"),)
+
+    id: str = Field(primary_key=True, max_length=40)
+    org_id: str = Field(foreign_key="organisation.id", index=True, max_length=40)
+    name: str = Field(max_length=200)
+    grpc_address: str = Field(max_length=300)
+    tls_fingerprint: str = Field(max_length=64)
+    created_at: datetime = _ts()
+
+
+class AssetRow(SQLModel, table=True):
+    __tablename__ = "asset"
+    __table_args__ = (
+        UniqueConstraint("org_id", "name", name="uq_asset_org_name"),
+        Index("ix_asset_status_id", "status", "id"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    org_id: str = Field(foreign_key="organisation.id", index=True, max_length=40)
+    site_id: str = Field(foreign_key="site.id", max_length=40)
+    local_ref: str = Field(max_length=200)
+    name: str = Field(max_length=200)
+    description: str = Field(default="", max_length=4000)
+    domain: str = Field(max_length=100)
+    columns: list[dict[str, Any]] = Field(sa_type=JSON)
+    privacy_unit: str = Field(max_length=100)
+    row_count: int
+    update_frequency: str = Field(max_length=20)
+    classification: str = Field(max_length=20)
+    rights: dict[str, Any] = Field(sa_type=JSON)
+    status: str = Field(max_length=20)
+    registration_number: str = Field(max_length=40, unique=True)
+    version: int
+    content_digest: str = Field(max_length=64)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+    jobs_run: int = 0
+    operators: list[str] = Field(default_factory=list, sa_type=JSON)
+    last_access: datetime | None = _ts(nullable=True)
+    freeze: dict[str, Any] | None = Field(default=None, sa_type=JSON, nullable=True)
+    disposal: dict[str, Any] | None = Field(default=None, sa_type=JSON, nullable=True)
+
+
+class CounterRow(SQLModel, table=True):
+    """Named monotonic counters (registration serials and the like)."""
+
+    __tablename__ = "counter"
+
+    name: str = Field(primary_key=True, max_length=60)
+    value: int = 0

@@ -1,0 +1,385 @@
+"""The SQL implementation of the store: SQLite (WAL) by default, PostgreSQL by URL."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, func, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlmodel import Session, col, select
+
+from gateway.domain import (
+    ApiKey,
+    Asset,
+    AssetStatus,
+    Classification,
+    Column,
+    ColumnTag,
+    ColumnType,
+    Disposal,
+    Freeze,
+    Organisation,
+    Principal,
+    Rights,
+    Role,
+    Site,
+    UpdateFrequency,
+)
+from gateway.errors import Conflict, InvalidState
+from gateway.store.models import (
+    ApiKeyRow,
+    AssetRow,
+    CounterRow,
+    OrganisationRow,
+    PrincipalRow,
+    SiteRow,
+)
+
+log = logging.getLogger(__name__)
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine with the settings Blindgate relies on for ``url``."""
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=8,
+            max_overflow=8,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: DBAPIConnection, _rec: ConnectionPoolEntry) -> None:
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            mode = "IMMEDIATE" if conn.get_execution_options().get("blindgate_write") else ""
+            conn.exec_driver_sql(f"BEGIN {mode}".strip())
+
+        return engine
+    return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+class SqlStore:
+    """A :class:`gateway.store.repository.Store` over SQLAlchemy."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.kind = "postgresql" if engine.dialect.name == "postgresql" else "sqlite"
+        self._sqlite_write_lock = threading.Lock() if self.kind == "sqlite" else None
+
+    @contextmanager
+    def read(self) -> Iterator[SqlTx]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield SqlTx(session)
+            session.rollback()
+
+    @contextmanager
+    def write(self) -> Iterator[SqlTx]:
+        lock = self._sqlite_write_lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            conn = self.engine.connect().execution_options(blindgate_write=True)
+            try:
+                with Session(bind=conn, expire_on_commit=False) as session:
+                    try:
+                        yield SqlTx(session)
+                        session.commit()
+                    except IntegrityError as exc:
+                        session.rollback()
+                        raise Conflict(
+                            "a resource with the same unique name already exists"
+                        ) from exc
+                    except BaseException:
+                        session.rollback()
+                        raise
+            finally:
+                conn.close()
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _org(row: OrganisationRow) -> Organisation:
+    return Organisation(row.id, row.name, row.description, row.public_key, row.created_at)
+
+
+def _principal(row: PrincipalRow) -> Principal:
+    return Principal(row.id, row.org_id, row.name, Role(row.role), row.disabled, row.created_at)
+
+
+def _key(row: ApiKeyRow) -> ApiKey:
+    return ApiKey(row.id, row.principal_id, row.created_at, row.revoked_at)
+
+
+def _site(row: SiteRow) -> Site:
+    return Site(row.id, row.org_id, row.name, row.grpc_address, row.tls_fingerprint, row.created_at)
+
+
+def _dt(value: Any) -> datetime:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _asset(row: AssetRow) -> Asset:
+    freeze = None
+    if row.freeze:
+        f = row.freeze
+        freeze = Freeze(f["frozen_by"], Role(f["frozen_role"]), _dt(f["frozen_at"]), f["reason"])
+    disposal = None
+    if row.disposal:
+        d = row.disposal
+        disposal = Disposal(
+            d["disposed_by"], _dt(d["disposed_at"]), d["method"], d["destroyed_digest"], d["note"]
+        )
+    return Asset(
+        id=row.id,
+        org_id=row.org_id,
+        site_id=row.site_id,
+        local_ref=row.local_ref,
+        name=row.name,
+        description=row.description,
+        domain=row.domain,
+        columns=tuple(
+            Column(c["name"], ColumnType(c["type"]), ColumnTag(c["tag"]), c.get("description", ""))
+            for c in row.columns
+        ),
+        privacy_unit=row.privacy_unit,
+        row_count=row.row_count,
+        update_frequency=UpdateFrequency(row.update_frequency),
+        classification=Classification(row.classification),
+        rights=Rights(**row.rights),
+        status=AssetStatus(row.status),
+        registration_number=row.registration_number,
+        version=row.version,
+        content_digest=row.content_digest,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        jobs_run=row.jobs_run,
+        operators=tuple(row.operators),
+        last_access=row.last_access,
+        freeze=freeze,
+        disposal=disposal,
+    )
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    return obj
+
+
+def _asset_values(asset: Asset) -> dict[str, Any]:
+    return {
+        "id": asset.id,
+        "org_id": asset.org_id,
+        "site_id": asset.site_id,
+        "local_ref": asset.local_ref,
+        "name": asset.name,
+        "description": asset.description,
+        "domain": asset.domain,
+        "columns": [
+            {"name": c.name, "type": str(c.type), "tag": str(c.tag), "description": c.description}
+            for c in asset.columns
+        ],
+        "privacy_unit": asset.privacy_unit,
+        "row_count": asset.row_count,
+        "update_frequency": str(asset.update_frequency),
+        "classification": str(asset.classification),
+        "rights": asdict(asset.rights),
+        "status": str(asset.status),
+        "registration_number": asset.registration_number,
+        "version": asset.version,
+        "content_digest": asset.content_digest,
+        "created_at": asset.created_at,
+        "updated_at": asset.updated_at,
+        "jobs_run": asset.jobs_run,
+        "operators": list(asset.operators),
+        "last_access": asset.last_access,
+        "freeze": _jsonable(asdict(asset.freeze)) if asset.freeze else None,
+        "disposal": _jsonable(asdict(asset.disposal)) if asset.disposal else None,
+    }
+
+
+class SqlTx:
+    """One transaction; see :class:`gateway.store.repository.Tx`."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def _flush(self) -> None:
+        self.session.flush()
+
+    # organisations
+    def add_org(self, org: Organisation) -> None:
+        self.session.add(OrganisationRow(**asdict(org)))
+        self._flush()
+
+    def get_org(self, org_id: str) -> Organisation | None:
+        row = self.session.get(OrganisationRow, org_id)
+        return _org(row) if row else None
+
+    def list_orgs(self, *, after: str | None, limit: int) -> list[Organisation]:
+        q = select(OrganisationRow).order_by(col(OrganisationRow.id)).limit(limit)
+        if after is not None:
+            q = q.where(col(OrganisationRow.id) > after)
+        return [_org(r) for r in self.session.exec(q)]
+
+    def set_org_public_key(self, org_id: str, public_key: str | None) -> None:
+        self.session.execute(
+            update(OrganisationRow)
+            .where(col(OrganisationRow.id) == org_id)
+            .values(public_key=public_key)
+        )
+
+    # principals and keys
+    def add_principal(self, principal: Principal) -> None:
+        values = asdict(principal)
+        values["role"] = str(principal.role)
+        self.session.add(PrincipalRow(**values))
+        self._flush()
+
+    def get_principal(self, principal_id: str) -> Principal | None:
+        row = self.session.get(PrincipalRow, principal_id)
+        return _principal(row) if row else None
+
+    def list_principals(
+        self, *, org_id: str | None, after: str | None, limit: int
+    ) -> list[Principal]:
+        q = select(PrincipalRow).order_by(col(PrincipalRow.id)).limit(limit)
+        if org_id is not None:
+            q = q.where(col(PrincipalRow.org_id) == org_id)
+        if after is not None:
+            q = q.where(col(PrincipalRow.id) > after)
+        return [_principal(r) for r in self.session.exec(q)]
+
+    def set_principal_disabled(self, principal_id: str, disabled: bool) -> None:
+        self.session.execute(
+            update(PrincipalRow)
+            .where(col(PrincipalRow.id) == principal_id)
+            .values(disabled=disabled)
+        )
+
+    def add_api_key(self, key: ApiKey, key_hash: str) -> None:
+        self.session.add(ApiKeyRow(**asdict(key), key_hash=key_hash))
+        self._flush()
+
+    def find_api_key(self, key_hash: str) -> tuple[ApiKey, Principal] | None:
+        q = (
+            select(ApiKeyRow, PrincipalRow)
+            .join(PrincipalRow, col(PrincipalRow.id) == col(ApiKeyRow.principal_id))
+            .where(col(ApiKeyRow.key_hash) == key_hash)
+        )
+        found = self.session.exec(q).first()
+        if found is None:
+            return None
+        key_row, principal_row = found
+        return _key(key_row), _principal(principal_row)
+
+    def list_api_keys(self, principal_id: str) -> list[ApiKey]:
+        q = (
+            select(ApiKeyRow)
+            .where(col(ApiKeyRow.principal_id) == principal_id)
+            .order_by(col(ApiKeyRow.id))
+        )
+        return [_key(r) for r in self.session.exec(q)]
+
+    def revoke_api_key(self, key_id: str, at: datetime) -> None:
+        self.session.execute(
+            update(ApiKeyRow)
+            .where(col(ApiKeyRow.id) == key_id, col(ApiKeyRow.revoked_at).is_(None))
+            .values(revoked_at=at)
+        )
+
+    # sites
+    def add_site(self, site: Site) -> None:
+        self.session.add(SiteRow(**asdict(site)))
+        self._flush()
+
+    def get_site(self, site_id: str) -> Site | None:
+        row = self.session.get(SiteRow, site_id)
+        return _site(row) if row else None
+
+    def list_sites(self, *, org_id: str | None, after: str | None, limit: int) -> list[Site]:
+        q = select(SiteRow).order_by(col(SiteRow.id)).limit(limit)
+        if org_id is not None:
+            q = q.where(col(SiteRow.org_id) == org_id)
+        if after is not None:
+            q = q.where(col(SiteRow.id) > after)
+        return [_site(r) for r in self.session.exec(q)]
+
+    # assets
+    def add_asset(self, asset: Asset) -> None:
+        self.session.add(AssetRow(**_asset_values(asset)))
+        self._flush()
+
+    def get_asset(self, asset_id: str) -> Asset | None:
+        row = self.session.get(AssetRow, asset_id)
+        return _asset(row) if row else None
+
+    def list_assets(
+        self,
+        *,
+        org_id: str | None,
+        statuses: Sequence[AssetStatus],
+        after: str | None,
+        limit: int,
+    ) -> list[Asset]:
+        q = select(AssetRow).order_by(col(AssetRow.id)).limit(limit)
+        if org_id is not None:
+            q = q.where(col(AssetRow.org_id) == org_id)
+        q = q.where(col(AssetRow.status).in_([str(s) for s in statuses]))
+        if after is not None:
+            q = q.where(col(AssetRow.id) > after)
+        return [_asset(r) for r in self.session.exec(q)]
+
+    def update_asset(self, asset: Asset, *, expected_version: int) -> None:
+        values = _asset_values(asset)
+        values.pop("id")
+        result = self.session.execute(
+            update(AssetRow)
+            .where(col(AssetRow.id) == asset.id, col(AssetRow.version) == expected_version)
+            .values(**values)
+        )
+        if getattr(result, "rowcount", 1) != 1:
+            raise InvalidState("the asset was changed concurrently; retry")
+
+    def next_serial(self, name: str) -> int:
+        dialect = self.session.get_bind().dialect.name
+        insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
+        upsert = (
+            insert_fn(CounterRow)
+            .values(name=name, value=1)
+            .on_conflict_do_update(index_elements=["name"], set_={"value": CounterRow.value + 1})
+            .returning(col(CounterRow.value))
+        )
+        return int(self.session.execute(upsert).scalar_one())
+
+    def count_assets(self) -> int:
+        return int(self.session.exec(select(func.count()).select_from(AssetRow)).one())

@@ -1,0 +1,1 @@
+"""Blindgate protocol definitions and generated gRPC code."""

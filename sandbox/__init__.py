@@ -1,0 +1,1 @@
+"""Blindgate data plane: site agent and the isolated runner for job fragments."""
