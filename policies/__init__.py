@@ -1,0 +1,1 @@
+"""Blindgate policy engine: pure, I/O-free decisions on job descriptions."""
