@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
     grpc_port: int = Field(default=50051, ge=0, le=65535)
+    grpc_tls_cert: Path | None = Field(default=None, description="PEM certificate for gRPC")
+    grpc_tls_key: Path | None = Field(default=None, description="PEM private key for gRPC")
     dev_mode: bool = False
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     page_size_default: int = Field(default=50, ge=1, le=1000)

@@ -30,6 +30,18 @@ def _step(message: str) -> None:
     click.echo(click.style("==> ", fg="cyan") + message, err=True)
 
 
+def _serve_both(services: Any) -> None:
+    """Serve gRPC in the background and REST in the foreground until interrupted."""
+    from gateway.grpc.server import start_grpc
+    from gateway.http.server import serve_http
+
+    grpc_server, _port = start_grpc(services)
+    try:
+        serve_http(services)
+    finally:
+        grpc_server.stop(grace=2)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option("0.1.0", prog_name="blindgate")
 def cli() -> None:
@@ -71,7 +83,6 @@ def serve(
     data_dir: Path | None, host: str | None, http_port: int | None, grpc_port: int | None
 ) -> None:
     """Serve the gateway's REST API (and gRPC) until interrupted."""
-    from gateway.http.server import serve_http
     from gateway.service import build_services
     from gateway.store import open_store
 
@@ -80,7 +91,7 @@ def serve(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings.resolved_database_url())
     try:
-        serve_http(build_services(store, settings))
+        _serve_both(build_services(store, settings))
     finally:
         store.close()
 
@@ -93,16 +104,16 @@ def serve(
     show_default=True,
 )
 @click.option("--http-port", type=int, default=8080, show_default=True)
+@click.option("--grpc-port", type=int, default=50051, show_default=True)
 @click.option("--rows", type=click.IntRange(100, 5_000_000), default=20_000, show_default=True)
 @click.option("--no-serve", is_flag=True, help="Seed and exit instead of serving.")
-def demo(data_dir: Path, http_port: int, rows: int, no_serve: bool) -> None:
+def demo(data_dir: Path, http_port: int, grpc_port: int, rows: int, no_serve: bool) -> None:
     """Reset a demo directory, seed sample organisations and data, and serve."""
     from gateway import demo as demo_mod
-    from gateway.http.server import serve_http
     from gateway.service import build_services
     from gateway.store import open_store
 
-    settings = _settings(data_dir=data_dir, http_port=http_port, dev_mode=True)
+    settings = _settings(data_dir=data_dir, http_port=http_port, grpc_port=grpc_port, dev_mode=True)
     _setup_logging(settings.log_level)
     _step(f"resetting {data_dir}")
     demo_mod.reset_demo_dir(data_dir)
@@ -136,9 +147,9 @@ The same values are in {env_file}. In another terminal, try:
     if no_serve:
         store.close()
         return
-    click.echo(f"Serving on {url} until Ctrl-C.")
+    click.echo(f"Serving on {url} (gRPC on port {settings.grpc_port}) until Ctrl-C.")
     try:
-        serve_http(services)
+        _serve_both(services)
     finally:
         store.close()
 

@@ -11,18 +11,21 @@ from gateway.service import Services
 from gateway.service.context import PageRequest, page_request
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
     svc: Services = request.app.state.services
     return svc
 
 
 def actor(request: Request) -> Actor:
-    """The authenticated caller (401 without a valid ``Authorization: Bearer`` key)."""
+    """The authenticated caller (401 without a valid ``Authorization: Bearer`` key).
+
+    Synchronous on purpose: the key lookup is a blocking store read, run in the threadpool.
+    The cheap dependencies are ``async`` so they do not cost a threadpool hop each."""
     svc: Services = request.app.state.services
     return svc.identities.authenticate(request.headers.get("authorization"))
 
 
-def page(
+async def page(
     request: Request,
     limit: Annotated[int | None, Query(description="Items per page")] = None,
     cursor: Annotated[str | None, Query(description="Opaque cursor from next_cursor")] = None,

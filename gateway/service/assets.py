@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+from collections import OrderedDict
 
 from gateway.domain import (
     Actor,
@@ -38,6 +40,7 @@ from gateway.store import Tx
 
 _ALL = (AssetStatus.ACTIVE, AssetStatus.FROZEN, AssetStatus.DISPOSED)
 _CATALOGUE = (AssetStatus.ACTIVE, AssetStatus.FROZEN)
+_CARD_CACHE_SIZE = 4096
 
 
 def asset_card(asset: Asset, *, with_location: bool) -> AssetCard:
@@ -108,6 +111,28 @@ class Assets:
 
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
+        self._cards: OrderedDict[tuple[str, int, bool], AssetCard] = OrderedDict()
+        self._cards_lock = threading.Lock()
+
+    def _cached_cards(
+        self, tx: Tx, keys: list[tuple[str, int]], with_location: bool
+    ) -> list[AssetCard]:
+        """Cards for ``keys`` from the cache, loading only the ones not cached yet."""
+        out: dict[str, AssetCard] = {}
+        with self._cards_lock:
+            for asset_id, revision in keys:
+                hit = self._cards.get((asset_id, revision, with_location))
+                if hit is not None:
+                    out[asset_id] = hit
+        missing = [k[0] for k in keys if k[0] not in out]
+        for asset, revision in tx.get_assets(missing):
+            card = asset_card(asset, with_location=with_location)
+            out[asset.id] = card
+            with self._cards_lock:
+                self._cards[(asset.id, revision, with_location)] = card
+                while len(self._cards) > _CARD_CACHE_SIZE:
+                    self._cards.popitem(last=False)
+        return [out[k[0]] for k in keys if k[0] in out]
 
     def _visible(self, actor: Actor, asset: Asset | None) -> Asset:
         if asset is None:
@@ -168,12 +193,14 @@ class Assets:
         org_id = actor.org_id if actor.role == Role.HOLDER else None
         allowed = _CATALOGUE if actor.role == Role.OPERATOR else _ALL
         statuses = tuple(s for s in allowed if status is None or s == status)
+        with_location = actor.role in (Role.HOLDER, Role.AUDITOR)
         with self.ctx.store.read() as tx:
-            assets = tx.list_assets(
+            keys = tx.list_asset_revisions(
                 org_id=org_id, statuses=statuses, after=page.after, limit=page.limit
             )
-        nxt = encode_cursor(assets[-1].id) if len(assets) == page.limit else None
-        return PageOut[AssetCard](items=[self._card(actor, a) for a in assets], next_cursor=nxt)
+            cards = self._cached_cards(tx, keys, with_location)
+        nxt = encode_cursor(keys[-1][0]) if len(keys) == page.limit else None
+        return PageOut[AssetCard](items=cards, next_cursor=nxt)
 
     def _mutable(self, actor: Actor, tx: Tx, asset_id: str, *roles: Role) -> Asset:
         asset = self._visible(actor, tx.get_asset(asset_id))

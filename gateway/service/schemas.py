@@ -194,6 +194,8 @@ class DisposeIn(Strict):
 
 
 class ColumnOut(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     name: str
     type: ColumnType
     tag: ColumnTag
@@ -201,6 +203,8 @@ class ColumnOut(BaseModel):
 
 
 class BasicSection(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     name: str
     description: str
     domain: str
@@ -212,6 +216,8 @@ class BasicSection(BaseModel):
 
 
 class RightsSection(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     holder_org_id: str
     holding: str
     processing_use: str
@@ -219,12 +225,16 @@ class RightsSection(BaseModel):
 
 
 class UsageSection(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     jobs_run: int
     operators: int
     last_access: datetime | None
 
 
 class FreezeOut(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     frozen_by: str
     frozen_role: Role
     frozen_at: datetime
@@ -232,6 +242,8 @@ class FreezeOut(BaseModel):
 
 
 class DisposalOut(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     disposed_by: str
     disposed_at: datetime
     method: str
@@ -240,6 +252,8 @@ class DisposalOut(BaseModel):
 
 
 class ManagementSection(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     status: AssetStatus
     registration_number: str
     version: int
@@ -251,6 +265,8 @@ class ManagementSection(BaseModel):
 
 
 class LocationSection(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     """Where the data lives: only for the holder and auditors, never for operators."""
 
     site_id: str
@@ -258,6 +274,8 @@ class LocationSection(BaseModel):
 
 
 class AssetCard(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     id: str
     basic: BasicSection
     rights: RightsSection

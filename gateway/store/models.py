@@ -103,6 +103,7 @@ class AssetRow(SQLModel, table=True):
     status: str = Field(max_length=20)
     registration_number: str = Field(max_length=40, unique=True)
     version: int
+    revision: int = Field(default=1, description="Moves on every change of the row (caches)")
     content_digest: str = Field(max_length=64)
     created_at: datetime = _ts()
     updated_at: datetime = _ts()

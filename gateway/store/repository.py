@@ -52,7 +52,26 @@ class Tx(Protocol):
         after: str | None,
         limit: int,
     ) -> list[Asset]: ...
-    def update_asset(self, asset: Asset, *, expected_version: int) -> None: ...
+    def list_asset_revisions(
+        self,
+        *,
+        org_id: str | None,
+        statuses: Sequence[AssetStatus],
+        after: str | None,
+        limit: int,
+    ) -> list[tuple[str, int]]:
+        """Like :meth:`list_assets` but only ``(id, revision)``; the revision moves on
+        every change of the stored asset, so it keys caches."""
+        ...
+
+    def get_assets(self, asset_ids: Sequence[str]) -> list[tuple[Asset, int]]:
+        """The assets with these ids (in no particular order) and their revisions."""
+        ...
+
+    def update_asset(self, asset: Asset, *, expected_version: int) -> None:
+        """Replace the asset if its stored version is ``expected_version``."""
+        ...
+
     def next_serial(self, name: str) -> int: ...
 
 

@@ -359,9 +359,37 @@ class SqlTx:
             q = q.where(col(AssetRow.id) > after)
         return [_asset(r) for r in self.session.exec(q)]
 
+    def list_asset_revisions(
+        self,
+        *,
+        org_id: str | None,
+        statuses: Sequence[AssetStatus],
+        after: str | None,
+        limit: int,
+    ) -> list[tuple[str, int]]:
+        table = AssetRow.__table__  # type: ignore[attr-defined]
+        q = (
+            select(table.c.id, table.c.revision)
+            .where(table.c.status.in_([str(s) for s in statuses]))
+            .order_by(table.c.id)
+            .limit(limit)
+        )
+        if org_id is not None:
+            q = q.where(table.c.org_id == org_id)
+        if after is not None:
+            q = q.where(table.c.id > after)
+        return [(r[0], r[1]) for r in self.session.execute(q)]
+
+    def get_assets(self, asset_ids: Sequence[str]) -> list[tuple[Asset, int]]:
+        if not asset_ids:
+            return []
+        q = select(AssetRow).where(col(AssetRow.id).in_(list(asset_ids)))
+        return [(_asset(r), r.revision) for r in self.session.exec(q)]
+
     def update_asset(self, asset: Asset, *, expected_version: int) -> None:
         values = _asset_values(asset)
         values.pop("id")
+        values["revision"] = AssetRow.revision + 1
         result = self.session.execute(
             update(AssetRow)
             .where(col(AssetRow.id) == asset.id, col(AssetRow.version) == expected_version)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 
 from gateway.domain import AssetStatus
 from gateway.http.deps import Caller, Paging, Svc
@@ -40,11 +40,14 @@ def register_asset(body: AssetCreate, svc: Svc, actor: Caller) -> AssetCard:
     return svc.assets.register(actor, body)
 
 
-@router.get("/assets", tags=["assets"])
+@router.get("/assets", tags=["assets"], response_model=PageOut[AssetCard])
 def list_assets(
     svc: Svc, actor: Caller, page: Paging, status: AssetStatus | None = None
-) -> PageOut[AssetCard]:
-    return svc.assets.list(actor, page, status)
+) -> Response:
+    # Cards are already validated models: serialise once, without re-validating them.
+    return Response(
+        svc.assets.list(actor, page, status).model_dump_json(), media_type="application/json"
+    )
 
 
 @router.get("/assets/{asset_id}", tags=["assets"])

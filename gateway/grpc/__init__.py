@@ -1,0 +1,1 @@
+"""The gRPC transport: a thin shell over the service layer."""

@@ -1,0 +1,121 @@
+"""The gateway's gRPC API (see proto/blindgate/v1/gateway.proto)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent import futures
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+from google.protobuf import json_format, struct_pb2
+
+from gateway.domain import Actor, AssetStatus
+from gateway.errors import BlindgateError, ValidationFailed, as_public
+from gateway.service import Services
+from gateway.service.context import page_request
+from gateway.service.schemas import AssetCard
+from proto.blindgate.v1 import gateway_pb2, gateway_pb2_grpc
+
+log = logging.getLogger("blindgate.grpc")
+R = TypeVar("R")
+
+
+def _abort(context: grpc.ServicerContext, error: BlindgateError) -> NoReturn:
+    message = f"{error.code}: {error.detail or error.spec.message}"
+    context.abort(grpc.StatusCode[error.spec.grpc_status], message)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _card(card: AssetCard) -> gateway_pb2.AssetCard:
+    struct = struct_pb2.Struct()
+    json_format.ParseDict(card.model_dump(mode="json"), struct)
+    return gateway_pb2.AssetCard(id=card.id, card=struct)
+
+
+class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
+    """Each method authenticates, calls one use case and maps errors through the catalogue."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def _call(self, context: grpc.ServicerContext, fn: Callable[[Actor], R]) -> R:
+        try:
+            header = None
+            for key, value in context.invocation_metadata():
+                if key == "authorization" and isinstance(value, str):
+                    header = value
+            actor = self.services.identities.authenticate(header)
+            return fn(actor)
+        except BlindgateError as exc:
+            _abort(context, exc)
+        except Exception as exc:
+            log.error("unhandled %s in gRPC call (message withheld)", type(exc).__name__)
+            _abort(context, as_public(exc))
+
+    def WhoAmI(
+        self, request: gateway_pb2.WhoAmIRequest, context: grpc.ServicerContext
+    ) -> gateway_pb2.WhoAmIResponse:
+        def run(actor: Actor) -> gateway_pb2.WhoAmIResponse:
+            me = self.services.identities.whoami(actor)
+            return gateway_pb2.WhoAmIResponse(
+                principal_id=me.principal.id,
+                principal_name=me.principal.name,
+                role=str(me.principal.role),
+                org_id=me.organisation.id,
+                org_name=me.organisation.name,
+            )
+
+        return self._call(context, run)
+
+    def ListAssets(
+        self, request: gateway_pb2.ListAssetsRequest, context: grpc.ServicerContext
+    ) -> gateway_pb2.ListAssetsResponse:
+        def run(actor: Actor) -> gateway_pb2.ListAssetsResponse:
+            page = page_request(
+                self.services.ctx.settings, request.limit or None, request.cursor or None
+            )
+            try:
+                status = AssetStatus(request.status) if request.status else None
+            except ValueError:
+                raise ValidationFailed("status must be active, frozen or disposed") from None
+            result = self.services.assets.list(actor, page, status)
+            return gateway_pb2.ListAssetsResponse(
+                items=[_card(c) for c in result.items], next_cursor=result.next_cursor or ""
+            )
+
+        return self._call(context, run)
+
+    def GetAsset(
+        self, request: gateway_pb2.GetAssetRequest, context: grpc.ServicerContext
+    ) -> gateway_pb2.AssetCard:
+        return self._call(
+            context, lambda actor: _card(self.services.assets.get(actor, request.asset_id))
+        )
+
+
+def start_grpc(
+    services: Services, *, address: str | None = None, workers: int = 16
+) -> tuple[Any, int]:
+    """Start the gRPC server; return it and the bound port (``address`` may use port 0)."""
+    settings = services.ctx.settings
+    bind = address or f"{settings.host}:{settings.grpc_port}"
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
+        options=[("grpc.max_receive_message_length", settings.max_body_bytes)],
+    )
+    gateway_pb2_grpc.add_GatewayServicer_to_server(  # type: ignore[no-untyped-call]
+        GatewayServicer(services), server
+    )
+    if settings.grpc_tls_cert and settings.grpc_tls_key:
+        credentials = grpc.ssl_server_credentials(
+            [(settings.grpc_tls_key.read_bytes(), settings.grpc_tls_cert.read_bytes())]
+        )
+        port = server.add_secure_port(bind, credentials)
+    else:
+        port = server.add_insecure_port(bind)
+    if port == 0:
+        raise OSError(f"cannot bind gRPC to {bind}")
+    server.start()
+    log.info("gRPC API on %s", bind.rsplit(":", 1)[0] + f":{port}")
+    return server, port
