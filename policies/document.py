@@ -1,0 +1,124 @@
+"""Loading policy documents: YAML text to a validated :class:`~policies.model.Policy`.
+
+Three layers run in order and every problem found is reported with its line and
+column: the YAML reader (syntax, duplicate keys, unsupported tags), the shipped JSON
+Schema (structure, types, unknown fields) and the models (cross-field rules such as
+``clip.lower < clip.upper``).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from importlib import resources
+from typing import Any, Final
+
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped,unused-ignore]
+from pydantic import ValidationError
+
+from policies.errors import Path, PolicyDocumentError, PolicyIssue, json_pointer, render_path
+from policies.model import Policy
+from policies.yaml_source import SourceMap, read_yaml
+
+SCHEMA_RESOURCE: Final = "policy.schema.json"
+_MAX_MESSAGE: Final = 300
+
+
+@functools.cache
+def _schema_text() -> str:
+    return resources.files("policies").joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8")
+
+
+@functools.cache
+def _schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(_schema_text())
+    return schema
+
+
+@functools.cache
+def _validator() -> Any:
+    return Draft202012Validator(_schema())
+
+
+def policy_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of policy documents, as a fresh dict."""
+    return copy.deepcopy(_schema())
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
+
+
+def _schema_issues(error: Any, source: SourceMap) -> list[PolicyIssue]:
+    """Turn one jsonschema error into located, readable issues."""
+    path: Path = tuple(error.absolute_path)
+    kind = error.validator
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if kind == "additionalProperties" and isinstance(error.instance, dict):
+        known = set(schema.get("properties", {}))
+        extra = sorted(name for name in error.instance if name not in known)
+        return [source.issue((*path, name), f"unknown field '{name}'", key=True) for name in extra]
+    if kind == "required" and isinstance(error.instance, dict):
+        line, column = source.locate(path)
+        return [
+            PolicyIssue(
+                line,
+                column,
+                render_path((*path, name)),
+                json_pointer((*path, name)),
+                f"missing required field '{name}'",
+            )
+            for name in error.validator_value
+            if name not in error.instance
+        ]
+    if kind == "propertyNames":
+        name = str(error.instance)
+        return [source.issue((*path, name), f"invalid name {name!r}", key=True)]
+    if kind == "enum":
+        allowed = ", ".join(str(value) for value in error.validator_value)
+        message = f"{error.instance!r} is not allowed; use one of: {allowed}"
+    elif kind == "const":
+        message = f"must be {error.validator_value!r}"
+    elif kind == "type":
+        message = f"must be of type {error.validator_value}, not {type(error.instance).__name__}"
+    elif kind == "pattern":
+        hint = schema.get("description")
+        message = f"{error.instance!r} is not in the expected format"
+        message += f" ({hint})" if hint else f" (pattern {error.validator_value})"
+    elif kind == "uniqueItems":
+        message = "items must be unique"
+    else:
+        message = str(error.message)
+    return [source.issue(path, _short(message))]
+
+
+def _model_issues(exc: ValidationError, source: SourceMap) -> list[PolicyIssue]:
+    issues = []
+    for error in exc.errors(include_url=False):
+        path: Path = tuple(segment for segment in error["loc"] if isinstance(segment, str | int))
+        message = str(error["msg"]).removeprefix("Value error, ")
+        issues.append(source.issue(path, _short(message)))
+    return issues
+
+
+def load_policy(text: str) -> Policy:
+    """Parse and validate a policy document.
+
+    Raises :class:`PolicyDocumentError` listing every issue (line, column, path,
+    message) if the text is not a valid version-1 policy.
+    """
+    if not isinstance(text, str):
+        raise PolicyDocumentError([PolicyIssue(1, 1, "", "", "a policy document must be text")])
+    data, source, issues = read_yaml(text)
+    if data is None and issues:
+        raise PolicyDocumentError(issues)
+    reported = {issue.pointer for issue in issues}
+    for error in _validator().iter_errors(data):
+        issues.extend(i for i in _schema_issues(error, source) if i.pointer not in reported)
+    if issues:
+        raise PolicyDocumentError(list(dict.fromkeys(issues)))
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyDocumentError(_model_issues(exc, source)) from None

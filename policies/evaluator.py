@@ -1,0 +1,125 @@
+"""The decision function: a job description in, an allow/deny decision with reasons out.
+
+Evaluation is total and fails closed: malformed input, a missing fact, an empty rule
+set or any exception yields a denial with a reason, never an allow and never an
+exception to the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from policies.checks import check_asset, check_licences
+from policies.columns import UNBOUNDED_OK, check_column_use
+from policies.combine import combine
+from policies.decision import Decision, EffectiveParameters, Reason
+from policies.errors import render_path
+from policies.model import ClipBounds
+from policies.reasons import REASONS, Reasons
+from policies.request import EvaluationRequest
+
+_MAX_INPUT_REASONS: Final = 20
+
+
+def _deny(reasons: tuple[Reason, ...], versions: Mapping[str, int]) -> Decision:
+    try:
+        return Decision(allow=False, reasons=reasons, policy_versions=dict(versions))
+    except Exception:
+        return Decision(allow=False, reasons=(_failure("The decision could not be recorded."),))
+
+
+def _failure(message: str) -> Reason:
+    return Reason(
+        code="evaluation_error",
+        clause="request",
+        message=message,
+        fix=REASONS["evaluation_error"].fix,
+    )
+
+
+def _input_reasons(exc: ValidationError) -> tuple[Reason, ...]:
+    """One reason per validation error: missing fields versus malformed ones."""
+    out = Reasons()
+    for error in exc.errors(include_url=False, include_input=False)[:_MAX_INPUT_REASONS]:
+        where = render_path(tuple(p for p in error["loc"] if isinstance(p, str | int)))
+        clause = f"request.{where}" if where and not where.startswith("[") else f"request{where}"
+        if error["type"] == "missing":
+            out.add("missing_attribute", clause, f"{clause} is missing.")
+        else:
+            out.add("invalid_request", clause, f"{clause}: {error['msg']}.")
+    return out.items() or (_failure("The job description is not valid."),)
+
+
+def _collect(req: EvaluationRequest) -> Reasons:
+    out = Reasons()
+    if not req.assets:
+        out.add("empty_policy", "request.assets", "The job reads no asset, so no policy allows it.")
+        return out
+    contexts = {ctx.facts.asset_id: ctx for ctx in req.assets}
+    if len(contexts) != len(req.assets):
+        out.add("invalid_request", "request.assets", "An asset is listed more than once.")
+    for ctx in req.assets:
+        check_asset(out, ctx, req)
+    check_licences(out, req)
+    if not req.column_uses:
+        out.add("invalid_request", "request.column_uses", "The job uses no column.")
+    for index, use in enumerate(req.column_uses):
+        check_column_use(out, index, use, req, contexts)
+    return out
+
+
+def _parameters(req: EvaluationRequest) -> EffectiveParameters:
+    rules = combine([ctx.policy for ctx in req.assets])
+    contexts = {ctx.facts.asset_id: ctx for ctx in req.assets}
+    clip: dict[str, dict[str, ClipBounds]] = {}
+    for use in req.column_uses:
+        if use.usage == "aggregate" and use.function not in UNBOUNDED_OK:
+            bounds = contexts[use.asset].policy.columns[use.column].clip
+            if bounds is None:
+                raise ValueError(f"no clip bounds for {use.asset}.{use.column}")
+            clip.setdefault(use.asset, {})[use.column] = bounds
+    units: dict[str, str] = {}
+    for aid, ctx in contexts.items():
+        if ctx.facts.privacy_unit is None:
+            raise ValueError(f"no privacy unit for {aid}")
+        units[aid] = ctx.facts.privacy_unit
+    return EffectiveParameters(
+        job_kind=req.job_kind,
+        epsilon=req.epsilon,
+        delta=req.delta,
+        min_group_size=max(rules.min_group_size, req.min_group_size or 0),
+        max_rows_per_unit=rules.max_rows_per_unit,
+        max_groups=rules.max_groups,
+        clip=clip,
+        privacy_units=units,
+        approval_mode=rules.approval_mode,
+        approvals={aid: ctx.policy.jobs.approval for aid, ctx in contexts.items()},
+        approval_expires_after_hours=rules.approval_expires_after_hours,
+    )
+
+
+def evaluate(request: EvaluationRequest | Mapping[str, Any]) -> Decision:
+    """Decide on a job; every reason is collected, not only the first.
+
+    ``request`` is an :class:`EvaluationRequest` or a mapping of the same shape. The
+    decision allows only when no rule of any asset's policy, licence or fact objects;
+    its parameters then carry the most restrictive bounds over all assets.
+    """
+    versions: dict[str, int] = {}
+    try:
+        req = EvaluationRequest.model_validate(request)
+    except ValidationError as exc:
+        return _deny(_input_reasons(exc), versions)
+    except Exception:
+        return _deny((_failure("The job description could not be read."),), versions)
+    try:
+        versions = {ctx.facts.asset_id: ctx.policy_revision for ctx in req.assets}
+        reasons = _collect(req)
+        if reasons:
+            return _deny(reasons.items(), versions)
+        return Decision(allow=True, policy_versions=versions, parameters=_parameters(req))
+    except Exception:
+        return _deny((_failure("The job could not be evaluated."),), versions)

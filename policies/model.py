@@ -1,0 +1,203 @@
+"""The parsed policy document: frozen models with the semantic rules a schema cannot express.
+
+A :class:`Policy` is what a holder writes for one asset. It is normally built by
+:func:`policies.document.load_policy` from YAML, but the models validate themselves,
+so a policy built in code obeys the same rules as one loaded from a file.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Control = Literal["never", "join_key", "filter", "group_by", "aggregate", "plain"]
+JobKind = Literal["sql_aggregate", "he_aggregate", "he_linear"]
+AggregateFunction = Literal["count", "sum", "avg", "variance", "stddev", "min", "max"]
+ApprovalMode = Literal["auto", "manual", "quorum"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+WEEKDAYS: Final[tuple[Weekday, ...]] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+SCHEMA_VERSION: Final = 1
+
+#: Strictness order of approval modes: a higher rank is stricter.
+APPROVAL_RANK: Final[Mapping[ApprovalMode, int]] = {"auto": 0, "manual": 1, "quorum": 2}
+
+#: Controls under which a column may be aggregated, and so may carry clip bounds.
+CLIPPABLE_CONTROLS: Final[frozenset[Control]] = frozenset({"aggregate", "plain"})
+
+_CLOCK_START = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+_CLOCK_END = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
+
+
+class _Frozen(BaseModel):
+    """Base for immutable models that reject unknown fields."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", allow_inf_nan=False, revalidate_instances="always"
+    )
+
+
+class ClipBounds(_Frozen):
+    """Bounds every aggregated value is clipped to before it is summed."""
+
+    lower: float
+    upper: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ClipBounds:
+        if not self.lower < self.upper:
+            raise ValueError(f"lower ({self.lower}) must be less than upper ({self.upper})")
+        return self
+
+
+class ColumnRule(_Frozen):
+    """What an operator may do with one column."""
+
+    control: Control
+    clip: ClipBounds | None = None
+    description: str | None = Field(default=None, max_length=2000)
+
+    @model_validator(mode="after")
+    def _clip_needs_aggregation(self) -> ColumnRule:
+        if self.clip is not None and self.control not in CLIPPABLE_CONTROLS:
+            raise ValueError(
+                f"clip is only meaningful for control 'aggregate' or 'plain', not '{self.control}'"
+            )
+        return self
+
+
+class Quorum(_Frozen):
+    """``required`` approvals out of ``of`` named approvers."""
+
+    required: int = Field(ge=1, le=100)
+    of: int = Field(ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _reachable(self) -> Quorum:
+        if self.required > self.of:
+            raise ValueError(f"required ({self.required}) cannot exceed of ({self.of})")
+        return self
+
+
+class Approval(_Frozen):
+    """How a job on the asset is approved; manual approval unless stated otherwise."""
+
+    mode: ApprovalMode = "manual"
+    quorum: Quorum | None = None
+    expires_after_hours: int | None = Field(default=None, ge=1, le=8760)
+
+    @model_validator(mode="after")
+    def _quorum_iff_mode(self) -> Approval:
+        if self.mode == "quorum" and self.quorum is None:
+            raise ValueError("mode 'quorum' needs a quorum: {required, of}")
+        if self.mode != "quorum" and self.quorum is not None:
+            raise ValueError(f"quorum is only allowed with mode 'quorum', not '{self.mode}'")
+        return self
+
+
+def _minutes(clock: str) -> int:
+    hours, minutes = clock.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+class TimeWindow(_Frozen):
+    """A weekly window in a time zone; ``end`` at or before ``start`` runs past midnight.
+
+    ``days`` name the day a window *starts* on, so ``fri 22:00-06:00`` covers Friday
+    night into Saturday morning. ``end`` is exclusive; ``24:00`` means end of day.
+    """
+
+    days: tuple[Weekday, ...] = Field(default=WEEKDAYS, min_length=1)
+    start: str = Field(pattern=_CLOCK_START)
+    end: str = Field(pattern=_CLOCK_END)
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except Exception as exc:
+            raise ValueError(f"unknown time zone '{value}'") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> TimeWindow:
+        if self.start == self.end:
+            raise ValueError("start and end must differ")
+        return self
+
+    def contains(self, now: datetime) -> bool:
+        """Whether the aware instant ``now`` falls inside this window."""
+        local = now.astimezone(zoneinfo.ZoneInfo(self.timezone))
+        minute = local.hour * 60 + local.minute
+        start, end = _minutes(self.start), _minutes(self.end)
+        today = WEEKDAYS[local.weekday()]
+        if start < end:
+            return today in self.days and start <= minute < end
+        yesterday = WEEKDAYS[(local - timedelta(days=1)).weekday()]
+        return (today in self.days and minute >= start) or (yesterday in self.days and minute < end)
+
+
+class JobRules(_Frozen):
+    """Which jobs may run on the asset, and the bounds they run under."""
+
+    kinds: tuple[JobKind, ...]
+    aggregates: tuple[AggregateFunction, ...]
+    purposes: tuple[str, ...]
+    min_group_size: int = Field(default=10, ge=2)
+    max_rows_per_unit: int = Field(default=1, ge=1)
+    max_groups: int | None = Field(default=None, ge=1)
+    approval: Approval = Approval()
+    rate_limit_per_hour: int | None = Field(default=None, ge=1)
+    time_windows: tuple[TimeWindow, ...] = ()
+
+
+class Budget(_Frozen):
+    """The privacy budget of the asset over a rolling period."""
+
+    epsilon: float = Field(gt=0)
+    delta: float = Field(default=0.0, ge=0, lt=1)
+    period_days: int = Field(ge=1, le=3660)
+
+
+class PrivacyRules(_Frozen):
+    """Differential-privacy limits: per job and per period."""
+
+    epsilon_per_job_max: float = Field(gt=0)
+    budget: Budget
+
+    @model_validator(mode="after")
+    def _job_fits_budget(self) -> PrivacyRules:
+        if self.epsilon_per_job_max > self.budget.epsilon:
+            raise ValueError(
+                f"epsilon_per_job_max ({self.epsilon_per_job_max}) exceeds "
+                f"budget.epsilon ({self.budget.epsilon})"
+            )
+        return self
+
+
+class Policy(_Frozen):
+    """A holder's usage policy for one asset (schema version 1)."""
+
+    version: Literal[1] = SCHEMA_VERSION
+    asset: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    columns: Mapping[str, ColumnRule]
+    jobs: JobRules
+    privacy: PrivacyRules
+
+    @property
+    def empty_rule_sets(self) -> tuple[str, ...]:
+        """Clauses that leave nothing allowed; a policy with any of them denies every job."""
+        empty: list[str] = []
+        if not any(rule.control != "never" for rule in self.columns.values()):
+            empty.append("columns")
+        for name in ("kinds", "aggregates", "purposes"):
+            if not getattr(self.jobs, name):
+                empty.append(f"jobs.{name}")
+        return tuple(empty)
