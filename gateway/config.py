@@ -27,6 +27,13 @@ class Settings(BaseSettings):
     grpc_port: int = Field(default=50051, ge=0, le=65535)
     grpc_tls_cert: Path | None = Field(default=None, description="PEM certificate for gRPC")
     grpc_tls_key: Path | None = Field(default=None, description="PEM private key for gRPC")
+    trace_key_file: Path | None = Field(
+        default=None,
+        description="Ed25519 PEM key that signs trace checkpoints "
+        "(default: <data_dir>/keys/trace-ed25519.pem, created on first use)",
+    )
+    trace_origin: str | None = Field(default=None, description="Name of the trace log")
+    checkpoint_interval_seconds: float = Field(default=60.0, gt=0)
     dev_mode: bool = False
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     page_size_default: int = Field(default=50, ge=1, le=1000)
@@ -45,6 +52,13 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         return f"sqlite:///{(self.data_dir / 'blindgate.db').resolve()}"
+
+    def resolved_trace_key_file(self) -> Path:
+        return self.trace_key_file or self.data_dir / "keys" / "trace-ed25519.pem"
+
+    def checkpoint_file(self) -> Path:
+        """Signed checkpoints are also appended here, outside the database."""
+        return self.data_dir / "trace" / "checkpoints.txt"
 
     def database_kind(self) -> str:
         """``sqlite`` or ``postgresql``: safe to log."""

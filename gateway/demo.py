@@ -183,7 +183,7 @@ def seed(services: Services, data_dir: Path, rows: int, progress: Progress) -> D
         holder=holder.api_key,
         operator=operator.api_key,
         auditor=auditor.api_key,
-        asset_id=asset.id,
+        asset_id=asset.asset.id,
         site_id=site.id,
     )
 

@@ -180,3 +180,36 @@ class Page(Generic[T]):
 
     items: list[T]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TraceRecord:
+    """A trace entry to append: the JSON object whose canonical bytes become the leaf,
+    plus the columns the store indexes for filtering (all derived from ``entry``)."""
+
+    entry: dict[str, Any]
+    time: datetime
+    action: str
+    actor_principal: str | None = None
+    actor_org: str | None = None
+    subject_org: str | None = None
+    asset_id: str | None = None
+
+
+@dataclass(slots=True)
+class PendingTrace:
+    """Handle on an appended entry: its position is known once the transaction commits."""
+
+    leaf: bytes
+    leaf_hash: bytes
+    index: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTrace:
+    """A trace entry as stored: its position, canonical leaf bytes, and the leaf hash the
+    tree committed to when it was appended (level 0 of the node table)."""
+
+    index: int
+    leaf: bytes
+    committed_hash: bytes | None = None

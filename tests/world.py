@@ -88,8 +88,8 @@ def seed_world(services: Services) -> World:
     site_b = services.sites.register(
         hb, SiteCreate(name="site-b", grpc_address="127.0.0.1:50062", tls_fingerprint="bb" * 32)
     ).id
-    asset_a = services.assets.register(ha, AssetCreate.model_validate(asset_body(site_a))).id
-    asset_b = services.assets.register(hb, AssetCreate.model_validate(asset_body(site_b))).id
+    asset_a = services.assets.register(ha, AssetCreate.model_validate(asset_body(site_a))).asset.id
+    asset_b = services.assets.register(hb, AssetCreate.model_validate(asset_body(site_b))).asset.id
     return World(
         services,
         boot.api_key,

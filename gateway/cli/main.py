@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from gateway.cli.admin import admin_commands
+from gateway.cli.audit import audit_commands
 from gateway.config import Settings
 from gateway.errors import BlindgateError, Conflict
 
@@ -32,14 +33,19 @@ def _step(message: str) -> None:
 
 def _serve_both(services: Any) -> None:
     """Serve gRPC in the background and REST in the foreground until interrupted."""
+    from gateway.audit.log import CheckpointTicker
     from gateway.grpc.server import start_grpc
     from gateway.http.server import serve_http
 
+    ticker = CheckpointTicker(services.audit.log, services.ctx.settings.checkpoint_interval_seconds)
+    ticker.start()
     grpc_server, _port = start_grpc(services)
     try:
         serve_http(services)
     finally:
         grpc_server.stop(grace=2)
+        ticker.stop()
+        services.audit.log.checkpoint()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -155,6 +161,7 @@ The same values are in {env_file}. In another terminal, try:
 
 
 admin_commands(cli)
+audit_commands(cli)
 
 
 def main() -> None:

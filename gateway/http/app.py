@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from gateway.errors import Unavailable
 from gateway.http.errors import install_error_handlers
 from gateway.http.middleware import BodyLimit, HttpMetrics, MetricsMiddleware
-from gateway.http.routes import catalogue, identities
+from gateway.http.routes import audit, catalogue, identities
 from gateway.service import Services
 
 
@@ -26,6 +26,7 @@ def create_app(services: Services, registry: CollectorRegistry | None = None) ->
     install_error_handlers(app)
     app.include_router(identities.router)
     app.include_router(catalogue.router)
+    app.include_router(audit.router)
 
     @app.get("/healthz", tags=["system"])
     def healthz() -> dict[str, str]:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.audit.log import TraceKey, TraceLog, load_or_create_key
 from gateway.clock import Clock, IdFactory, OsRandom, RandomSource, SystemClock
 from gateway.config import Settings
 from gateway.service.assets import Assets
+from gateway.service.audit import AuditService
 from gateway.service.context import ServiceContext
 from gateway.service.identities import Identities
 from gateway.service.sites import Sites
+from gateway.service.tracing import Tracer
 from gateway.store import Store
 
 
@@ -18,9 +21,11 @@ class Services:
     """All use cases of the gateway, wired to one store, clock and settings."""
 
     ctx: ServiceContext
+    tracer: Tracer
     identities: Identities
     sites: Sites
     assets: Assets
+    audit: AuditService
 
 
 def build_services(
@@ -29,10 +34,23 @@ def build_services(
     *,
     clock: Clock | None = None,
     random: RandomSource | None = None,
+    trace_key: TraceKey | None = None,
 ) -> Services:
     clock = clock or SystemClock()
     random = random or OsRandom()
     ctx = ServiceContext(
         store=store, clock=clock, ids=IdFactory(clock, random), random=random, settings=settings
     )
-    return Services(ctx=ctx, identities=Identities(ctx), sites=Sites(ctx), assets=Assets(ctx))
+    tracer = Tracer(store, clock)
+    if trace_key is None:
+        trace_key = load_or_create_key(settings.resolved_trace_key_file(), settings.trace_origin)
+    log = TraceLog(store, trace_key, clock, settings.checkpoint_file())
+    audit = AuditService(ctx, tracer, log)
+    return Services(
+        ctx=ctx,
+        tracer=tracer,
+        identities=Identities(ctx, tracer),
+        sites=Sites(ctx, tracer),
+        assets=Assets(ctx, tracer, audit),
+        audit=audit,
+    )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
 
 from gateway.domain import (
     Actor,
@@ -19,10 +21,12 @@ from gateway.domain import (
 )
 from gateway.errors import AssetDisposed, Forbidden, InvalidState, NotFound, ValidationFailed
 from gateway.service.access import hide_unless, require_role
+from gateway.service.audit import AuditService
 from gateway.service.context import PageRequest, ServiceContext, encode_cursor
 from gateway.service.schemas import (
     AssetCard,
     AssetCreate,
+    AssetRegistered,
     AssetUpdate,
     BasicSection,
     ColumnOut,
@@ -36,6 +40,7 @@ from gateway.service.schemas import (
     RightsSection,
     UsageSection,
 )
+from gateway.service.tracing import Note, Tracer
 from gateway.store import Tx
 
 _ALL = (AssetStatus.ACTIVE, AssetStatus.FROZEN, AssetStatus.DISPOSED)
@@ -109,8 +114,10 @@ class Assets:
     Anything not visible answers 404.
     """
 
-    def __init__(self, ctx: ServiceContext) -> None:
+    def __init__(self, ctx: ServiceContext, tracer: Tracer, audit: AuditService) -> None:
         self.ctx = ctx
+        self.tracer = tracer
+        self.audit = audit
         self._cards: OrderedDict[tuple[str, int, bool], AssetCard] = OrderedDict()
         self._cards_lock = threading.Lock()
 
@@ -148,11 +155,13 @@ class Assets:
     def _card(self, actor: Actor, asset: Asset) -> AssetCard:
         return asset_card(asset, with_location=actor.role in (Role.HOLDER, Role.AUDITOR))
 
-    def register(self, actor: Actor, body: AssetCreate) -> AssetCard:
-        require_role(actor, Role.HOLDER)
-        columns = _check_schema(body)
-        now = self.ctx.clock.now()
-        with self.ctx.store.write() as tx:
+    def register(self, actor: Actor, body: AssetCreate) -> AssetRegistered:
+        """Register an asset; the answer carries the card and the trace receipt."""
+
+        def work(tx: Tx, note: Note) -> AssetCard:
+            require_role(actor, Role.HOLDER)
+            columns = _check_schema(body)
+            now = self.ctx.clock.now()
             site = tx.get_site(body.site_id)
             hide_unless(site is not None and site.org_id == actor.org_id, "site")
             serial = tx.next_serial(f"registration-{now.year}")
@@ -178,40 +187,71 @@ class Assets:
                 updated_at=now,
             )
             tx.add_asset(asset)
-        return self._card(actor, asset)
+            note.target["asset"] = note.asset_id = asset.id
+            note.subject_org = asset.org_id
+            note.detail = {"registration_number": asset.registration_number, "version": 1}
+            return self._card(actor, asset)
+
+        card, pending = self.tracer.write(actor, "asset.register", work, request=body)
+        return AssetRegistered(asset=card, receipt=self.audit.receipt(pending))
+
+    def _read_visible(self, actor: Actor, tx: Tx, asset_id: str, note: Note) -> Asset:
+        asset = tx.get_asset(asset_id)
+        if asset is not None:
+            note.subject_org = asset.org_id
+            note.asset_id = asset.id
+        return self._visible(actor, asset)
 
     def get(self, actor: Actor, asset_id: str) -> AssetCard:
-        require_role(actor, Role.HOLDER, Role.OPERATOR, Role.AUDITOR)
-        with self.ctx.store.read() as tx:
-            asset = self._visible(actor, tx.get_asset(asset_id))
-        return self._card(actor, asset)
+        def work(tx: Tx, note: Note) -> AssetCard:
+            asset = self._read_visible(actor, tx, asset_id, note)
+            require_role(actor, Role.HOLDER, Role.OPERATOR, Role.AUDITOR)
+            note.detail = {"version": asset.version}
+            return self._card(actor, asset)
+
+        return self.tracer.read(actor, "asset.read", work, target={"asset": asset_id})
 
     def list(
         self, actor: Actor, page: PageRequest, status: AssetStatus | None = None
     ) -> PageOut[AssetCard]:
-        require_role(actor, Role.HOLDER, Role.OPERATOR, Role.AUDITOR)
-        org_id = actor.org_id if actor.role == Role.HOLDER else None
-        allowed = _CATALOGUE if actor.role == Role.OPERATOR else _ALL
-        statuses = tuple(s for s in allowed if status is None or s == status)
-        with_location = actor.role in (Role.HOLDER, Role.AUDITOR)
-        with self.ctx.store.read() as tx:
+        def work(tx: Tx, note: Note) -> PageOut[AssetCard]:
+            require_role(actor, Role.HOLDER, Role.OPERATOR, Role.AUDITOR)
+            org_id = actor.org_id if actor.role == Role.HOLDER else None
+            allowed = _CATALOGUE if actor.role == Role.OPERATOR else _ALL
+            statuses = tuple(s for s in allowed if status is None or s == status)
+            with_location = actor.role in (Role.HOLDER, Role.AUDITOR)
             keys = tx.list_asset_revisions(
                 org_id=org_id, statuses=statuses, after=page.after, limit=page.limit
             )
             cards = self._cached_cards(tx, keys, with_location)
-        nxt = encode_cursor(keys[-1][0]) if len(keys) == page.limit else None
-        return PageOut[AssetCard](items=cards, next_cursor=nxt)
+            note.target["assets"] = [k[0] for k in keys]
+            nxt = encode_cursor(keys[-1][0]) if len(keys) == page.limit else None
+            return PageOut[AssetCard](items=cards, next_cursor=nxt)
 
-    def _mutable(self, actor: Actor, tx: Tx, asset_id: str, *roles: Role) -> Asset:
-        asset = self._visible(actor, tx.get_asset(asset_id))
-        if actor.role not in roles:
-            raise Forbidden(f"requires role {' or '.join(str(r) for r in roles)}")
-        if asset.status == AssetStatus.DISPOSED:
-            raise AssetDisposed()
-        return asset
+        return self.tracer.read(actor, "asset.list", work)
 
-    def _save(self, tx: Tx, before: Asset, after: Asset) -> None:
-        tx.update_asset(after, expected_version=before.version)
+    def _mutate(
+        self,
+        actor: Actor,
+        action: str,
+        asset_id: str,
+        roles: tuple[Role, ...],
+        change: Callable[[Asset], Asset],
+        request: Any = None,
+    ) -> AssetCard:
+        def work(tx: Tx, note: Note) -> AssetCard:
+            asset = self._read_visible(actor, tx, asset_id, note)
+            if actor.role not in roles:
+                raise Forbidden(f"requires role {' or '.join(str(r) for r in roles)}")
+            if asset.status == AssetStatus.DISPOSED:
+                raise AssetDisposed()
+            updated = change(asset)
+            tx.update_asset(updated, expected_version=asset.version)
+            note.detail = {"version": updated.version, "status": str(updated.status)}
+            return self._card(actor, updated)
+
+        target: dict[str, str | list[str]] = {"asset": asset_id}
+        return self.tracer.write(actor, action, work, request=request, target=target)[0]
 
     def update(self, actor: Actor, asset_id: str, body: AssetUpdate) -> AssetCard:
         changes = body.model_dump(exclude_unset=True)
@@ -219,58 +259,59 @@ class Assets:
             raise ValidationFailed("nothing to update")
         if any(v is None for v in changes.values()):
             raise ValidationFailed("fields cannot be set to null")
-        with self.ctx.store.write() as tx:
-            asset = self._mutable(actor, tx, asset_id, Role.HOLDER)
-            if "rights" in changes:
-                changes["rights"] = Rights(**changes["rights"])
-            updated = dataclasses.replace(
+        if "rights" in changes:
+            changes["rights"] = Rights(**changes["rights"])
+
+        def change(asset: Asset) -> Asset:
+            return dataclasses.replace(
                 asset, **changes, version=asset.version + 1, updated_at=self.ctx.clock.now()
             )
-            self._save(tx, asset, updated)
-        return self._card(actor, updated)
+
+        return self._mutate(actor, "asset.update", asset_id, (Role.HOLDER,), change, body)
 
     def freeze(self, actor: Actor, asset_id: str, body: FreezeIn) -> AssetCard:
         """Stop all new use at once (holder of the asset, or an auditor in an emergency)."""
-        with self.ctx.store.write() as tx:
-            asset = self._mutable(actor, tx, asset_id, Role.HOLDER, Role.AUDITOR)
+
+        def change(asset: Asset) -> Asset:
             if asset.status == AssetStatus.FROZEN:
                 raise InvalidState("the asset is already frozen")
             now = self.ctx.clock.now()
-            updated = dataclasses.replace(
+            return dataclasses.replace(
                 asset,
                 status=AssetStatus.FROZEN,
                 freeze=Freeze(actor.principal_id, actor.role, now, body.reason),
                 updated_at=now,
                 version=asset.version + 1,
             )
-            self._save(tx, asset, updated)
-        return self._card(actor, updated)
+
+        roles = (Role.HOLDER, Role.AUDITOR)
+        return self._mutate(actor, "asset.freeze", asset_id, roles, change, body)
 
     def unfreeze(self, actor: Actor, asset_id: str) -> AssetCard:
         """Lift a freeze. A freeze an auditor imposed can be lifted only by an auditor."""
-        with self.ctx.store.write() as tx:
-            asset = self._mutable(actor, tx, asset_id, Role.HOLDER, Role.AUDITOR)
+
+        def change(asset: Asset) -> Asset:
             if asset.status != AssetStatus.FROZEN or asset.freeze is None:
                 raise InvalidState("the asset is not frozen")
             if asset.freeze.frozen_role == Role.AUDITOR and actor.role != Role.AUDITOR:
                 raise Forbidden("an auditor's freeze can be lifted only by an auditor")
             now = self.ctx.clock.now()
-            updated = dataclasses.replace(
+            return dataclasses.replace(
                 asset,
                 status=AssetStatus.ACTIVE,
                 freeze=None,
                 updated_at=now,
                 version=asset.version + 1,
             )
-            self._save(tx, asset, updated)
-        return self._card(actor, updated)
+
+        return self._mutate(actor, "asset.unfreeze", asset_id, (Role.HOLDER, Role.AUDITOR), change)
 
     def dispose(self, actor: Actor, asset_id: str, body: DisposeIn) -> AssetCard:
         """Record the secure destruction of the asset's data; it can never be used again."""
-        with self.ctx.store.write() as tx:
-            asset = self._mutable(actor, tx, asset_id, Role.HOLDER)
+
+        def change(asset: Asset) -> Asset:
             now = self.ctx.clock.now()
-            updated = dataclasses.replace(
+            return dataclasses.replace(
                 asset,
                 status=AssetStatus.DISPOSED,
                 disposal=Disposal(
@@ -279,5 +320,5 @@ class Assets:
                 updated_at=now,
                 version=asset.version + 1,
             )
-            self._save(tx, asset, updated)
-        return self._card(actor, updated)
+
+        return self._mutate(actor, "asset.dispose", asset_id, (Role.HOLDER,), change, body)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from typing import NoReturn
 
 from gateway.domain import Actor, ApiKey, Organisation, Principal, Role
 from gateway.errors import Conflict, InvalidState, NotFound, Unauthenticated, ValidationFailed
@@ -21,6 +22,7 @@ from gateway.service.schemas import (
     PrincipalOut,
     WhoAmI,
 )
+from gateway.service.tracing import Note, Tracer
 from gateway.store import Tx
 
 KEY_PREFIX = "bg_"
@@ -73,8 +75,9 @@ def validate_ed25519_public_key(value: str) -> str:
 class Identities:
     """Use cases for organisations, principals and keys."""
 
-    def __init__(self, ctx: ServiceContext) -> None:
+    def __init__(self, ctx: ServiceContext, tracer: Tracer) -> None:
         self.ctx = ctx
+        self.tracer = tracer
 
     # keys ------------------------------------------------------------------------------
     def _issue_key(self, tx: Tx, principal_id: str) -> IssuedKey:
@@ -92,25 +95,37 @@ class Identities:
     def authenticate(self, authorization: str | None) -> Actor:
         """Resolve an ``Authorization: Bearer`` header to an actor, or raise 401."""
         if not authorization:
-            raise Unauthenticated("missing Authorization header")
+            self._refuse("missing Authorization header", None)
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token.startswith(KEY_PREFIX) or len(token) > 200:
-            raise Unauthenticated("expected 'Authorization: Bearer bg_...'")
+            self._refuse("expected 'Authorization: Bearer bg_...'", None)
         digest = hash_key(token)
         with self.ctx.store.read() as tx:
             found = tx.find_api_key(digest)
         if found is None:
-            raise Unauthenticated("unknown API key")
+            self._refuse("unknown API key", digest)
         key, principal = found
         if key.revoked_at is not None or principal.disabled:
-            raise Unauthenticated("the API key is revoked or its principal is disabled")
+            self._refuse("the API key is revoked or its principal is disabled", digest, key.id)
         return Actor(principal.id, principal.org_id, principal.role, key.id)
+
+    def _refuse(self, why: str, key_hash: str | None, key_id: str | None = None) -> NoReturn:
+        """Trace an authentication failure (with at most a key id or hash prefix), then 401."""
+        error = Unauthenticated(why)
+        note = Note()
+        if key_id is not None:
+            note.target["key"] = key_id
+        elif key_hash is not None:
+            note.detail["key_hash_prefix"] = key_hash[:16]
+        self.tracer.deny(None, "auth.authenticate", error, note)
+        raise error
 
     # bootstrap -------------------------------------------------------------------------
     def bootstrap_admin(self, org_name: str, admin_name: str) -> PrincipalCreated:
         """Create the first organisation and its admin; refuse once any exists."""
-        with self.ctx.store.write() as tx:
+
+        def work(tx: Tx, note: Note) -> PrincipalCreated:
             if tx.list_orgs(after=None, limit=1):
                 raise Conflict("already initialised")
             org = Organisation(
@@ -121,17 +136,25 @@ class Identities:
                 self.ctx.clock.now(),
             )
             tx.add_org(org)
-            return self._add_principal(tx, org.id, admin_name, Role.ADMIN)
+            created = self._add_principal(tx, org.id, admin_name, Role.ADMIN)
+            note.target.update(org=org.id, principal=created.principal.id, key=created.key.id)
+            note.subject_org = org.id
+            return created
+
+        return self.tracer.write(None, "admin.bootstrap", work)[0]
 
     # organisations ---------------------------------------------------------------------
     def create_org(self, actor: Actor, body: OrganisationCreate) -> OrganisationOut:
-        require_role(actor, Role.ADMIN)
-        org = Organisation(
-            self.ctx.ids.new("org"), body.name, body.description, None, self.ctx.clock.now()
-        )
-        with self.ctx.store.write() as tx:
+        def work(tx: Tx, note: Note) -> OrganisationOut:
+            require_role(actor, Role.ADMIN)
+            org = Organisation(
+                self.ctx.ids.new("org"), body.name, body.description, None, self.ctx.clock.now()
+            )
             tx.add_org(org)
-        return org_out(org)
+            note.target["org"] = note.subject_org = org.id
+            return org_out(org)
+
+        return self.tracer.write(actor, "org.create", work, request=body)[0]
 
     def _sees_all(self, actor: Actor) -> bool:
         return actor.role in (Role.ADMIN, Role.AUDITOR)
@@ -156,16 +179,26 @@ class Identities:
 
     def set_public_key(self, actor: Actor, org_id: str, public_key: str | None) -> OrganisationOut:
         """Register (or remove) the organisation's Ed25519 public key for signing licences."""
-        hide_unless(self._sees_all(actor) or actor.org_id == org_id, "organisation")
-        require_role(actor, Role.ADMIN, Role.HOLDER, Role.OPERATOR)
-        normal = validate_ed25519_public_key(public_key) if public_key is not None else None
-        with self.ctx.store.write() as tx:
+
+        def work(tx: Tx, note: Note) -> OrganisationOut:
+            hide_unless(self._sees_all(actor) or actor.org_id == org_id, "organisation")
+            require_role(actor, Role.ADMIN, Role.HOLDER, Role.OPERATOR)
+            normal = validate_ed25519_public_key(public_key) if public_key is not None else None
             if tx.get_org(org_id) is None:
                 raise NotFound("no such organisation")
+            note.subject_org = org_id
             tx.set_org_public_key(org_id, normal)
             org = tx.get_org(org_id)
-        assert org is not None
-        return org_out(org)
+            assert org is not None
+            return org_out(org)
+
+        return self.tracer.write(
+            actor,
+            "org.public_key.set",
+            work,
+            request={"public_key": public_key},
+            target={"org": org_id},
+        )[0]
 
     # principals ------------------------------------------------------------------------
     def _add_principal(self, tx: Tx, org_id: str, name: str, role: Role) -> PrincipalCreated:
@@ -179,11 +212,16 @@ class Identities:
         )
 
     def create_principal(self, actor: Actor, body: PrincipalCreate) -> PrincipalCreated:
-        require_role(actor, Role.ADMIN)
-        with self.ctx.store.write() as tx:
+        def work(tx: Tx, note: Note) -> PrincipalCreated:
+            require_role(actor, Role.ADMIN)
             if tx.get_org(body.org_id) is None:
                 raise NotFound("no such organisation")
-            return self._add_principal(tx, body.org_id, body.name, body.role)
+            note.subject_org = body.org_id
+            created = self._add_principal(tx, body.org_id, body.name, body.role)
+            note.target.update(principal=created.principal.id, key=created.key.id)
+            return created
+
+        return self.tracer.write(actor, "principal.create", work, request=body)[0]
 
     def _visible_principal(self, actor: Actor, tx: Tx, principal_id: str) -> Principal:
         principal = tx.get_principal(principal_id)
@@ -213,15 +251,18 @@ class Identities:
         return PageOut[PrincipalOut](items=[principal_out(p) for p in items], next_cursor=nxt)
 
     def set_disabled(self, actor: Actor, principal_id: str, disabled: bool) -> PrincipalOut:
-        require_role(actor, Role.ADMIN)
-        if principal_id == actor.principal_id and disabled:
-            raise InvalidState("an admin cannot disable itself")
-        with self.ctx.store.write() as tx:
-            self._visible_principal(actor, tx, principal_id)
+        def work(tx: Tx, note: Note) -> PrincipalOut:
+            require_role(actor, Role.ADMIN)
+            if principal_id == actor.principal_id and disabled:
+                raise InvalidState("an admin cannot disable itself")
+            note.subject_org = self._visible_principal(actor, tx, principal_id).org_id
             tx.set_principal_disabled(principal_id, disabled)
             updated = tx.get_principal(principal_id)
-        assert updated is not None
-        return principal_out(updated)
+            assert updated is not None
+            return principal_out(updated)
+
+        action = "principal.disable" if disabled else "principal.enable"
+        return self.tracer.write(actor, action, work, target={"principal": principal_id})[0]
 
     def whoami(self, actor: Actor) -> WhoAmI:
         with self.ctx.store.read() as tx:
@@ -239,15 +280,22 @@ class Identities:
 
     def rotate_key(self, actor: Actor, principal_id: str, revoke_existing: bool) -> IssuedKey:
         """Issue a new key; by default revoke every other active key of the principal."""
-        with self.ctx.store.write() as tx:
-            self._visible_principal(actor, tx, principal_id)
+
+        def work(tx: Tx, note: Note) -> IssuedKey:
+            note.subject_org = self._visible_principal(actor, tx, principal_id).org_id
             hide_unless(self._may_manage_keys(actor, principal_id), "principal")
             now = self.ctx.clock.now()
+            revoked = []
             if revoke_existing:
                 for key in tx.list_api_keys(principal_id):
                     if key.revoked_at is None:
                         tx.revoke_api_key(key.id, now)
-            return self._issue_key(tx, principal_id)
+                        revoked.append(key.id)
+            issued = self._issue_key(tx, principal_id)
+            note.target.update(key=issued.key.id, revoked=revoked)
+            return issued
+
+        return self.tracer.write(actor, "key.rotate", work, target={"principal": principal_id})[0]
 
     def list_keys(self, actor: Actor, principal_id: str) -> list[ApiKeyOut]:
         with self.ctx.store.read() as tx:
@@ -256,11 +304,13 @@ class Identities:
             return [key_out(k) for k in tx.list_api_keys(principal_id)]
 
     def revoke_key(self, actor: Actor, principal_id: str, key_id: str) -> ApiKeyOut:
-        with self.ctx.store.write() as tx:
-            self._visible_principal(actor, tx, principal_id)
+        def work(tx: Tx, note: Note) -> ApiKeyOut:
+            note.subject_org = self._visible_principal(actor, tx, principal_id).org_id
             hide_unless(self._may_manage_keys(actor, principal_id), "principal")
             keys = {k.id: k for k in tx.list_api_keys(principal_id)}
             hide_unless(key_id in keys, "key")
             tx.revoke_api_key(key_id, self.ctx.clock.now())
-            revoked = {k.id: k for k in tx.list_api_keys(principal_id)}[key_id]
-        return key_out(revoked)
+            return key_out({k.id: k for k in tx.list_api_keys(principal_id)}[key_id])
+
+        target: dict[str, str | list[str]] = {"principal": principal_id, "key": key_id}
+        return self.tracer.write(actor, "key.revoke", work, target=target)[0]

@@ -7,6 +7,8 @@ from gateway.errors import NotFound, ValidationFailed
 from gateway.service.access import hide_unless, require_role
 from gateway.service.context import PageRequest, ServiceContext, encode_cursor
 from gateway.service.schemas import PageOut, SiteCreate, SiteOut
+from gateway.service.tracing import Note, Tracer
+from gateway.store import Tx
 
 
 def site_out(site: Site) -> SiteOut:
@@ -23,32 +25,37 @@ def site_out(site: Site) -> SiteOut:
 class Sites:
     """Use cases for sites. Operators never see sites: they reveal where data lives."""
 
-    def __init__(self, ctx: ServiceContext) -> None:
+    def __init__(self, ctx: ServiceContext, tracer: Tracer) -> None:
         self.ctx = ctx
+        self.tracer = tracer
 
     def register(self, actor: Actor, body: SiteCreate) -> SiteOut:
-        require_role(actor, Role.HOLDER, Role.ADMIN)
-        if actor.role == Role.HOLDER:
-            if body.org_id not in (None, actor.org_id):
-                raise NotFound("no such organisation")
-            org_id = actor.org_id
-        else:
-            if body.org_id is None:
-                raise ValidationFailed("org_id is required when an admin registers a site")
-            org_id = body.org_id
-        site = Site(
-            id=self.ctx.ids.new("site"),
-            org_id=org_id,
-            name=body.name,
-            grpc_address=body.grpc_address,
-            tls_fingerprint=body.tls_fingerprint,
-            created_at=self.ctx.clock.now(),
-        )
-        with self.ctx.store.write() as tx:
+        def work(tx: Tx, note: Note) -> SiteOut:
+            require_role(actor, Role.HOLDER, Role.ADMIN)
+            if actor.role == Role.HOLDER:
+                if body.org_id not in (None, actor.org_id):
+                    raise NotFound("no such organisation")
+                org_id = actor.org_id
+            else:
+                if body.org_id is None:
+                    raise ValidationFailed("org_id is required when an admin registers a site")
+                org_id = body.org_id
             if tx.get_org(org_id) is None:
                 raise NotFound("no such organisation")
+            site = Site(
+                id=self.ctx.ids.new("site"),
+                org_id=org_id,
+                name=body.name,
+                grpc_address=body.grpc_address,
+                tls_fingerprint=body.tls_fingerprint,
+                created_at=self.ctx.clock.now(),
+            )
             tx.add_site(site)
-        return site_out(site)
+            note.target["site"] = site.id
+            note.subject_org = org_id
+            return site_out(site)
+
+        return self.tracer.write(actor, "site.register", work, request=body)[0]
 
     def _scope(self, actor: Actor) -> str | None:
         require_role(actor, Role.HOLDER, Role.ADMIN, Role.AUDITOR)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, Index, LargeBinary, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -121,3 +121,52 @@ class CounterRow(SQLModel, table=True):
 
     name: str = Field(primary_key=True, max_length=60)
     value: int = 0
+
+
+class TraceEntryRow(SQLModel, table=True):
+    """One leaf of the trace: its canonical bytes plus columns for filtering."""
+
+    __tablename__ = "trace_entry"
+
+    idx: int = Field(
+        primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False}
+    )
+    leaf: bytes = Field(sa_type=LargeBinary)
+    time: datetime = _ts(index=True)
+    action: str = Field(max_length=60, index=True)
+    actor_principal: str | None = Field(default=None, max_length=40, index=True)
+    actor_org: str | None = Field(default=None, max_length=40, index=True)
+    subject_org: str | None = Field(default=None, max_length=40, index=True)
+    asset_id: str | None = Field(default=None, max_length=40, index=True)
+
+
+class TraceNodeRow(SQLModel, table=True):
+    """A complete Merkle subtree hash, written once: key = level << 56 | index."""
+
+    __tablename__ = "trace_node"
+
+    key: int = Field(
+        primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False}
+    )
+    hash: bytes = Field(sa_type=LargeBinary)
+
+
+class TraceHeadRow(SQLModel, table=True):
+    """The single row that serialises writers and records the tree size."""
+
+    __tablename__ = "trace_head"
+
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    size: int = Field(sa_type=BigInteger)
+
+
+class TraceCheckpointRow(SQLModel, table=True):
+    """A signed checkpoint (C2SP signed note) of the trace at ``size``."""
+
+    __tablename__ = "trace_checkpoint"
+
+    size: int = Field(
+        primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False}
+    )
+    note: str = Field(sa_type=Text)
+    created_at: datetime = _ts()

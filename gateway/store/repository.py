@@ -7,12 +7,25 @@ together or not at all.  Uniqueness violations raise :class:`gateway.errors.Conf
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
-from gateway.domain import ApiKey, Asset, AssetStatus, Organisation, Principal, Site
+from gateway.audit.merkle import NodeId
+from gateway.domain import (
+    ApiKey,
+    Asset,
+    AssetStatus,
+    Organisation,
+    PendingTrace,
+    Principal,
+    Site,
+    StoredTrace,
+    TraceRecord,
+)
+
+R = TypeVar("R")
 
 
 class Tx(Protocol):
@@ -74,6 +87,20 @@ class Tx(Protocol):
 
     def next_serial(self, name: str) -> int: ...
 
+    # trace
+    def append_trace(self, record: TraceRecord) -> PendingTrace:
+        """Append an entry; it commits with the transaction and gets its index then."""
+        ...
+
+    def trace_size(self) -> int: ...
+    def trace_nodes(self, ids: Sequence[NodeId]) -> list[bytes]: ...
+    def trace_entries(
+        self, *, after: int | None, limit: int, **filters: Any
+    ) -> list[StoredTrace]: ...
+    def add_checkpoint(self, size: int, note: str, at: datetime) -> None: ...
+    def latest_checkpoint(self) -> tuple[int, str] | None: ...
+    def checkpoints(self, *, after_size: int | None, limit: int) -> list[tuple[int, str]]: ...
+
 
 class Store(Protocol):
     """A transactional store of domain objects."""
@@ -82,5 +109,9 @@ class Store(Protocol):
 
     def read(self) -> AbstractContextManager[Tx]: ...
     def write(self) -> AbstractContextManager[Tx]: ...
+    def transact(self, fn: Callable[[Any], R]) -> R:
+        """Run ``fn(tx)`` in a group-committed write transaction; durable on return."""
+        ...
+
     def ping(self) -> None: ...
     def close(self) -> None: ...

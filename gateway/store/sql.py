@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, func, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session, col, select
 
+from gateway.audit.merkle import NodeId
 from gateway.domain import (
     ApiKey,
     Asset,
@@ -29,13 +30,17 @@ from gateway.domain import (
     Disposal,
     Freeze,
     Organisation,
+    PendingTrace,
     Principal,
     Rights,
     Role,
     Site,
+    StoredTrace,
+    TraceRecord,
     UpdateFrequency,
 )
 from gateway.errors import Conflict, InvalidState
+from gateway.store import trace as trace_sql
 from gateway.store.models import (
     ApiKeyRow,
     AssetRow,
@@ -44,8 +49,10 @@ from gateway.store.models import (
     PrincipalRow,
     SiteRow,
 )
+from gateway.store.writer import GroupCommitWriter
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 
 def make_engine(url: str) -> Engine:
@@ -78,12 +85,20 @@ def make_engine(url: str) -> Engine:
 
 
 class SqlStore:
-    """A :class:`gateway.store.repository.Store` over SQLAlchemy."""
+    """A :class:`gateway.store.repository.Store` over SQLAlchemy.
+
+    Writes go through :meth:`transact` (group commit by one writer thread) or, for
+    one-off work such as start-up, :meth:`write`. Both persist trace entries appended in
+    the transaction in the same commit.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.kind = "postgresql" if engine.dialect.name == "postgresql" else "sqlite"
         self._sqlite_write_lock = threading.Lock() if self.kind == "sqlite" else None
+        self.trace_writer = trace_sql.TraceWriter()
+        self._writer: GroupCommitWriter | None = None
+        self._writer_lock = threading.Lock()
 
     @contextmanager
     def read(self) -> Iterator[SqlTx]:
@@ -92,7 +107,8 @@ class SqlStore:
             session.rollback()
 
     @contextmanager
-    def write(self) -> Iterator[SqlTx]:
+    def batch_transaction(self) -> Iterator[SqlTx]:
+        """One write transaction; appended trace entries are positioned and written at the end."""
         lock = self._sqlite_write_lock
         if lock is not None:
             lock.acquire()
@@ -100,28 +116,52 @@ class SqlStore:
             conn = self.engine.connect().execution_options(blindgate_write=True)
             try:
                 with Session(bind=conn, expire_on_commit=False) as session:
+                    tx = SqlTx(session, trace_sql.TraceBatch())
+                    compact = None
                     try:
-                        yield SqlTx(session)
+                        yield tx
+                        assert tx.batch is not None
+                        compact = self.trace_writer.finish(
+                            session, tx.batch, postgres=self.kind == "postgresql"
+                        )
                         session.commit()
-                    except IntegrityError as exc:
-                        session.rollback()
-                        raise Conflict(
-                            "a resource with the same unique name already exists"
-                        ) from exc
                     except BaseException:
                         session.rollback()
+                        self.trace_writer.forget()
                         raise
+                    self.trace_writer.committed(compact)
             finally:
                 conn.close()
         finally:
             if lock is not None:
                 lock.release()
 
+    @contextmanager
+    def write(self) -> Iterator[SqlTx]:
+        """A write transaction in the calling thread (no group commit)."""
+        try:
+            with self.batch_transaction() as tx:
+                yield tx
+        except IntegrityError as exc:
+            raise Conflict("a resource with the same unique name already exists") from exc
+
+    def transact(self, fn: Callable[[SqlTx], R]) -> R:
+        """Run ``fn`` in the writer thread's next batch; return once it is durable."""
+        with self._writer_lock:
+            if self._writer is None:
+                self._writer = GroupCommitWriter(self)
+            writer = self._writer
+        return writer.submit(fn)
+
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
 
     def close(self) -> None:
+        with self._writer_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
         self.engine.dispose()
 
 
@@ -230,8 +270,53 @@ def _asset_values(asset: Asset) -> dict[str, Any]:
 class SqlTx:
     """One transaction; see :class:`gateway.store.repository.Tx`."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, batch: trace_sql.TraceBatch | None = None) -> None:
         self.session = session
+        self.batch = batch
+
+    def run_in_savepoint(self, fn: Callable[[SqlTx], Any]) -> tuple[bool, Any]:
+        """Run ``fn`` in a savepoint: ``(True, result)``, or ``(False, error)`` rolled back."""
+        assert self.batch is not None
+        self.batch.mark()
+        savepoint = self.session.begin_nested()
+        try:
+            result = fn(self)
+            self.session.flush()
+            savepoint.commit()
+        except IntegrityError:
+            savepoint.rollback()
+            self.batch.rollback_to_mark()
+            return False, Conflict("a resource with the same unique name already exists")
+        except Exception as exc:
+            savepoint.rollback()
+            self.batch.rollback_to_mark()
+            return False, exc
+        self.batch.release()
+        return True, result
+
+    # trace
+    def append_trace(self, record: TraceRecord) -> PendingTrace:
+        if self.batch is None:
+            raise RuntimeError("trace entries can only be appended in a write transaction")
+        return self.batch.add(record)
+
+    def trace_size(self) -> int:
+        return trace_sql.trace_size(self.session)
+
+    def trace_nodes(self, ids: Sequence[NodeId]) -> list[bytes]:
+        return trace_sql.fetch_nodes(self.session, ids)
+
+    def trace_entries(self, *, after: int | None, limit: int, **filters: Any) -> list[StoredTrace]:
+        return trace_sql.trace_entries(self.session, after=after, limit=limit, **filters)
+
+    def add_checkpoint(self, size: int, note: str, at: datetime) -> None:
+        trace_sql.add_checkpoint(self.session, size, note, at)
+
+    def latest_checkpoint(self) -> tuple[int, str] | None:
+        return trace_sql.latest_checkpoint(self.session)
+
+    def checkpoints(self, *, after_size: int | None, limit: int) -> list[tuple[int, str]]:
+        return trace_sql.checkpoints(self.session, after_size=after_size, limit=limit)
 
     def _flush(self) -> None:
         self.session.flush()

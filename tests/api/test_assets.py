@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.world import DIGEST, World, asset_body, client
@@ -12,7 +14,7 @@ def test_register_returns_a_full_card(base_url: str, world: World) -> None:
         "/v1/assets", json=asset_body(world.site_a, "beds")
     )
     assert r.status_code == 201
-    card = r.json()
+    card = r.json()["asset"]
     assert card["basic"]["privacy_unit"] == "patient_id"
     assert card["basic"]["classification"] == "important"
     assert card["rights"]["holder_org_id"] == world.holder_a.org_id
@@ -28,9 +30,9 @@ def test_register_returns_a_full_card(base_url: str, world: World) -> None:
 def test_registration_numbers_are_unique_and_sequential(base_url: str, world: World) -> None:
     a = client(base_url, world.holder_a_key)
     numbers = [
-        a.post("/v1/assets", json=asset_body(world.site_a, f"n{i}")).json()["management"][
-            "registration_number"
-        ]
+        a.post("/v1/assets", json=asset_body(world.site_a, f"n{i}")).json()["asset"][
+            "management"
+        ]["registration_number"]
         for i in range(3)
     ]
     serials = [int(n.rsplit("-", 1)[1]) for n in numbers]
@@ -156,3 +158,26 @@ def test_pagination_walks_every_asset_once(base_url: str, world: World) -> None:
     assert len(seen) == 8 == len(set(seen))
     assert seen == sorted(seen)
     assert pages == 3
+
+
+def test_registration_carries_a_verifiable_receipt(base_url: str, world: World) -> None:
+    from gateway.audit.errors import TraceError
+    from gateway.audit.receipt import verify_receipt
+
+    a = client(base_url, world.holder_a_key)
+    answer = a.post("/v1/assets", json=asset_body(world.site_a, "receipted")).json()
+    receipt = answer["receipt"]
+    key = a.get("/v1/audit/log").json()["verifier_key"]
+    checkpoint = verify_receipt(receipt, key)
+    assert checkpoint.size == receipt["tree_size"] > receipt["leaf_index"]
+    entry = json.loads(receipt["entry"])
+    assert entry["action"] == "asset.register"
+    assert entry["target"] == {"asset": answer["asset"]["id"]}
+    assert entry["actor"]["principal"] == world.holder_a.principal_id
+    assert entry["request"].startswith("sha256:")
+    forged = dict(receipt, entry=receipt["entry"].replace("asset.register", "asset.dispose"))
+    with pytest.raises(TraceError):
+        verify_receipt(forged, key)
+    wrong_index = dict(receipt, leaf_index=receipt["leaf_index"] + 1)
+    with pytest.raises(TraceError):
+        verify_receipt(wrong_index, key)

@@ -9,6 +9,7 @@ from gateway.http.deps import Caller, Paging, Svc
 from gateway.service.schemas import (
     AssetCard,
     AssetCreate,
+    AssetRegistered,
     AssetUpdate,
     DisposeIn,
     FreezeIn,
@@ -36,7 +37,7 @@ def get_site(site_id: str, svc: Svc, actor: Caller) -> SiteOut:
 
 
 @router.post("/assets", status_code=status.HTTP_201_CREATED, tags=["assets"])
-def register_asset(body: AssetCreate, svc: Svc, actor: Caller) -> AssetCard:
+def register_asset(body: AssetCreate, svc: Svc, actor: Caller) -> AssetRegistered:
     return svc.assets.register(actor, body)
 
 

@@ -1,0 +1,89 @@
+"""The trace: entries, checkpoints and proofs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from gateway.http.deps import Caller, Svc
+from gateway.service.schemas import (
+    CheckpointOut,
+    ConsistencyProofOut,
+    InclusionProofOut,
+    LogInfo,
+    TracePage,
+)
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+Size = Annotated[int, Query(ge=0, le=2**62)]
+
+
+@router.get("/log")
+def log_info(svc: Svc, actor: Caller) -> LogInfo:
+    """The log's origin, its checkpoint verifier key and its current size."""
+    return svc.audit.info(actor)
+
+
+@router.get("/entries")
+def entries(
+    svc: Svc,
+    actor: Caller,
+    limit: int | None = None,
+    cursor: str | None = None,
+    action: str | None = None,
+    asset_id: str | None = None,
+    actor_org: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> TracePage:
+    """Entries in log order. Auditors see all; holders, entries on their organisation's
+    objects; operators and admins, their organisation's own actions."""
+    return svc.audit.entries(
+        actor,
+        limit=limit,
+        cursor=cursor,
+        action=action,
+        asset_id=asset_id,
+        actor_org=actor_org,
+        since=since,
+        until=until,
+    )
+
+
+@router.get("/checkpoint")
+def latest_checkpoint(svc: Svc, actor: Caller) -> CheckpointOut:
+    return svc.audit.checkpoint(actor, fresh=False)
+
+
+@router.post("/checkpoint")
+def new_checkpoint(svc: Svc, actor: Caller) -> CheckpointOut:
+    """Sign a checkpoint at the current size now (auditors and admins)."""
+    return svc.audit.checkpoint(actor, fresh=True)
+
+
+@router.get("/checkpoints")
+def checkpoints(
+    svc: Svc,
+    actor: Caller,
+    after_size: Annotated[int | None, Query(ge=0)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+) -> list[CheckpointOut]:
+    """Every stored checkpoint in order of size (auditors)."""
+    return svc.audit.checkpoints(actor, after_size=after_size, limit=limit)
+
+
+@router.get("/proofs/inclusion")
+def inclusion(svc: Svc, actor: Caller, index: Size, size: Size) -> InclusionProofOut:
+    return svc.audit.inclusion(actor, index, size)
+
+
+@router.get("/proofs/consistency")
+def consistency(
+    svc: Svc,
+    actor: Caller,
+    from_size: Annotated[int, Query(alias="from", ge=0, le=2**62)],
+    to_size: Annotated[int, Query(alias="to", ge=0, le=2**62)],
+) -> ConsistencyProofOut:
+    return svc.audit.consistency(actor, from_size, to_size)

@@ -1,0 +1,121 @@
+"""Tracing use cases: every state change commits with its trace entry; reads and refusals
+are traced before the caller gets an answer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from gateway.audit.entry import digest, make_entry
+from gateway.clock import Clock
+from gateway.domain import Actor, PendingTrace, TraceRecord
+from gateway.errors import BlindgateError
+from gateway.store import Store, Tx
+
+R = TypeVar("R")
+
+
+@dataclass
+class Note:
+    """What a use case tells the trace about the object it touched."""
+
+    target: dict[str, str | list[str]] = field(default_factory=dict)
+    subject_org: str | None = None
+    asset_id: str | None = None
+    result: Any = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Tracer:
+    """Runs use cases so that the trace records each of them."""
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+
+    def record(
+        self,
+        actor: Actor | None,
+        action: str,
+        note: Note,
+        *,
+        decision: str = "allow",
+        reasons: list[dict[str, str]] | None = None,
+        request: Any = None,
+    ) -> TraceRecord:
+        return make_entry(
+            at=self.clock.now(),
+            actor=actor,
+            action=action,
+            target=note.target,
+            subject_org=note.subject_org,
+            asset_id=note.asset_id,
+            decision=decision,
+            reasons=reasons or [],
+            request_digest=digest(request) if request is not None else None,
+            result_digest=digest(note.result) if note.result is not None else None,
+            detail=note.detail,
+        )
+
+    def write(
+        self,
+        actor: Actor | None,
+        action: str,
+        work: Callable[[Tx, Note], R],
+        *,
+        request: Any = None,
+        target: dict[str, str | list[str]] | None = None,
+    ) -> tuple[R, PendingTrace]:
+        """Run ``work`` and append its entry in one group-committed transaction.
+
+        On a refusal the transaction is rolled back and a ``deny`` entry is written instead.
+        """
+        note = Note(target=dict(target or {}))
+
+        def unit(tx: Tx) -> tuple[R, PendingTrace]:
+            result = work(tx, note)
+            return result, tx.append_trace(self.record(actor, action, note, request=request))
+
+        try:
+            return self.store.transact(unit)
+        except BlindgateError as exc:
+            self.deny(actor, action, exc, note, request=request)
+            raise
+
+    def read(
+        self,
+        actor: Actor | None,
+        action: str,
+        work: Callable[[Tx, Note], R],
+        *,
+        target: dict[str, str | list[str]] | None = None,
+    ) -> R:
+        """Run ``work`` in a read transaction; the read is traced (durably) before returning."""
+        note = Note(target=dict(target or {}))
+        try:
+            with self.store.read() as tx:
+                result = work(tx, note)
+        except BlindgateError as exc:
+            self.deny(actor, action, exc, note)
+            raise
+        entry = self.record(actor, action, note)
+        self.store.transact(lambda tx: tx.append_trace(entry))
+        return result
+
+    def deny(
+        self,
+        actor: Actor | None,
+        action: str,
+        error: BlindgateError,
+        note: Note | None = None,
+        *,
+        request: Any = None,
+    ) -> PendingTrace:
+        """Durably record that ``action`` was refused with ``error``'s code."""
+        reason = {"code": error.code, "message": error.detail or error.spec.message}
+        entry = self.record(
+            actor, action, note or Note(), decision="deny", reasons=[reason], request=request
+        )
+        pending: PendingTrace = self.store.transact(lambda tx: tx.append_trace(entry))
+        return pending

@@ -1,0 +1,100 @@
+"""Group commit: one writer thread runs many callers' transactions in one database commit.
+
+Each caller hands over a function of a :class:`~gateway.store.sql.SqlTx` and blocks until
+the batch holding it has committed (so its effects and its trace entries are durable) or
+until its own function failed. Within a batch every function runs in its own savepoint:
+one caller's failure rolls back only that caller's work.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from gateway.store.sql import SqlStore, SqlTx
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+
+
+@dataclass(slots=True)
+class _Unit:
+    fn: Callable[[SqlTx], Any]
+    future: Future[Any]
+
+
+class GroupCommitWriter:
+    """The single writer thread of a :class:`SqlStore`."""
+
+    def __init__(self, store: SqlStore, max_batch: int = 256) -> None:
+        self._store = store
+        self._max_batch = max_batch
+        self._queue: queue.Queue[_Unit | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="store-writer", daemon=True)
+        self._closed = False
+        self._thread.start()
+        self.batches = 0
+        self.units = 0
+
+    def submit(self, fn: Callable[[SqlTx], R]) -> R:
+        """Run ``fn`` in the next batch; return its result once the batch is durable."""
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("a write unit cannot submit another write unit")
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        unit = _Unit(fn, Future())
+        self._queue.put(unit)
+        result: R = unit.future.result()
+        return result
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self._max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._run(batch)
+            if stop:
+                return
+
+    def _run(self, batch: list[_Unit]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            with self._store.batch_transaction() as tx:
+                for unit in batch:
+                    outcomes.append(tx.run_in_savepoint(unit.fn))
+        except BaseException as exc:  # the commit failed: nothing in the batch happened
+            log.error("write batch of %d failed to commit: %s", len(batch), type(exc).__name__)
+            for unit in batch:
+                if not unit.future.done():
+                    unit.future.set_exception(exc)
+            return
+        self.batches += 1
+        self.units += len(batch)
+        for unit, (ok, value) in zip(batch, outcomes, strict=True):
+            if ok:
+                unit.future.set_result(value)
+            else:
+                unit.future.set_exception(value)
