@@ -1,0 +1,70 @@
+"""Runner configuration."""
+
+from __future__ import annotations
+
+import enum
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from sandbox.spec import Limits
+
+Backend = Literal["auto", "bwrap", "landlock", "none"]
+
+
+class IsolationLevel(enum.StrEnum):
+    """How strongly a fragment is isolated, from weakest to strongest."""
+
+    WEAK = "weak"
+    MEDIUM = "medium"
+    STRONG = "strong"
+
+    @property
+    def rank(self) -> int:
+        """Position in the order weak < medium < strong."""
+        return _RANKS[self]
+
+
+_RANKS = {IsolationLevel.WEAK: 0, IsolationLevel.MEDIUM: 1, IsolationLevel.STRONG: 2}
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    """Settings of a :class:`sandbox.runner.Runner`.
+
+    ``backend`` chooses the confinement: ``bwrap`` (namespaces), ``landlock``
+    (Landlock + a separate uid or Landlock scoping), ``none`` (rlimits, cgroup and
+    seccomp only) or ``auto`` (the strongest that works on this host).  The
+    runner refuses to start below ``minimum_isolation`` unless
+    ``unsafe_allow_weak_isolation`` is set, which then logs a warning on every
+    fragment.  ``unsafe_enable_test_executor`` enables the ``python_test``
+    executor, which runs arbitrary Python inside the sandbox; it exists for the
+    hostile-job test suite only.
+    """
+
+    backend: Backend = "auto"
+    minimum_isolation: IsolationLevel = IsolationLevel.STRONG
+    unsafe_allow_weak_isolation: bool = False
+    unsafe_enable_test_executor: bool = False
+    unsafe_log_child_stderr: bool = False
+    default_limits: Limits = field(default_factory=Limits)
+    sandbox_uid: int = 65534
+    sandbox_gid: int = 65534
+    bwrap_path: str | None = None
+    python_executable: Path | None = None
+    use_cgroups: bool = True
+    cgroup_v2_parent: Path | None = None
+    work_dir: Path = field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / "blindgate-sandbox"
+    )
+    pool_size: int = 0
+    pool_max_keys: int = 8
+    stderr_capture_bytes: int = 16 * 1024
+    startup_cpu_allowance_seconds: int = 5
+
+    def __post_init__(self) -> None:
+        if self.pool_size < 0 or self.pool_max_keys < 1:
+            raise ValueError("pool_size must be >= 0 and pool_max_keys >= 1")
+        if self.sandbox_uid <= 0 or self.sandbox_gid <= 0:
+            raise ValueError("the sandbox uid and gid must not be root")

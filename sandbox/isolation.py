@@ -1,0 +1,290 @@
+"""Detect the isolation layers this host offers and start sandboxes with them.
+
+At start-up :meth:`Isolation.detect` builds the seccomp programs, looks for a
+writable cgroup, asks the kernel for its Landlock ABI and *proves* the chosen
+backend works by running a trivial interpreter through the complete launch path.
+The outcome is an :class:`IsolationReport`: which layers are active, why others
+are not, and the overall level:
+
+* ``strong``: namespaces (bubblewrap) + seccomp + cgroup + rlimits;
+* ``medium``: filesystem confinement (namespaces or Landlock) + seccomp + rlimits
+  + identity separation (namespaces, a separate uid, or Landlock scoping of
+  signals and abstract sockets), without the full ``strong`` set;
+* ``weak``: anything less.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from sandbox import landlock
+from sandbox.cgroups import CgroupManager, CgroupUnavailable
+from sandbox.config import IsolationLevel, RunnerConfig
+from sandbox.launcher import JOINED
+from sandbox.plans import Confinement, LaunchRequest, build_plan, launcher_command
+from sandbox.process import RawOutcome, SandboxProcess
+from sandbox.runtime import RuntimeLayout
+from sandbox.seccomp_filter import SeccompUnavailable, bpf_pipe, build_filter_bpf
+from sandbox.spec import Limits
+
+LAYERS = ("namespaces", "landlock", "seccomp", "cgroup", "rlimits", "separate_uid")
+
+
+@dataclass(frozen=True)
+class IsolationReport:
+    """Active layers, the backend in use, the overall level and notes on gaps."""
+
+    backend: str
+    level: IsolationLevel
+    layers: Mapping[str, bool]
+    notes: tuple[str, ...]
+    cgroup_version: int | None
+    landlock_abi: int
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-friendly view (for logs, metrics and the agent's status call)."""
+        return {
+            "backend": self.backend,
+            "level": self.level.value,
+            "layers": dict(self.layers),
+            "notes": list(self.notes),
+            "cgroup_version": self.cgroup_version,
+            "landlock_abi": self.landlock_abi,
+        }
+
+
+def compute_level(backend: str, layers: Mapping[str, bool], landlock_abi: int) -> IsolationLevel:
+    """The overall level implied by the active layers."""
+    base = layers["seccomp"] and layers["rlimits"]
+    if backend == "bwrap" and base and layers["cgroup"]:
+        return IsolationLevel.STRONG
+    if backend == "bwrap" and base:
+        return IsolationLevel.MEDIUM
+    scoped = landlock_abi >= 6
+    if backend == "landlock" and base and (layers["separate_uid"] or scoped):
+        return IsolationLevel.MEDIUM
+    return IsolationLevel.WEAK
+
+
+class Isolation:
+    """The detected platform: starts sandboxes with the strongest working backend."""
+
+    def __init__(self, config: RunnerConfig, layout: RuntimeLayout) -> None:
+        self.config = config
+        self.layout = layout
+        self.notes: list[str] = []
+        self.programs: dict[bool, bytes] = {}
+        self.cgroups: CgroupManager | None = None
+        self.landlock_abi = 0
+        self.bwrap = config.bwrap_path or shutil.which("bwrap")
+        self.backend = "none"
+        self.separate_uid = False
+        self.report: IsolationReport
+
+    @classmethod
+    def detect(cls, config: RunnerConfig, layout: RuntimeLayout) -> Isolation:
+        """Probe every layer and choose the backend."""
+        found = cls(config, layout)
+        try:
+            found.programs = {
+                True: build_filter_bpf(allow_unix_sockets=True),
+                False: build_filter_bpf(allow_unix_sockets=False),
+            }
+        except SeccompUnavailable as exc:
+            found.notes.append(f"seccomp: {exc}")
+        if config.use_cgroups:
+            try:
+                found.cgroups = CgroupManager.detect(config.cgroup_v2_parent)
+            except CgroupUnavailable as exc:
+                found.notes.append(f"cgroup: {exc}")
+        else:
+            found.notes.append("cgroup: disabled by configuration")
+        found.landlock_abi = landlock.abi_version()
+        found._choose_backend()
+        layers = {
+            "namespaces": found.backend == "bwrap",
+            "landlock": found.backend == "landlock",
+            "seccomp": bool(found.programs),
+            "cgroup": found.cgroups is not None,
+            "rlimits": True,
+            "separate_uid": found.backend == "bwrap" or found.separate_uid,
+        }
+        if found.backend == "bwrap" and os.geteuid() == 0:
+            found.notes.append(
+                "separate_uid: uid 65534 inside a user namespace (maps to the runner's uid)"
+            )
+        found.report = IsolationReport(
+            backend=found.backend,
+            level=compute_level(found.backend, layers, found.landlock_abi),
+            layers=layers,
+            notes=tuple(found.notes),
+            cgroup_version=found.cgroups.version if found.cgroups else None,
+            landlock_abi=found.landlock_abi,
+        )
+        return found
+
+    def _choose_backend(self) -> None:
+        wanted = self.config.backend
+        order = ["bwrap", "landlock", "none"] if wanted == "auto" else [wanted]
+        for backend in order:
+            if backend == "bwrap" and not self.bwrap:
+                self.notes.append("namespaces: bwrap not found")
+                continue
+            if backend == "landlock" and self.landlock_abi < 1:
+                self.notes.append("landlock: not supported by this kernel")
+                continue
+            if backend in ("bwrap", "landlock") and not self.programs:
+                continue
+            self.backend = backend
+            self.separate_uid = backend != "bwrap" and self._separate_uid_possible()
+            if self._probe():
+                return
+            self.notes.append(f"{backend}: probe failed")
+        self.backend = "none"
+        self.separate_uid = self._separate_uid_possible()
+        if not self._probe():
+            self.separate_uid = False
+            self.notes.append("none: probe with a separate uid failed")
+
+    def _separate_uid_possible(self) -> bool:
+        if os.geteuid() != 0:
+            self.notes.append("separate_uid: the runner is not root")
+            return False
+        if not self.layout.reachable_by_other_users():
+            self.notes.append("separate_uid: the Python runtime is not readable by other users")
+            return False
+        return True
+
+    def _probe(self) -> bool:
+        """Run the whole launch path with a no-op interpreter."""
+        try:
+            outcome = self.run_command([self.layout.python, "-I", "-S", "-c", ""])
+        except OSError as exc:
+            self.notes.append(f"{self.backend}: {exc.strerror or exc}")
+            return False
+        return outcome.exit_code == 0 and outcome.signal is None
+
+    def start(self, request: LaunchRequest, command: list[str] | None = None) -> SandboxProcess:
+        """Start one sandbox for ``request`` (optionally running ``command`` instead)."""
+        asset_stat = os.stat(request.asset_path)
+        identity = (
+            asset_stat.st_dev,
+            asset_stat.st_ino,
+            asset_stat.st_size,
+            asset_stat.st_mtime_ns,
+        )
+        limits = request.limits
+        cgroup = self.cgroups.create(limits.memory_bytes, limits.pids) if self.cgroups else None
+        host_tmp: Path | None = None
+        seccomp_fd: int | None = None
+        sync_read, sync_write = os.pipe() if cgroup is not None else (None, None)
+        popen: subprocess.Popen[bytes] | None = None
+        try:
+            if self.backend != "bwrap":
+                host_tmp = self._private_tmp()
+            program = self.programs.get(self.backend == "bwrap")
+            if program is not None:
+                seccomp_fd = bpf_pipe(program)
+            confinement = Confinement(
+                backend=self.backend,
+                bwrap=self.bwrap,
+                uid=self.config.sandbox_uid,
+                gid=self.config.sandbox_gid,
+                landlock_abi=self.landlock_abi,
+                separate_uid=self.separate_uid,
+                seccomp_fd=seccomp_fd,
+                parent_pid=os.getpid(),
+            )
+            plan = build_plan(
+                self.layout,
+                request,
+                confinement,
+                sync_read,
+                host_tmp,
+                self.config.startup_cpu_allowance_seconds,
+            )
+            if command is not None:
+                plan = _replace_command(plan, command)
+            popen = subprocess.Popen(
+                launcher_command(self.layout, plan),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=tuple(fd for fd in (seccomp_fd, sync_read) if fd is not None),
+                start_new_session=True,
+                env={},
+                cwd="/",
+            )
+            if cgroup is not None and sync_write is not None:
+                cgroup.attach(popen.pid)
+                os.write(sync_write, JOINED)
+        except BaseException:
+            if popen is not None:
+                _abandon(popen)
+            if cgroup is not None:
+                cgroup.remove()
+            if host_tmp is not None:
+                shutil.rmtree(host_tmp, ignore_errors=True)
+            raise
+        finally:
+            for fd in (seccomp_fd, sync_read, sync_write):
+                if fd is not None:
+                    os.close(fd)
+        return SandboxProcess(popen, cgroup, host_tmp, self.backend == "bwrap", identity)
+
+    def run_command(self, command: list[str], limits: Limits | None = None) -> RawOutcome:
+        """Run ``command`` in a fresh sandbox (for probes and benchmarks).
+
+        The sandbox is built exactly as for a fragment (a throw-away asset file is
+        bound) but ``command`` replaces the worker.
+        """
+        with tempfile.TemporaryDirectory() as scratch:
+            asset = Path(scratch) / "probe.csv"
+            asset.write_text("x\n1\n", encoding="ascii")
+            os.chmod(scratch, 0o755)  # noqa: S103 - readable by a separate sandbox uid
+            os.chmod(asset, 0o644)
+            request = LaunchRequest(
+                "probe", asset, None, limits or self.config.default_limits, False
+            )
+            sandbox = self.start(request, command=command)
+            try:
+                return sandbox.execute("", 10.0, 64 * 1024, 4096)
+            finally:
+                sandbox.close()
+
+    def _private_tmp(self) -> Path:
+        base = self.config.work_dir
+        base.mkdir(mode=0o711, parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix="fragment-", dir=base))
+        if self.separate_uid:
+            os.chown(path, self.config.sandbox_uid, self.config.sandbox_gid)
+        return path
+
+
+def _abandon(popen: subprocess.Popen[bytes]) -> None:
+    """Kill and reap a launcher that must not go on."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(popen.pid, signal.SIGKILL)
+    popen.kill()
+    popen.wait()
+    for stream in (popen.stdin, popen.stdout, popen.stderr):
+        if stream is not None:
+            stream.close()
+
+
+def _replace_command(plan: dict[str, object], command: list[str]) -> dict[str, object]:
+    """Swap the worker command in a plan for ``command`` (probes and benchmarks)."""
+    argv = plan["exec"]
+    assert isinstance(argv, list)
+    if plan.get("confine") is None:
+        separator = argv.index("--")
+        return {**plan, "exec": [*argv[: separator + 1], *command]}
+    return {**plan, "exec": list(command)}
