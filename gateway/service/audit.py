@@ -105,8 +105,8 @@ class AuditService:
             def work(_tx: Any, note: Note) -> None:
                 return None
 
+            self.tracer.write(actor, "trace.checkpoint", work)  # covered by the new checkpoint
             size, text = self.log.checkpoint()
-            self.tracer.write(actor, "trace.checkpoint", work, target={"size": str(size)})
             return CheckpointOut(size=size, checkpoint=text)
         latest = self.log.latest_checkpoint()
         if latest is None:
