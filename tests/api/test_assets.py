@@ -30,9 +30,9 @@ def test_register_returns_a_full_card(base_url: str, world: World) -> None:
 def test_registration_numbers_are_unique_and_sequential(base_url: str, world: World) -> None:
     a = client(base_url, world.holder_a_key)
     numbers = [
-        a.post("/v1/assets", json=asset_body(world.site_a, f"n{i}")).json()["asset"][
-            "management"
-        ]["registration_number"]
+        a.post("/v1/assets", json=asset_body(world.site_a, f"n{i}")).json()["asset"]["management"][
+            "registration_number"
+        ]
         for i in range(3)
     ]
     serials = [int(n.rsplit("-", 1)[1]) for n in numbers]
