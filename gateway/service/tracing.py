@@ -99,8 +99,7 @@ class Tracer:
         except BlindgateError as exc:
             self.deny(actor, action, exc, note)
             raise
-        entry = self.record(actor, action, note)
-        self.store.transact(lambda tx: tx.append_trace(entry))
+        self.store.append_trace(self.record(actor, action, note))
         return result
 
     def deny(
@@ -117,5 +116,4 @@ class Tracer:
         entry = self.record(
             actor, action, note or Note(), decision="deny", reasons=[reason], request=request
         )
-        pending: PendingTrace = self.store.transact(lambda tx: tx.append_trace(entry))
-        return pending
+        return self.store.append_trace(entry)

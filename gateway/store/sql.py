@@ -145,13 +145,19 @@ class SqlStore:
         except IntegrityError as exc:
             raise Conflict("a resource with the same unique name already exists") from exc
 
-    def transact(self, fn: Callable[[SqlTx], R]) -> R:
-        """Run ``fn`` in the writer thread's next batch; return once it is durable."""
+    def _group_writer(self) -> GroupCommitWriter:
         with self._writer_lock:
             if self._writer is None:
                 self._writer = GroupCommitWriter(self)
-            writer = self._writer
-        return writer.submit(fn)
+            return self._writer
+
+    def transact(self, fn: Callable[[SqlTx], R]) -> R:
+        """Run ``fn`` in the writer thread's next batch; return once it is durable."""
+        return self._group_writer().submit(fn)
+
+    def append_trace(self, record: TraceRecord) -> PendingTrace:
+        """Append one trace entry with group commit; return once it is durable."""
+        return self._group_writer().append(record)
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

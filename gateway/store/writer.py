@@ -16,6 +16,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from gateway.domain import PendingTrace, TraceRecord
+
 if TYPE_CHECKING:
     from gateway.store.sql import SqlStore, SqlTx
 
@@ -25,8 +27,9 @@ R = TypeVar("R")
 
 @dataclass(slots=True)
 class _Unit:
-    fn: Callable[[SqlTx], Any]
+    fn: Callable[[SqlTx], Any] | None
     future: Future[Any]
+    record: TraceRecord | None = None
 
 
 class GroupCommitWriter:
@@ -52,6 +55,15 @@ class GroupCommitWriter:
         self._queue.put(unit)
         result: R = unit.future.result()
         return result
+
+    def append(self, record: TraceRecord) -> PendingTrace:
+        """Append one trace entry in the next batch (no savepoint needed); durable on return."""
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        unit = _Unit(None, Future(), record)
+        self._queue.put(unit)
+        pending: PendingTrace = unit.future.result()
+        return pending
 
     def close(self) -> None:
         if not self._closed:
@@ -84,7 +96,11 @@ class GroupCommitWriter:
         try:
             with self._store.batch_transaction() as tx:
                 for unit in batch:
-                    outcomes.append(tx.run_in_savepoint(unit.fn))
+                    if unit.fn is None:
+                        assert unit.record is not None
+                        outcomes.append((True, tx.append_trace(unit.record)))
+                    else:
+                        outcomes.append(tx.run_in_savepoint(unit.fn))
         except BaseException as exc:  # the commit failed: nothing in the batch happened
             log.error("write batch of %d failed to commit: %s", len(batch), type(exc).__name__)
             for unit in batch:
