@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import random
 import shutil
 from collections.abc import Callable
@@ -42,6 +43,69 @@ class DemoKeys:
     auditor: str
     asset_id: str
     site_id: str
+    holder_org: str
+    operator_org: str
+
+
+POLICY = """\
+version: 1
+asset: admissions
+description: Inpatient admissions - aggregate statistics for public-health research only
+columns:
+  patient_id: {control: join_key}
+  district: {control: group_by}
+  sex: {control: group_by}
+  age: {control: filter}
+  admitted: {control: filter}
+  los_days:
+    control: aggregate
+    clip: {lower: 0, upper: 60}
+  cost:
+    control: aggregate
+    clip: {lower: 0, upper: 50000}
+  diagnosis: {control: never}
+jobs:
+  kinds: [sql_aggregate, he_aggregate]
+  aggregates: [count, sum, avg]
+  purposes: [public-health-research]
+  min_group_size: 10
+  max_rows_per_unit: 3
+  approval: {mode: auto}
+  rate_limit_per_hour: 30
+privacy:
+  epsilon_per_job_max: 1.0
+  budget: {epsilon: 3, delta: 1.0e-6, period_days: 30}
+"""
+
+
+def write_examples(directory: Path, asset_id: str) -> None:
+    """Sample files for the walkthrough: a policy and two job descriptions."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "admissions-policy.yaml").write_text(POLICY)
+
+    def job(purpose: str, columns: list[dict[str, str]]) -> str:
+        return (
+            json.dumps(
+                {
+                    "kind": "sql_aggregate",
+                    "purpose": purpose,
+                    "epsilon": 0.5,
+                    "assets": [asset_id],
+                    "columns": [{"asset": asset_id, **c} for c in columns],
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+
+    allowed = [
+        {"column": "district", "usage": "group_by"},
+        {"column": "age", "usage": "filter"},
+        {"column": "los_days", "usage": "aggregate", "function": "avg"},
+    ]
+    (directory / "job-allowed.json").write_text(job("public-health-research", allowed))
+    denied = [*allowed, {"column": "diagnosis", "usage": "group_by"}]
+    (directory / "job-denied.json").write_text(job("marketing", denied))
 
 
 def reset_demo_dir(data_dir: Path) -> None:
@@ -185,6 +249,8 @@ def seed(services: Services, data_dir: Path, rows: int, progress: Progress) -> D
         auditor=auditor.api_key,
         asset_id=asset.asset.id,
         site_id=site.id,
+        holder_org=holder_org.id,
+        operator_org=operator_org.id,
     )
 
 
@@ -198,5 +264,7 @@ def write_env(path: Path, keys: DemoKeys, url: str) -> None:
         f"export AUDITOR_KEY={keys.auditor}\n"
         f"export ASSET_ID={keys.asset_id}\n"
         f"export SITE_ID={keys.site_id}\n"
+        f"export HOLDER_ORG={keys.holder_org}\n"
+        f"export OPERATOR_ORG={keys.operator_org}\n"
     )
     path.chmod(0o600)

@@ -213,3 +213,48 @@ class StoredTrace:
     index: int
     leaf: bytes
     committed_hash: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyVersion:
+    asset_id: str
+    version: int
+    document: str
+    created_by: str
+    created_at: datetime
+
+
+class LicenceStatus(StrEnum):
+    OFFERED = "offered"
+    ACTIVE = "active"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True, slots=True)
+class Licence:
+    """A stored licence; ``terms`` is the canonical JSON both parties signed."""
+
+    id: str
+    holder_org_id: str
+    operator_org_id: str
+    terms: str
+    holder_signature: str
+    operator_signature: str | None
+    status: LicenceStatus
+    created_at: datetime
+    accepted_at: datetime | None = None
+    revoked_at: datetime | None = None
+    revoke_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetCharge:
+    id: str
+    licence_id: str
+    asset_id: str
+    job_ref: str
+    epsilon: float
+    delta: float
+    at: datetime
+    released: bool = False
+    refunded_at: datetime | None = None

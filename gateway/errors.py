@@ -51,6 +51,15 @@ CATALOGUE: dict[str, ErrorSpec] = {
     "invalid_state": ErrorSpec(
         409, "FAILED_PRECONDITION", "The resource is not in a state that allows this action."
     ),
+    "policy_invalid": ErrorSpec(
+        422, "INVALID_ARGUMENT", "The policy document is not valid; see 'issues'."
+    ),
+    "licence_invalid": ErrorSpec(
+        422, "INVALID_ARGUMENT", "The licence or its signature was refused; see 'detail'."
+    ),
+    "budget_exhausted": ErrorSpec(
+        409, "RESOURCE_EXHAUSTED", "The privacy budget does not allow this charge."
+    ),
     "unavailable": ErrorSpec(503, "UNAVAILABLE", "The service is not ready."),
     "internal": ErrorSpec(500, "INTERNAL", "Internal error."),
 }
@@ -125,6 +134,18 @@ class AssetDisposed(BlindgateError):
 
 class InvalidState(BlindgateError):
     code = "invalid_state"
+
+
+class PolicyInvalid(BlindgateError):
+    code = "policy_invalid"
+
+
+class LicenceInvalid(BlindgateError):
+    code = "licence_invalid"
+
+
+class BudgetExhausted(BlindgateError):
+    code = "budget_exhausted"
 
 
 class Unavailable(BlindgateError):

@@ -13,6 +13,7 @@ import click
 
 from gateway.cli.admin import admin_commands
 from gateway.cli.audit import audit_commands
+from gateway.cli.governance import governance_commands
 from gateway.config import Settings
 from gateway.errors import BlindgateError, Conflict
 
@@ -128,6 +129,7 @@ def demo(data_dir: Path, http_port: int, grpc_port: int, rows: int, no_serve: bo
     _step(f"seeding organisations, principals, a site and an asset of {rows:,} rows")
     with click.progressbar(length=rows, label="generating admissions", file=sys.stderr) as bar:
         keys = demo_mod.seed(services, data_dir, rows, bar.update)
+    demo_mod.write_examples(data_dir / "examples", keys.asset_id)
     url = f"http://{settings.host}:{settings.http_port}"
     env_file = data_dir / "keys.env"
     demo_mod.write_env(env_file, keys, url)
@@ -162,6 +164,7 @@ The same values are in {env_file}. In another terminal, try:
 
 admin_commands(cli)
 audit_commands(cli)
+governance_commands(cli)
 
 
 def main() -> None:

@@ -10,7 +10,15 @@ import httpx
 class ApiError(Exception):
     """An error answer from the gateway, with its stable code."""
 
-    def __init__(self, status: int, code: str, message: str, detail: str | None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        detail: str | None,
+        body: dict[str, Any] | None = None,
+    ) -> None:
+        self.body = body
         self.status = status
         self.code = code
         self.message = message
@@ -49,7 +57,9 @@ class Client:
         if response.status_code >= 400:
             try:
                 err = response.json()["error"]
-                raise ApiError(response.status_code, err["code"], err["message"], err.get("detail"))
+                raise ApiError(
+                    response.status_code, err["code"], err["message"], err.get("detail"), err
+                )
             except (ValueError, KeyError, TypeError):
                 raise ApiError(
                     response.status_code, "http_error", response.text[:200], None

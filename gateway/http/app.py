@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.errors import Unavailable
 from gateway.http.errors import install_error_handlers
 from gateway.http.middleware import BodyLimit, HttpMetrics, MetricsMiddleware
-from gateway.http.routes import audit, catalogue, identities
+from gateway.http.routes import audit, catalogue, governance, identities
 from gateway.service import Services
 
 
-def create_app(services: Services, registry: CollectorRegistry | None = None) -> FastAPI:
-    """Build the REST application over ``services``; metrics go to ``registry``."""
-    registry = registry or CollectorRegistry()
+def create_app(services: Services) -> FastAPI:
+    """Build the REST application over ``services``; metrics go to their registry."""
+    registry = services.metrics.registry
     app = FastAPI(
         title="Blindgate",
         version="0.1.0",
@@ -27,6 +27,7 @@ def create_app(services: Services, registry: CollectorRegistry | None = None) ->
     app.include_router(identities.router)
     app.include_router(catalogue.router)
     app.include_router(audit.router)
+    app.include_router(governance.router)
 
     @app.get("/healthz", tags=["system"])
     def healthz() -> dict[str, str]:

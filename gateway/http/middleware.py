@@ -27,8 +27,12 @@ async def send_error(send: Send, error: BlindgateError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+_BODY_TYPES = {b"application/json", b"application/yaml", b"application/x-yaml", b"text/yaml"}
+
+
 class BodyLimit:
-    """Guard request bodies: JSON only (415 otherwise) and at most ``max_bytes`` (413),
+    """Guard request bodies: JSON (or YAML for policy documents; 415 otherwise) and at most
+    ``max_bytes`` (413),
     whether or not the request declares its length."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -56,7 +60,7 @@ class BodyLimit:
                     await send_error(send, BlindgateError(code="body_too_large"))
                     return
                 has_body = has_body or declared > 0
-        if has_body and content_type != b"application/json":
+        if has_body and content_type not in _BODY_TYPES:
             await send_error(send, BlindgateError(code="unsupported_media_type"))
             return
         if not has_body:

@@ -5,16 +5,15 @@ from __future__ import annotations
 import logging
 
 import uvicorn
-from prometheus_client import CollectorRegistry
 
 from gateway.http.app import create_app
 from gateway.service import Services
 
 
-def serve_http(services: Services, registry: CollectorRegistry | None = None) -> None:
+def serve_http(services: Services) -> None:
     """Serve the REST API until interrupted (Ctrl-C or SIGTERM)."""
     settings = services.ctx.settings
-    app = create_app(services, registry)
+    app = create_app(services)
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -7,10 +7,15 @@ from dataclasses import dataclass
 from gateway.audit.log import TraceKey, TraceLog, load_or_create_key
 from gateway.clock import Clock, IdFactory, OsRandom, RandomSource, SystemClock
 from gateway.config import Settings
+from gateway.metrics import GatewayMetrics
 from gateway.service.assets import Assets
 from gateway.service.audit import AuditService
 from gateway.service.context import ServiceContext
+from gateway.service.decisions import DecisionService
 from gateway.service.identities import Identities
+from gateway.service.ledger import Ledger
+from gateway.service.licences import LicenceService
+from gateway.service.policy_docs import PolicyService
 from gateway.service.sites import Sites
 from gateway.service.tracing import Tracer
 from gateway.store import Store
@@ -26,6 +31,11 @@ class Services:
     sites: Sites
     assets: Assets
     audit: AuditService
+    metrics: GatewayMetrics
+    policies: PolicyService
+    licences: LicenceService
+    decisions: DecisionService
+    ledger: Ledger
 
 
 def build_services(
@@ -35,6 +45,7 @@ def build_services(
     clock: Clock | None = None,
     random: RandomSource | None = None,
     trace_key: TraceKey | None = None,
+    metrics: GatewayMetrics | None = None,
 ) -> Services:
     clock = clock or SystemClock()
     random = random or OsRandom()
@@ -46,11 +57,17 @@ def build_services(
         trace_key = load_or_create_key(settings.resolved_trace_key_file(), settings.trace_origin)
     log = TraceLog(store, trace_key, clock, settings.checkpoint_file())
     audit = AuditService(ctx, tracer, log)
+    metrics = metrics or GatewayMetrics()
     return Services(
         ctx=ctx,
         tracer=tracer,
+        metrics=metrics,
         identities=Identities(ctx, tracer),
         sites=Sites(ctx, tracer),
         assets=Assets(ctx, tracer, audit),
         audit=audit,
+        policies=PolicyService(ctx, tracer),
+        licences=LicenceService(ctx, tracer),
+        decisions=DecisionService(ctx, tracer, metrics),
+        ledger=Ledger(ctx, tracer, metrics),
     )

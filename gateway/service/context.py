@@ -47,6 +47,6 @@ def page_request(settings: Settings, limit: int | None, cursor: str | None) -> P
             after = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
         except (binascii.Error, UnicodeDecodeError, ValueError):
             raise BadPagination("cursor is not valid") from None
-        if not after or "_" not in after or not after.isascii() or not after.isprintable():
+        if not after or not after.isascii() or not after.isprintable():
             raise BadPagination("cursor is not valid")
     return PageRequest(limit=limit, after=after)

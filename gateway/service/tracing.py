@@ -25,6 +25,9 @@ class Note:
     asset_id: str | None = None
     result: Any = None
     detail: dict[str, Any] = field(default_factory=dict)
+    decision: str | None = None
+    reasons: list[dict[str, str]] = field(default_factory=list)
+    """A use case that decides (a policy decision) records its own outcome and reasons."""
 
 
 class Tracer:
@@ -51,8 +54,8 @@ class Tracer:
             target=note.target,
             subject_org=note.subject_org,
             asset_id=note.asset_id,
-            decision=decision,
-            reasons=reasons or [],
+            decision=note.decision or decision,
+            reasons=reasons or note.reasons,
             request_digest=digest(request) if request is not None else None,
             result_digest=digest(note.result) if note.result is not None else None,
             detail=note.detail,

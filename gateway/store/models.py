@@ -170,3 +170,59 @@ class TraceCheckpointRow(SQLModel, table=True):
     )
     note: str = Field(sa_type=Text)
     created_at: datetime = _ts()
+
+
+class PolicyVersionRow(SQLModel, table=True):
+    """Every version of every asset's policy document, kept for ever."""
+
+    __tablename__ = "policy_version"
+
+    asset_id: str = Field(foreign_key="asset.id", primary_key=True, max_length=40)
+    version: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    document: str = Field(sa_type=Text)
+    created_by: str = Field(max_length=40)
+    created_at: datetime = _ts()
+
+
+class LicenceRow(SQLModel, table=True):
+    """A licence: canonical terms, the holder's signature and the operator's countersignature."""
+
+    __tablename__ = "licence"
+
+    id: str = Field(primary_key=True, max_length=200)
+    holder_org_id: str = Field(foreign_key="organisation.id", index=True, max_length=40)
+    operator_org_id: str = Field(foreign_key="organisation.id", index=True, max_length=40)
+    terms: str = Field(sa_type=Text, description="canonical JSON of the terms")
+    holder_signature: str = Field(max_length=200)
+    operator_signature: str | None = Field(default=None, max_length=200)
+    status: str = Field(max_length=20)
+    created_at: datetime = _ts()
+    accepted_at: datetime | None = _ts(nullable=True)
+    revoked_at: datetime | None = _ts(nullable=True)
+    revoke_reason: str | None = Field(default=None, max_length=1000)
+
+
+class LicenceAssetRow(SQLModel, table=True):
+    """Which assets a licence covers (for lookups by asset)."""
+
+    __tablename__ = "licence_asset"
+
+    licence_id: str = Field(foreign_key="licence.id", primary_key=True, max_length=200)
+    asset_id: str = Field(foreign_key="asset.id", primary_key=True, max_length=40, index=True)
+
+
+class BudgetChargeRow(SQLModel, table=True):
+    """One charge of privacy budget against a licence and an asset."""
+
+    __tablename__ = "budget_charge"
+    __table_args__ = (Index("ix_budget_charge_licence_asset_at", "licence_id", "asset_id", "at"),)
+
+    id: str = Field(primary_key=True, max_length=40)
+    licence_id: str = Field(foreign_key="licence.id", max_length=200)
+    asset_id: str = Field(foreign_key="asset.id", max_length=40)
+    job_ref: str = Field(max_length=200, index=True)
+    epsilon: float
+    delta: float = 0.0
+    at: datetime = _ts()
+    released: bool = False
+    refunded_at: datetime | None = _ts(nullable=True)

@@ -17,8 +17,11 @@ from gateway.domain import (
     ApiKey,
     Asset,
     AssetStatus,
+    BudgetCharge,
+    Licence,
     Organisation,
     PendingTrace,
+    PolicyVersion,
     Principal,
     Site,
     StoredTrace,
@@ -86,6 +89,39 @@ class Tx(Protocol):
         ...
 
     def next_serial(self, name: str) -> int: ...
+
+    # policies, licences, ledger
+    def add_policy(self, asset_id: str, document: str, by: str, at: datetime) -> int:
+        """Store a new policy version of the asset; return its number (1, 2, ...)."""
+        ...
+
+    def get_policy(self, asset_id: str, version: int | None = None) -> PolicyVersion | None:
+        """The given version of the asset's policy, or the latest one."""
+        ...
+
+    def list_policies(self, asset_id: str) -> list[PolicyVersion]: ...
+    def add_licence(self, licence: Licence, asset_ids: Sequence[str]) -> None: ...
+    def get_licence(self, licence_id: str, *, lock: bool = False) -> Licence | None:
+        """The licence; ``lock`` serialises concurrent budget charges against it."""
+        ...
+
+    def list_licences(
+        self,
+        *,
+        holder_org_id: str | None = None,
+        operator_org_id: str | None = None,
+        asset_id: str | None = None,
+        after: str | None = None,
+        limit: int = 1000,
+    ) -> list[Licence]: ...
+    def update_licence(self, licence_id: str, **values: Any) -> None: ...
+    def add_charges(self, charges: Sequence[BudgetCharge]) -> None: ...
+    def charges(self, **filters: Any) -> list[BudgetCharge]:
+        """Charges by licence_id, asset_id, since, job_ref (refunded ones excluded unless
+        include_refunded)."""
+        ...
+
+    def mark_charges(self, job_ref: str, **values: Any) -> int: ...
 
     # trace
     def append_trace(self, record: TraceRecord) -> PendingTrace:

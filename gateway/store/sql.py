@@ -23,14 +23,17 @@ from gateway.domain import (
     ApiKey,
     Asset,
     AssetStatus,
+    BudgetCharge,
     Classification,
     Column,
     ColumnTag,
     ColumnType,
     Disposal,
     Freeze,
+    Licence,
     Organisation,
     PendingTrace,
+    PolicyVersion,
     Principal,
     Rights,
     Role,
@@ -40,6 +43,7 @@ from gateway.domain import (
     UpdateFrequency,
 )
 from gateway.errors import Conflict, InvalidState
+from gateway.store import governance as gov
 from gateway.store import trace as trace_sql
 from gateway.store.models import (
     ApiKeyRow,
@@ -299,6 +303,53 @@ class SqlTx:
             return False, exc
         self.batch.release()
         return True, result
+
+    # policies, licences, ledger
+    def add_policy(self, asset_id: str, document: str, by: str, at: datetime) -> int:
+        return gov.add_policy(self.session, asset_id, document, by, at)
+
+    def get_policy(self, asset_id: str, version: int | None = None) -> PolicyVersion | None:
+        return gov.get_policy(self.session, asset_id, version)
+
+    def list_policies(self, asset_id: str) -> list[PolicyVersion]:
+        return gov.list_policies(self.session, asset_id)
+
+    def add_licence(self, licence: Licence, asset_ids: Sequence[str]) -> None:
+        gov.add_licence(self.session, licence, asset_ids)
+        self._flush()
+
+    def get_licence(self, licence_id: str, *, lock: bool = False) -> Licence | None:
+        return gov.get_licence(self.session, licence_id, lock=lock)
+
+    def list_licences(
+        self,
+        *,
+        holder_org_id: str | None = None,
+        operator_org_id: str | None = None,
+        asset_id: str | None = None,
+        after: str | None = None,
+        limit: int = 1000,
+    ) -> list[Licence]:
+        return gov.list_licences(
+            self.session,
+            holder_org_id=holder_org_id,
+            operator_org_id=operator_org_id,
+            asset_id=asset_id,
+            after=after,
+            limit=limit,
+        )
+
+    def update_licence(self, licence_id: str, **values: Any) -> None:
+        gov.update_licence(self.session, licence_id, **values)
+
+    def add_charges(self, charges: Sequence[BudgetCharge]) -> None:
+        gov.add_charges(self.session, charges)
+
+    def charges(self, **filters: Any) -> list[BudgetCharge]:
+        return gov.charges(self.session, **filters)
+
+    def mark_charges(self, job_ref: str, **values: Any) -> int:
+        return gov.mark_charges(self.session, job_ref, **values)
 
     # trace
     def append_trace(self, record: TraceRecord) -> PendingTrace:

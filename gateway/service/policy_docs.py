@@ -1,0 +1,135 @@
+"""Policy documents: holders write versioned YAML policies; every version is kept."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.domain import Actor, Asset, AssetStatus, PolicyVersion, Role
+from gateway.errors import AssetDisposed, Forbidden, NotFound, PolicyInvalid
+from gateway.service.context import ServiceContext
+from gateway.service.schemas_gov import PolicyVersionOut, PolicyVersionSummary
+from gateway.service.tracing import Note, Tracer
+from gateway.store import Tx
+from policies import Policy, PolicyDocumentError, load_policy, policy_schema
+
+
+def visible_asset(actor: Actor, tx: Tx, asset_id: str, note: Note | None = None) -> Asset:
+    """The asset if ``actor`` may see its card (holder: own; operator: catalogue; auditor)."""
+    asset = tx.get_asset(asset_id)
+    if asset is not None and note is not None:
+        note.subject_org = asset.org_id
+        note.asset_id = asset.id
+    if asset is None:
+        raise NotFound("no such asset")
+    if actor.role == Role.AUDITOR:
+        return asset
+    if actor.role == Role.HOLDER and asset.org_id == actor.org_id:
+        return asset
+    if actor.role == Role.OPERATOR and asset.status != AssetStatus.DISPOSED:
+        return asset
+    raise NotFound("no such asset")
+
+
+def parse_for_asset(document: str, asset: Asset) -> Policy:
+    """Validate ``document`` and bind it to ``asset`` (its ``asset`` field may give the
+    asset's id or its name). Columns must exist in the asset's schema."""
+    try:
+        policy = load_policy(document)
+    except PolicyDocumentError as exc:
+        issues = [
+            {"line": i.line, "column": i.column, "path": i.path, "message": i.message}
+            for i in exc.issues
+        ]
+        raise PolicyInvalid(
+            f"{len(issues)} problem(s) in the policy document", issues=issues
+        ) from None
+    if policy.asset not in (asset.id, asset.name):
+        raise PolicyInvalid(
+            f"the policy's 'asset' must be {asset.id!r} or {asset.name!r}",
+            issues=[{"line": None, "column": None, "path": "asset", "message": "wrong asset"}],
+        )
+    known = {c.name for c in asset.columns}
+    unknown = sorted(set(policy.columns) - known)
+    if unknown:
+        raise PolicyInvalid(
+            "the policy names columns the asset does not have",
+            issues=[
+                {
+                    "line": None,
+                    "column": None,
+                    "path": f"columns.{name}",
+                    "message": "no such column in the asset's schema",
+                }
+                for name in unknown
+            ],
+        )
+    return policy.model_copy(update={"asset": asset.id})
+
+
+def _out(version: PolicyVersion) -> PolicyVersionOut:
+    return PolicyVersionOut(
+        asset_id=version.asset_id,
+        version=version.version,
+        document=version.document,
+        created_by=version.created_by,
+        created_at=version.created_at,
+    )
+
+
+class PolicyService:
+    """Use cases for policy documents."""
+
+    def __init__(self, ctx: ServiceContext, tracer: Tracer) -> None:
+        self.ctx = ctx
+        self.tracer = tracer
+
+    @staticmethod
+    def schema() -> dict[str, Any]:
+        return policy_schema()
+
+    def set(self, actor: Actor, asset_id: str, document: str) -> PolicyVersionOut:
+        """Store a new version of the asset's policy (the asset's holder only)."""
+
+        def work(tx: Tx, note: Note) -> PolicyVersionOut:
+            asset = visible_asset(actor, tx, asset_id, note)
+            if actor.role != Role.HOLDER:
+                raise Forbidden("only the asset's holder writes its policy")
+            if asset.status == AssetStatus.DISPOSED:
+                raise AssetDisposed()
+            parse_for_asset(document, asset)
+            now = self.ctx.clock.now()
+            version = tx.add_policy(asset.id, document, actor.principal_id, now)
+            note.detail = {"policy_version": version}
+            stored = tx.get_policy(asset.id, version)
+            assert stored is not None
+            return _out(stored)
+
+        return self.tracer.write(
+            actor,
+            "policy.set",
+            work,
+            request=document.encode("utf-8"),
+            target={"asset": asset_id},
+        )[0]
+
+    def get(self, actor: Actor, asset_id: str, version: int | None = None) -> PolicyVersionOut:
+        with self.ctx.store.read() as tx:
+            visible_asset(actor, tx, asset_id)
+            found = tx.get_policy(asset_id, version)
+        if found is None:
+            raise NotFound("no such policy version")
+        return _out(found)
+
+    def versions(self, actor: Actor, asset_id: str) -> list[PolicyVersionSummary]:
+        with self.ctx.store.read() as tx:
+            visible_asset(actor, tx, asset_id)
+            found = tx.list_policies(asset_id)
+        return [
+            PolicyVersionSummary(
+                asset_id=v.asset_id,
+                version=v.version,
+                created_by=v.created_by,
+                created_at=v.created_at,
+            )
+            for v in found
+        ]

@@ -1,0 +1,137 @@
+"""Request and response shapes for policies, licences, budgets and decisions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from gateway.service.schemas import Strict
+
+
+class PolicySetIn(Strict):
+    document: str = Field(max_length=256 * 1024, description="The policy document (YAML)")
+
+
+class PolicyVersionOut(BaseModel):
+    asset_id: str
+    version: int
+    document: str
+    created_by: str
+    created_at: datetime
+
+
+class PolicyVersionSummary(BaseModel):
+    asset_id: str
+    version: int
+    created_by: str
+    created_at: datetime
+
+
+class LicenceOfferIn(Strict):
+    terms: dict[str, Any] = Field(description="Licence terms (see contracts.LicenceTerms)")
+    holder_signature: str = Field(max_length=200, description="base64 of the 96-byte signature")
+
+
+class LicenceAcceptIn(Strict):
+    operator_signature: str = Field(max_length=200, description="base64 of the 96-byte signature")
+
+
+class LicenceRevokeIn(Strict):
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class LicenceOut(BaseModel):
+    id: str
+    status: str = Field(description="offered, active, revoked or expired")
+    holder_org_id: str
+    operator_org_id: str
+    terms: dict[str, Any]
+    canonical_terms: str = Field(description="The exact bytes both parties sign")
+    holder_signature: str
+    operator_signature: str | None
+    holder_public_key: str | None
+    created_at: datetime
+    accepted_at: datetime | None
+    revoked_at: datetime | None
+    revoke_reason: str | None
+
+
+ColumnUsageIn = Literal["select_plain", "filter", "group_by", "join_key", "aggregate"]
+
+
+class ColumnUseIn(Strict):
+    asset: str = Field(max_length=40)
+    column: str = Field(min_length=1, max_length=128)
+    usage: ColumnUsageIn
+    function: str | None = Field(default=None, max_length=40)
+
+
+class JobDescriptionIn(Strict):
+    """A job described structurally: what the policy engine decides on."""
+
+    kind: str = Field(max_length=40, description="sql_aggregate, he_aggregate or he_linear")
+    purpose: str = Field(min_length=1, max_length=200)
+    epsilon: float = Field(gt=0, le=100)
+    delta: float = Field(default=0.0, ge=0, lt=1)
+    assets: list[str] = Field(min_length=1, max_length=50)
+    columns: list[ColumnUseIn] = Field(max_length=500)
+    licence_ids: list[str] | None = Field(
+        default=None, max_length=50, description="Licences to use (default: all of yours)"
+    )
+
+
+class DecisionOut(BaseModel):
+    allow: bool
+    reasons: list[dict[str, Any]]
+    policy_versions: dict[str, int]
+    parameters: dict[str, Any] | None
+
+
+class AssetBudget(BaseModel):
+    asset_id: str
+    epsilon_budget: float
+    delta_budget: float
+    period_days: int
+    epsilon_spent: float
+    epsilon_remaining: float
+    epsilon_per_job_max: float
+    jobs_that_fit: int | None
+
+
+class BudgetOut(BaseModel):
+    licence_id: str
+    at: datetime
+    assets: list[AssetBudget]
+    licence_epsilon_cap: float | None
+    licence_epsilon_used: float
+    licence_epsilon_remaining: float | None
+    epsilon_per_job: float | None
+    jobs_that_fit: int | None = Field(description="Jobs of epsilon_per_job that still fit")
+
+
+class UsageOut(BaseModel):
+    licence_id: str
+    jobs: int
+    jobs_last_hour: int
+    epsilon_spent: float
+    delta_spent: float
+    charges_refunded: int
+
+
+class SettlementLine(BaseModel):
+    licence_id: str
+    operator_org_id: str
+    currency: str
+    fixed_fee: str
+    revenue_share_percent: str
+    jobs: int
+    epsilon_spent: float
+
+
+class SettlementOut(BaseModel):
+    holder_org_id: str
+    period_start: datetime
+    period_end: datetime
+    lines: list[SettlementLine]
