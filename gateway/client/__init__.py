@@ -94,3 +94,18 @@ class Client:
 
     def asset(self, asset_id: str) -> Any:
         return self.get(f"/v1/assets/{asset_id}")
+
+    def verifier_key(self) -> str:
+        """The trace's checkpoint verifier key, as the gateway states it."""
+        key: str = self.get("/v1/audit/log")["verifier_key"]
+        return key
+
+    def verify_receipt(self, receipt: dict[str, Any], verifier_key: str | None = None) -> Any:
+        """Check a receipt (signature, leaf hash, inclusion proof); return its checkpoint.
+
+        Pass a ``verifier_key`` obtained out of band to not rely on the gateway for it.
+        Raises :class:`gateway.audit.errors.TraceError` on any defect.
+        """
+        from gateway.audit.receipt import verify_receipt
+
+        return verify_receipt(receipt, verifier_key or self.verifier_key())

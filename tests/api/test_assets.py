@@ -175,6 +175,10 @@ def test_registration_carries_a_verifiable_receipt(base_url: str, world: World) 
     assert entry["target"] == {"asset": answer["asset"]["id"]}
     assert entry["actor"]["principal"] == world.holder_a.principal_id
     assert entry["request"].startswith("sha256:")
+    from gateway.client import Client
+
+    with Client(base_url, world.holder_a_key) as sdk:
+        assert sdk.verify_receipt(receipt).size == checkpoint.size
     forged = dict(receipt, entry=receipt["entry"].replace("asset.register", "asset.dispose"))
     with pytest.raises(TraceError):
         verify_receipt(forged, key)
