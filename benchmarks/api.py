@@ -60,7 +60,7 @@ def _same_payload() -> list[dict[str, object]]:
     from gateway.domain import Asset
     from gateway.service.assets import asset_card
     from gateway.service.schemas import AssetCreate
-    from gateway.store.sql import _asset_values
+    from gateway.store.mapping import asset_values
     from tests.world import asset_body
 
     now = datetime.now(UTC)
@@ -90,7 +90,7 @@ def _same_payload() -> list[dict[str, object]]:
             created_at=now,
             updated_at=now,
         )
-        assert _asset_values(asset)
+        assert asset_values(asset)
         cards.append(asset_card(asset, with_location=False).model_dump(mode="json"))
     return cards
 

@@ -24,27 +24,26 @@ from gateway.domain import (
     Asset,
     AssetStatus,
     BudgetCharge,
-    Classification,
-    Column,
-    ColumnTag,
-    ColumnType,
-    Disposal,
-    Freeze,
     Licence,
     Organisation,
     PendingTrace,
     PolicyVersion,
     Principal,
-    Rights,
-    Role,
     Site,
     StoredTrace,
     TraceRecord,
-    UpdateFrequency,
 )
 from gateway.errors import Conflict, InvalidState
 from gateway.store import governance as gov
 from gateway.store import trace as trace_sql
+from gateway.store.mapping import (
+    asset_from,
+    asset_values,
+    key_from,
+    org_from,
+    principal_from,
+    site_from,
+)
 from gateway.store.models import (
     ApiKeyRow,
     AssetRow,
@@ -175,108 +174,6 @@ class SqlStore:
         self.engine.dispose()
 
 
-def _org(row: OrganisationRow) -> Organisation:
-    return Organisation(row.id, row.name, row.description, row.public_key, row.created_at)
-
-
-def _principal(row: PrincipalRow) -> Principal:
-    return Principal(row.id, row.org_id, row.name, Role(row.role), row.disabled, row.created_at)
-
-
-def _key(row: ApiKeyRow) -> ApiKey:
-    return ApiKey(row.id, row.principal_id, row.created_at, row.revoked_at)
-
-
-def _site(row: SiteRow) -> Site:
-    return Site(row.id, row.org_id, row.name, row.grpc_address, row.tls_fingerprint, row.created_at)
-
-
-def _dt(value: Any) -> datetime:
-    return datetime.fromisoformat(value) if isinstance(value, str) else value
-
-
-def _asset(row: AssetRow) -> Asset:
-    freeze = None
-    if row.freeze:
-        f = row.freeze
-        freeze = Freeze(f["frozen_by"], Role(f["frozen_role"]), _dt(f["frozen_at"]), f["reason"])
-    disposal = None
-    if row.disposal:
-        d = row.disposal
-        disposal = Disposal(
-            d["disposed_by"], _dt(d["disposed_at"]), d["method"], d["destroyed_digest"], d["note"]
-        )
-    return Asset(
-        id=row.id,
-        org_id=row.org_id,
-        site_id=row.site_id,
-        local_ref=row.local_ref,
-        name=row.name,
-        description=row.description,
-        domain=row.domain,
-        columns=tuple(
-            Column(c["name"], ColumnType(c["type"]), ColumnTag(c["tag"]), c.get("description", ""))
-            for c in row.columns
-        ),
-        privacy_unit=row.privacy_unit,
-        row_count=row.row_count,
-        update_frequency=UpdateFrequency(row.update_frequency),
-        classification=Classification(row.classification),
-        rights=Rights(**row.rights),
-        status=AssetStatus(row.status),
-        registration_number=row.registration_number,
-        version=row.version,
-        content_digest=row.content_digest,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        jobs_run=row.jobs_run,
-        operators=tuple(row.operators),
-        last_access=row.last_access,
-        freeze=freeze,
-        disposal=disposal,
-    )
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, datetime):
-        return obj.isoformat()
-    return obj
-
-
-def _asset_values(asset: Asset) -> dict[str, Any]:
-    return {
-        "id": asset.id,
-        "org_id": asset.org_id,
-        "site_id": asset.site_id,
-        "local_ref": asset.local_ref,
-        "name": asset.name,
-        "description": asset.description,
-        "domain": asset.domain,
-        "columns": [
-            {"name": c.name, "type": str(c.type), "tag": str(c.tag), "description": c.description}
-            for c in asset.columns
-        ],
-        "privacy_unit": asset.privacy_unit,
-        "row_count": asset.row_count,
-        "update_frequency": str(asset.update_frequency),
-        "classification": str(asset.classification),
-        "rights": asdict(asset.rights),
-        "status": str(asset.status),
-        "registration_number": asset.registration_number,
-        "version": asset.version,
-        "content_digest": asset.content_digest,
-        "created_at": asset.created_at,
-        "updated_at": asset.updated_at,
-        "jobs_run": asset.jobs_run,
-        "operators": list(asset.operators),
-        "last_access": asset.last_access,
-        "freeze": _jsonable(asdict(asset.freeze)) if asset.freeze else None,
-        "disposal": _jsonable(asdict(asset.disposal)) if asset.disposal else None,
-    }
-
-
 class SqlTx:
     """One transaction; see :class:`gateway.store.repository.Tx`."""
 
@@ -385,13 +282,13 @@ class SqlTx:
 
     def get_org(self, org_id: str) -> Organisation | None:
         row = self.session.get(OrganisationRow, org_id)
-        return _org(row) if row else None
+        return org_from(row) if row else None
 
     def list_orgs(self, *, after: str | None, limit: int) -> list[Organisation]:
         q = select(OrganisationRow).order_by(col(OrganisationRow.id)).limit(limit)
         if after is not None:
             q = q.where(col(OrganisationRow.id) > after)
-        return [_org(r) for r in self.session.exec(q)]
+        return [org_from(r) for r in self.session.exec(q)]
 
     def set_org_public_key(self, org_id: str, public_key: str | None) -> None:
         self.session.execute(
@@ -409,7 +306,7 @@ class SqlTx:
 
     def get_principal(self, principal_id: str) -> Principal | None:
         row = self.session.get(PrincipalRow, principal_id)
-        return _principal(row) if row else None
+        return principal_from(row) if row else None
 
     def list_principals(
         self, *, org_id: str | None, after: str | None, limit: int
@@ -419,7 +316,7 @@ class SqlTx:
             q = q.where(col(PrincipalRow.org_id) == org_id)
         if after is not None:
             q = q.where(col(PrincipalRow.id) > after)
-        return [_principal(r) for r in self.session.exec(q)]
+        return [principal_from(r) for r in self.session.exec(q)]
 
     def set_principal_disabled(self, principal_id: str, disabled: bool) -> None:
         self.session.execute(
@@ -442,7 +339,7 @@ class SqlTx:
         if found is None:
             return None
         key_row, principal_row = found
-        return _key(key_row), _principal(principal_row)
+        return key_from(key_row), principal_from(principal_row)
 
     def list_api_keys(self, principal_id: str) -> list[ApiKey]:
         q = (
@@ -450,7 +347,7 @@ class SqlTx:
             .where(col(ApiKeyRow.principal_id) == principal_id)
             .order_by(col(ApiKeyRow.id))
         )
-        return [_key(r) for r in self.session.exec(q)]
+        return [key_from(r) for r in self.session.exec(q)]
 
     def revoke_api_key(self, key_id: str, at: datetime) -> None:
         self.session.execute(
@@ -466,7 +363,7 @@ class SqlTx:
 
     def get_site(self, site_id: str) -> Site | None:
         row = self.session.get(SiteRow, site_id)
-        return _site(row) if row else None
+        return site_from(row) if row else None
 
     def list_sites(self, *, org_id: str | None, after: str | None, limit: int) -> list[Site]:
         q = select(SiteRow).order_by(col(SiteRow.id)).limit(limit)
@@ -474,16 +371,16 @@ class SqlTx:
             q = q.where(col(SiteRow.org_id) == org_id)
         if after is not None:
             q = q.where(col(SiteRow.id) > after)
-        return [_site(r) for r in self.session.exec(q)]
+        return [site_from(r) for r in self.session.exec(q)]
 
     # assets
     def add_asset(self, asset: Asset) -> None:
-        self.session.add(AssetRow(**_asset_values(asset)))
+        self.session.add(AssetRow(**asset_values(asset)))
         self._flush()
 
     def get_asset(self, asset_id: str) -> Asset | None:
         row = self.session.get(AssetRow, asset_id)
-        return _asset(row) if row else None
+        return asset_from(row) if row else None
 
     def list_assets(
         self,
@@ -499,7 +396,7 @@ class SqlTx:
         q = q.where(col(AssetRow.status).in_([str(s) for s in statuses]))
         if after is not None:
             q = q.where(col(AssetRow.id) > after)
-        return [_asset(r) for r in self.session.exec(q)]
+        return [asset_from(r) for r in self.session.exec(q)]
 
     def list_asset_revisions(
         self,
@@ -526,10 +423,10 @@ class SqlTx:
         if not asset_ids:
             return []
         q = select(AssetRow).where(col(AssetRow.id).in_(list(asset_ids)))
-        return [(_asset(r), r.revision) for r in self.session.exec(q)]
+        return [(asset_from(r), r.revision) for r in self.session.exec(q)]
 
     def update_asset(self, asset: Asset, *, expected_version: int) -> None:
-        values = _asset_values(asset)
+        values = asset_values(asset)
         values.pop("id")
         values["revision"] = AssetRow.revision + 1
         result = self.session.execute(
