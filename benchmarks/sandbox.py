@@ -22,9 +22,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sandbox.config import RunnerConfig
-from sandbox.runner import Runner
-from sandbox.spec import FragmentSpec
+# Run as a script, this file's folder comes first on sys.path and its name would hide the
+# `sandbox` package: look in the repository root instead.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from sandbox.config import RunnerConfig  # noqa: E402
+from sandbox.runner import Runner  # noqa: E402
+from sandbox.spec import FragmentSpec  # noqa: E402
 
 
 def timed(action: Callable[[], object], runs: int, gap: float = 0.0) -> list[float]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from gateway.cli.site import serve as site_serve
 from gateway.client import ApiError, Client
 
 URL_OPTION = click.option(
@@ -199,6 +200,8 @@ def admin_commands(cli: click.Group) -> None:
     @KEY_OPTION
     def site_list(url: str, api_key: str) -> None:
         _call(url, api_key, lambda c: c.paginate("/v1/sites"))
+
+    site.add_command(site_serve)
 
     @cli.group()
     def asset() -> None:

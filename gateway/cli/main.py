@@ -14,6 +14,7 @@ import click
 from gateway.cli.admin import admin_commands
 from gateway.cli.audit import audit_commands
 from gateway.cli.governance import governance_commands
+from gateway.cli.pki import pki_commands
 from gateway.config import Settings
 from gateway.errors import BlindgateError, Conflict
 
@@ -163,6 +164,7 @@ The same values are in {env_file}. In another terminal, try:
 
 
 admin_commands(cli)
+pki_commands(cli)
 audit_commands(cli)
 governance_commands(cli)
 

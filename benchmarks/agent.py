@@ -1,0 +1,192 @@
+"""A trivial DuckDB fragment end to end through a site agent over mutual TLS.
+
+The agent runs in its own process (``python -m sandbox.agent``) with certificates
+from the development PKI; the gateway's :class:`SiteClient` calls it over loopback.
+Measures, in the same run:
+
+* ``Health`` (one mTLS round trip, no sandbox);
+* a replayed fragment (an already answered ``fragment_id``: round trip plus the
+  agent's idempotency lookup, no sandbox);
+* a fresh fragment with the pool warm (requests spaced by ``--gap`` ms so the
+  pool can refill) and with no pool (every fragment starts a sandbox).
+
+    .venv/bin/python benchmarks/agent.py [--runs 40] [--gap 250]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def report(name: str, samples: list[float]) -> None:
+    print(
+        f"{name:<40} p50 {statistics.median(samples):7.2f} ms   "
+        f"p99 {percentile(samples, 0.99):7.2f} ms   min {min(samples):7.2f} ms"
+    )
+
+
+def timed(action: Callable[[], object], runs: int, gap: float = 0.0) -> list[float]:
+    """Milliseconds per call of ``action`` over ``runs`` calls (after one warm-up)."""
+    action()
+    samples = []
+    for _ in range(runs):
+        if gap:
+            time.sleep(gap)
+        begin = time.perf_counter()
+        action()
+        samples.append((time.perf_counter() - begin) * 1000)
+    return samples
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def agent_process(scratch: Path, pool_size: int, gateway_fingerprint: str) -> Iterator[str]:
+    """Start ``python -m sandbox.agent`` with ``pool_size``; yield its address."""
+    import yaml
+
+    port = free_port()
+    tls = scratch / "tls"
+    config = {
+        "listen": f"127.0.0.1:{port}",
+        "tls": {"cert": str(tls / "site.crt"), "key": str(tls / "site.key"), "ca": "ca/ca.crt"},
+        "gateway_fingerprints": [gateway_fingerprint],
+        "assets": {"bench": {"path": "bench.csv"}},
+        "cache_dir": f"cache-{pool_size}",
+        "pool_size": pool_size,
+    }
+    path = scratch / f"site-{pool_size}.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sandbox.agent", "--config", str(path), "--log-level", "warning"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise
+
+
+def measure(client: Any, pool_size: int, options: argparse.Namespace) -> list[float]:
+    """Time the agent's calls; returns the fragment latencies."""
+    from sandbox.agent.messages import FragmentRequest
+
+    ids = (f"bench-{pool_size}-{n}" for n in itertools.count())
+
+    def fragment(fragment_id: str | None = None) -> FragmentRequest:
+        return FragmentRequest(
+            fragment_id or next(ids), "bench", "bench", "duckdb_sql", "SELECT COUNT(*) FROM asset"
+        )
+
+    if not pool_size:
+        cold = timed(lambda: client.run_fragment(fragment()), options.runs)
+        report("duckdb fragment, no pool (cold sandbox)", cold)
+        return cold
+    health = client.health()
+    print(
+        f"agent {health.agent_version}, isolation "
+        f"{health.isolation_backend} ({health.isolation_level}), loopback mTLS"
+    )
+    report("Health", timed(client.health, options.runs))
+    answered = fragment("bench-replayed")
+    client.run_fragment(answered)
+    report(
+        "replayed fragment (no sandbox)", timed(lambda: client.run_fragment(answered), options.runs)
+    )
+    time.sleep(0.5)
+    warm = timed(lambda: client.run_fragment(fragment()), options.runs, gap=options.gap / 1000)
+    report(f"duckdb fragment, pool warm ({options.gap:.0f} ms gap)", warm)
+    return warm
+
+
+def runner_baseline(asset: Path, options: argparse.Namespace) -> list[float]:
+    """The same fragment through ``Runner.run`` in this process (no gRPC, no agent)."""
+    from sandbox.config import RunnerConfig
+    from sandbox.runner import Runner
+    from sandbox.spec import FragmentSpec
+
+    spec = FragmentSpec("duckdb_sql", "SELECT COUNT(*) FROM asset", asset)
+    with Runner(RunnerConfig(pool_size=2)) as runner:
+        runner.warm("duckdb_sql", asset)
+        time.sleep(0.5)
+        samples = timed(lambda: runner.run(spec), options.runs, gap=options.gap / 1000)
+    report(f"baseline: Runner.run, pool warm ({options.gap:.0f} ms gap)", samples)
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--gap", type=float, default=250.0, help="ms between pooled requests")
+    options = parser.parse_args()
+
+    from gateway import pki
+    from gateway.grpc.site_client import SiteClient
+
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        scratch.chmod(0o755)
+        asset = scratch / "bench.csv"
+        asset.write_text("k,v\n" + "".join(f"{i % 7},{i}\n" for i in range(1000)))
+        pki.init_ca(scratch / "ca")
+        site = pki.issue(scratch / "ca", "site", scratch / "tls", hosts=["127.0.0.1"])
+        gateway = pki.issue(scratch / "ca", "gateway", scratch / "client", kind="client")
+        pem: dict[str, Any] = {
+            "ca_pem": (scratch / "ca" / "ca.crt").read_bytes(),
+            "client_cert_pem": (scratch / "client" / "gateway.crt").read_bytes(),
+            "client_key_pem": (scratch / "client" / "gateway.key").read_bytes(),
+        }
+        results: dict[int, list[float]] = {}
+        for pool_size in (2, 0):
+            with agent_process(scratch, pool_size, gateway) as address:
+                client = SiteClient(address, expected_fingerprint=site, **pem)
+                deadline = time.monotonic() + 30
+                while not client.healthy(timeout=1):
+                    if time.monotonic() > deadline:
+                        raise SystemExit("the agent did not start")
+                    time.sleep(0.1)
+                with client:
+                    results[pool_size] = measure(client, pool_size, options)
+        baseline = runner_baseline(asset, options)
+        overhead = statistics.median(results[2]) - statistics.median(baseline)
+        ratio = statistics.median(results[2]) / statistics.median(baseline)
+        print(
+            f"{'agent overhead over Runner.run (median)':<40} "
+            f"{overhead:+7.2f} ms   ratio {ratio:.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()

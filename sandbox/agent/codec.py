@@ -1,0 +1,200 @@
+"""Conversions between :mod:`sandbox.agent.messages` and the site.proto messages.
+
+Used by the agent's gRPC server and by the gateway's client, so both sides agree
+on how results, failure codes and limits are encoded.  No gRPC import here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from proto.blindgate.v1 import site_pb2
+from sandbox.agent.messages import (
+    CANCELLED,
+    AssetStatus,
+    CancelOutcome,
+    FragmentOutcome,
+    FragmentRequest,
+    HealthReport,
+    RequestedLimits,
+)
+from sandbox.spec import FailureReason, ResultTable, Scalar
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+FAILURE_TO_PROTO: dict[str, site_pb2.FailureReason] = {
+    FailureReason.TIMEOUT.value: site_pb2.FAILURE_REASON_TIMEOUT,
+    FailureReason.MEMORY.value: site_pb2.FAILURE_REASON_MEMORY,
+    FailureReason.SANDBOX_VIOLATION.value: site_pb2.FAILURE_REASON_SANDBOX_VIOLATION,
+    FailureReason.OUTPUT_TOO_LARGE.value: site_pb2.FAILURE_REASON_OUTPUT_TOO_LARGE,
+    FailureReason.BAD_INPUT.value: site_pb2.FAILURE_REASON_BAD_INPUT,
+    FailureReason.INTERNAL.value: site_pb2.FAILURE_REASON_INTERNAL,
+    CANCELLED: site_pb2.FAILURE_REASON_CANCELLED,
+}
+FAILURE_FROM_PROTO = {number: code for code, number in FAILURE_TO_PROTO.items()}
+
+CANCEL_TO_PROTO: dict[CancelOutcome, site_pb2.CancelOutcome] = {
+    CancelOutcome.STOPPED: site_pb2.CANCEL_OUTCOME_STOPPED,
+    CancelOutcome.NOT_STARTED: site_pb2.CANCEL_OUTCOME_NOT_STARTED,
+    CancelOutcome.ALREADY_FINISHED: site_pb2.CANCEL_OUTCOME_ALREADY_FINISHED,
+}
+CANCEL_FROM_PROTO = {number: outcome for outcome, number in CANCEL_TO_PROTO.items()}
+
+
+class CodecError(ValueError):
+    """A message that cannot be converted (malformed on the wire)."""
+
+
+def encode_value(value: Scalar) -> site_pb2.Value:
+    """One result cell as a typed value."""
+    if value is None:
+        return site_pb2.Value(null_value=True)
+    if isinstance(value, bool):
+        return site_pb2.Value(bool_value=value)
+    if isinstance(value, int):
+        if _INT64_MIN <= value <= _INT64_MAX:
+            return site_pb2.Value(int_value=value)
+        return site_pb2.Value(big_int_value=str(value))
+    if isinstance(value, float):
+        return site_pb2.Value(double_value=value)
+    return site_pb2.Value(string_value=value)
+
+
+def decode_value(value: site_pb2.Value) -> Scalar:
+    """The scalar a typed value holds."""
+    kind = value.WhichOneof("kind")
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "int_value":
+        return value.int_value
+    if kind == "double_value":
+        if not math.isfinite(value.double_value):
+            raise CodecError("non-finite number in a result")
+        return value.double_value
+    if kind == "string_value":
+        return value.string_value
+    if kind == "big_int_value":
+        try:
+            return int(value.big_int_value)
+        except ValueError as exc:
+            raise CodecError("malformed big integer") from exc
+    return None
+
+
+def encode_outcome(outcome: FragmentOutcome) -> site_pb2.RunFragmentResponse:
+    """A fragment's outcome as a response message."""
+    response = site_pb2.RunFragmentResponse(
+        fragment_id=outcome.fragment_id,
+        ok=outcome.ok,
+        elapsed_ms=outcome.elapsed_ms,
+        replayed=outcome.replayed,
+    )
+    if outcome.ok and outcome.table is not None:
+        response.columns.extend(outcome.table.columns)
+        response.types.extend(outcome.table.types)
+        for row in outcome.table.rows:
+            response.rows.add().values.extend(encode_value(cell) for cell in row)
+    else:
+        response.failure = FAILURE_TO_PROTO[outcome.failure or FailureReason.INTERNAL.value]
+    return response
+
+
+def decode_outcome(response: site_pb2.RunFragmentResponse) -> FragmentOutcome:
+    """A response message as a fragment outcome (validated)."""
+    if not response.ok:
+        failure = FAILURE_FROM_PROTO.get(response.failure)
+        if failure is None:
+            raise CodecError("failed fragment without a known reason")
+        return FragmentOutcome(
+            response.fragment_id,
+            ok=False,
+            failure=failure,
+            elapsed_ms=response.elapsed_ms,
+            replayed=response.replayed,
+        )
+    columns = tuple(response.columns)
+    if len(response.types) != len(columns):
+        raise CodecError("types and columns differ in length")
+    rows: list[tuple[Scalar, ...]] = []
+    for row in response.rows:
+        if len(row.values) != len(columns):
+            raise CodecError("a row is not as long as the columns")
+        rows.append(tuple(decode_value(cell) for cell in row.values))
+    table = ResultTable(columns=columns, types=tuple(response.types), rows=tuple(rows))
+    return FragmentOutcome(
+        response.fragment_id,
+        ok=True,
+        table=table,
+        elapsed_ms=response.elapsed_ms,
+        replayed=response.replayed,
+    )
+
+
+def encode_request(request: FragmentRequest) -> site_pb2.RunFragmentRequest:
+    """A fragment as a request message."""
+    limits = request.limits
+    return site_pb2.RunFragmentRequest(
+        fragment_id=request.fragment_id,
+        job_id=request.job_id,
+        asset_id=request.asset_id,
+        executor=request.executor,
+        program=request.program,
+        limits=site_pb2.Limits(
+            memory_bytes=limits.memory_bytes,
+            cpu_seconds=limits.cpu_seconds,
+            wall_seconds=limits.wall_seconds,
+            output_bytes=limits.output_bytes,
+            threads=limits.threads,
+        ),
+        deadline_ms=request.deadline_ms,
+        input_sha256=request.input_sha256,
+    )
+
+
+def decode_request(message: site_pb2.RunFragmentRequest) -> FragmentRequest:
+    """A request message as a fragment request (field values are checked by the service)."""
+    limits = message.limits
+    return FragmentRequest(
+        fragment_id=message.fragment_id,
+        job_id=message.job_id,
+        asset_id=message.asset_id,
+        executor=message.executor,
+        program=message.program,
+        limits=RequestedLimits(
+            memory_bytes=limits.memory_bytes,
+            cpu_seconds=limits.cpu_seconds,
+            wall_seconds=limits.wall_seconds,
+            output_bytes=limits.output_bytes,
+            threads=limits.threads,
+        ),
+        deadline_ms=message.deadline_ms,
+        input_sha256=message.input_sha256,
+    )
+
+
+def encode_health(report: HealthReport) -> site_pb2.HealthResponse:
+    """The health report as a response message."""
+    response = site_pb2.HealthResponse(
+        agent_version=report.agent_version,
+        isolation_level=report.isolation_level,
+        isolation_backend=report.isolation_backend,
+        executors=list(report.executors),
+    )
+    response.layers.update(report.layers)
+    for asset in report.assets:
+        response.assets.add(id=asset.id, kind=asset.kind, format=asset.format, ready=asset.ready)
+    return response
+
+
+def decode_health(response: site_pb2.HealthResponse) -> HealthReport:
+    """A health response as a report."""
+    assets: Sequence[site_pb2.AssetInfo] = response.assets
+    return HealthReport(
+        agent_version=response.agent_version,
+        isolation_level=response.isolation_level,
+        isolation_backend=response.isolation_backend,
+        layers=dict(response.layers),
+        assets=tuple(AssetStatus(a.id, a.kind, a.format, a.ready) for a in assets),
+        executors=tuple(response.executors),
+    )

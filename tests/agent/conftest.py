@@ -1,0 +1,185 @@
+"""Fixtures for the site agent suite: a real agent over mutual TLS with a real sandbox.
+
+One development PKI and one agent serve the whole package (starting an agent
+detects the isolation layers and pre-starts sandboxes, so it is not free).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import grpc
+import pytest
+from prometheus_client import CollectorRegistry
+
+from gateway import pki
+from gateway.grpc.site_client import SiteClient, SiteMetrics
+from proto.blindgate.v1 import site_pb2_grpc
+from sandbox.agent.config import SiteConfig, parse_config
+from sandbox.agent.server import AgentServer
+
+ROWS = [("north", 3), ("south", 5), ("north", 7), ("east", 1), ("south", 9)]
+EXPECTED_GROUPS = (("east", 1, 1), ("north", 2, 10), ("south", 2, 14))
+GROUP_BY = "SELECT district, COUNT(*) AS n, SUM(los) AS total FROM asset GROUP BY 1 ORDER BY 1"
+MAX_INPUT = 6 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A certificate and its key, as PEM, with the certificate's fingerprint."""
+
+    cert: bytes
+    key: bytes
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Pki:
+    """Everything the suite needs from the development PKI."""
+
+    root: Path
+    ca: bytes
+    site: Identity
+    site_key_path: Path
+    impostor: Identity
+    gateway: Identity
+    intruder: Identity
+    foreign_ca: bytes
+    foreign: Identity
+
+
+def _identity(directory: Path, name: str, fingerprint: str) -> Identity:
+    return Identity(
+        (directory / f"{name}.crt").read_bytes(),
+        (directory / f"{name}.key").read_bytes(),
+        fingerprint,
+    )
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    root = tmp_path_factory.mktemp("pki")
+    ca_dir, other_ca_dir = root / "ca", root / "other-ca"
+    tls = root / "agent" / "tls"
+    tls.mkdir(parents=True)
+    (root / "agent").chmod(0o700)
+    clients = root / "clients"
+    pki.init_ca(ca_dir)
+    pki.init_ca(other_ca_dir, name="Another CA")
+    hosts = ["127.0.0.1", "localhost"]
+    site = pki.issue(ca_dir, "site", tls, kind="server", hosts=hosts)
+    impostor = pki.issue(ca_dir, "impostor", clients, kind="server", hosts=hosts)
+    gateway = pki.issue(ca_dir, "gateway", clients, kind="client")
+    intruder = pki.issue(ca_dir, "intruder", clients, kind="client")
+    foreign = pki.issue(other_ca_dir, "foreign", clients, kind="client")
+    return Pki(
+        root=root,
+        ca=(ca_dir / pki.CA_CERT).read_bytes(),
+        site=_identity(tls, "site", site),
+        site_key_path=tls / "site.key",
+        impostor=_identity(clients, "impostor", impostor),
+        gateway=_identity(clients, "gateway", gateway),
+        intruder=_identity(clients, "intruder", intruder),
+        foreign_ca=(other_ca_dir / pki.CA_CERT).read_bytes(),
+        foreign=_identity(clients, "foreign", foreign),
+    )
+
+
+@pytest.fixture(scope="session")
+def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("assets")
+    os.chmod(root, 0o755)
+    csv = root / "admissions.csv"
+    csv.write_text("district,los\n" + "".join(f"{d},{n}\n" for d, n in ROWS), encoding="utf-8")
+    parquet = root / "admissions.parquet"
+    con = duckdb.connect()
+    con.execute(f"COPY (SELECT * FROM read_csv('{csv}')) TO '{parquet}' (FORMAT parquet)")
+    con.close()
+    return {"csv": csv, "parquet": parquet}
+
+
+def agent_document(certs: Pki, assets: dict[str, Path], cache: Path) -> dict[str, Any]:
+    """The suite's site.yaml as a mapping."""
+    tls = certs.site_key_path.parent
+    return {
+        "listen": "127.0.0.1:0",
+        "tls": {"cert": str(tls / "site.crt"), "key": str(tls / "site.key"), "ca": "../ca/ca.crt"},
+        "gateway_fingerprints": [certs.gateway.fingerprint.upper()],
+        "assets": {
+            "admissions-csv": {"path": str(assets["csv"])},
+            "admissions-parquet": {"path": str(assets["parquet"]), "format": "parquet"},
+            "billing": {"postgres": {"dsn_env": "BILLING_DSN", "table": "public.billing"}},
+        },
+        "cache_dir": str(cache),
+        "unsafe_enable_test_executor": True,
+        "pool_size": 1,
+        "limits": {"cpu_seconds": 2, "wall_seconds": 6.0},
+        "max_concurrent_fragments": 3,
+        "max_input_bytes": MAX_INPUT,
+    }
+
+
+@pytest.fixture(scope="session")
+def agent_config(certs: Pki, assets: dict[str, Path]) -> SiteConfig:
+    cache = certs.root / "agent" / "cache"
+    return parse_config(agent_document(certs, assets, cache), certs.root / "agent")
+
+
+@pytest.fixture(scope="session")
+def agent(agent_config: SiteConfig) -> Iterator[AgentServer]:
+    server = AgentServer(agent_config)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop(grace=0.5)
+
+
+@pytest.fixture(scope="session")
+def address(agent: AgentServer) -> str:
+    return f"127.0.0.1:{agent.port}"
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def client(address: str, certs: Pki, registry: CollectorRegistry) -> Iterator[SiteClient]:
+    with SiteClient(
+        address,
+        certs.ca,
+        certs.gateway.cert,
+        certs.gateway.key,
+        certs.site.fingerprint,
+        site="riverside",
+        metrics=SiteMetrics(registry),
+        timeout=15.0,
+        sleep=lambda _: None,
+    ) as site_client:
+        yield site_client
+
+
+@contextmanager
+def raw_stub(
+    address: str, root: bytes, identity: Identity | None
+) -> Iterator[site_pb2_grpc.SiteAgentStub]:
+    """A bare stub: ``root`` trusted, ``identity`` as the client certificate (or none)."""
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=root,
+        private_key=identity.key if identity else None,
+        certificate_chain=identity.cert if identity else None,
+    )
+    with grpc.secure_channel(address, credentials) as channel:
+        yield site_pb2_grpc.SiteAgentStub(channel)  # type: ignore[no-untyped-call]
+
+
+def metric(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0

@@ -1,0 +1,105 @@
+"""site.yaml: validation, relative paths, fingerprints, asset kinds; the codec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from sandbox.agent import codec
+from sandbox.agent.config import FileAsset, PostgresAsset, load_config, parse_config
+from sandbox.agent.messages import FragmentOutcome, FragmentRequest, RequestedLimits
+from sandbox.config import IsolationLevel
+from sandbox.spec import ResultTable
+
+FINGERPRINT = "ab" * 32
+
+
+def document(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "listen": "0.0.0.0:7443",
+        "tls": {"cert": "tls/site.crt", "key": "tls/site.key", "ca": "/etc/blindgate/ca.crt"},
+        "gateway_fingerprints": [FINGERPRINT],
+        "assets": {"admissions": {"path": "data/admissions.parquet", "format": "parquet"}},
+        "cache_dir": "cache",
+    }
+    return {**base, **overrides}
+
+
+def test_load_resolves_paths_against_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(document()), encoding="utf-8")
+    config = load_config(path)
+    assert config.tls.cert == tmp_path / "tls" / "site.crt"
+    assert config.tls.ca == Path("/etc/blindgate/ca.crt")
+    assert config.cache_dir == tmp_path / "cache"
+    asset = config.assets["admissions"]
+    assert isinstance(asset, FileAsset)
+    assert asset.path == tmp_path / "data" / "admissions.parquet"
+    assert config.minimum_isolation is IsolationLevel.STRONG
+    assert not config.unsafe_allow_weak_isolation and not config.unsafe_enable_test_executor
+
+
+def test_fingerprints_are_normalised(tmp_path: Path) -> None:
+    spaced = ":".join(FINGERPRINT.upper()[i : i + 2] for i in range(0, 64, 2))
+    config = parse_config(document(gateway_fingerprints=spaced), tmp_path)
+    assert config.gateway_fingerprints == (FINGERPRINT,)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"gateway_fingerprints": []},
+        {"gateway_fingerprints": ["abc"]},
+        {"assets": {"a": {"path": "x.parquet", "format": "csv"}}},
+        {"assets": {"a": {"path": "x.xlsx"}}},
+        {"assets": {"../a": {"path": "x.csv"}}},
+        {"assets": {"a": {"postgres": {"dsn_env": "X", "table": "t; DROP TABLE t"}}}},
+        {"listen": "7443"},
+        {"limits": {"memory_bytes": 1024}},
+        {"unknown_setting": True},
+    ],
+)
+def test_invalid_documents_are_refused(tmp_path: Path, overrides: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        parse_config(document(**overrides), tmp_path)
+
+
+def test_postgres_assets_are_accepted(tmp_path: Path) -> None:
+    assets = {"billing": {"postgres": {"dsn_env": "BILLING_DSN", "table": "public.billing"}}}
+    config = parse_config(document(assets=assets), tmp_path)
+    asset = config.assets["billing"]
+    assert isinstance(asset, PostgresAsset)
+    assert asset.postgres.table == "public.billing"
+    assert asset.kind == "postgres"
+
+
+def test_runner_config_carries_the_safety_settings(tmp_path: Path) -> None:
+    config = parse_config(
+        document(minimum_isolation="medium", pool_size=3, limits={"wall_seconds": 5}), tmp_path
+    )
+    runner = config.runner_config()
+    assert runner.minimum_isolation is IsolationLevel.MEDIUM
+    assert runner.pool_size == 3
+    assert runner.default_limits.wall_seconds == 5
+    assert not runner.unsafe_enable_test_executor
+
+
+def test_codec_round_trips_outcomes_and_requests() -> None:
+    table = ResultTable(("a", "b"), ("BIGINT", "VARCHAR"), ((2**70, None), (-3, "x"), (True, 1.5)))
+    outcome = FragmentOutcome("f-1", True, table, elapsed_ms=3.5)
+    assert codec.decode_outcome(codec.encode_outcome(outcome)) == outcome
+    failed = FragmentOutcome.failed("f-2", "cancelled", 1.0)
+    assert codec.decode_outcome(codec.encode_outcome(failed)) == failed
+    request = FragmentRequest(
+        "f-3", "j", "a", "duckdb_sql", "SELECT 1", RequestedLimits(cpu_seconds=2), 500, "0" * 64
+    )
+    assert codec.decode_request(codec.encode_request(request)) == request
+
+
+def test_unknown_failure_codes_do_not_exist() -> None:
+    with pytest.raises(ValueError, match="unknown failure"):
+        FragmentOutcome.failed("f", "disk on fire")

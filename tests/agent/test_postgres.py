@@ -1,0 +1,91 @@
+"""A PostgreSQL asset served through the agent from an exported snapshot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from gateway.grpc.site_client import SiteClient
+from sandbox.agent.config import PostgresSource
+from sandbox.agent.postgres import ExportFailed, PostgresExports, SandboxOwner
+from sandbox.agent.server import AgentServer
+from tests.agent.conftest import EXPECTED_GROUPS, GROUP_BY, ROWS
+from tests.agent.test_fragments import sql
+from tests.pg import PgCluster
+
+
+@pytest.fixture
+def billing_dsn(postgres: PgCluster, monkeypatch: pytest.MonkeyPatch) -> str:
+    dsn = postgres.create_database().replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE billing (district text, los integer)")
+        with conn.cursor() as cursor:
+            cursor.executemany("INSERT INTO billing VALUES (%s, %s)", ROWS)
+    monkeypatch.setenv("BILLING_DSN", dsn)
+    return dsn
+
+
+def test_a_postgres_table_is_exported_once_and_aggregated(
+    client: SiteClient, agent: AgentServer, billing_dsn: str
+) -> None:
+    assert {a.id: a.ready for a in client.health().assets}["billing"]
+    outcome = client.run_fragment(sql(GROUP_BY, asset="billing"))
+    assert outcome.ok, outcome
+    assert outcome.table is not None
+    assert outcome.table.rows == EXPECTED_GROUPS
+    snapshots = list((agent.config.cache_dir / "exports" / "billing").iterdir())
+    assert len(snapshots) == 1
+    assert snapshots[0].stat().st_mode & 0o777 == 0o600
+    with psycopg.connect(billing_dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO billing VALUES ('west', 4)")
+    again = client.run_fragment(sql(GROUP_BY, asset="billing"))
+    assert again.table is not None and again.table.rows == EXPECTED_GROUPS
+    assert list((agent.config.cache_dir / "exports" / "billing").iterdir()) == snapshots
+
+
+def test_snapshots_refresh_and_keep_the_previous_one(tmp_path: Path, billing_dsn: str) -> None:
+    now = [0.0]
+    exports = PostgresExports(
+        tmp_path / "exports", SandboxOwner(), environ={"DSN": billing_dsn}, clock=lambda: now[0]
+    )
+    source = PostgresSource(dsn_env="DSN", table="public.billing", refresh_seconds=10)
+    first = exports.snapshot("b", source)
+    assert first.read_text().splitlines()[0] == "district,los"
+    assert exports.snapshot("b", source) == first
+    now[0] = 11
+    second = exports.snapshot("b", source)
+    assert second != first and first.exists()
+    now[0] = 22
+    third = exports.snapshot("b", source)
+    assert not first.exists() and second.exists() and third.exists()
+    exports.clear()
+    assert not (tmp_path / "exports").exists()
+
+
+@pytest.mark.parametrize(
+    ("environ", "table", "max_bytes"),
+    [({}, "billing", 4096), (None, "no_such_table", 4096), (None, "billing", 1024)],
+    ids=["no-dsn", "no-table", "too-large"],
+)
+def test_failed_exports_leave_nothing(
+    tmp_path: Path,
+    billing_dsn: str,
+    environ: dict[str, str] | None,
+    table: str,
+    max_bytes: int,
+) -> None:
+    if max_bytes == 1024:
+        with psycopg.connect(billing_dsn, autocommit=True) as conn:
+            conn.execute("INSERT INTO billing SELECT 'x' || g, g FROM generate_series(1, 500) g")
+    exports = PostgresExports(
+        tmp_path / "exports",
+        SandboxOwner(),
+        environ={"DSN": billing_dsn} if environ is None else environ,
+    )
+    source = PostgresSource(dsn_env="DSN", table=table, max_bytes=max_bytes)
+    with pytest.raises(ExportFailed):
+        exports.snapshot("b", source)
+    leftovers = list((tmp_path / "exports").rglob("*")) if (tmp_path / "exports").exists() else []
+    assert [p for p in leftovers if p.is_file()] == []
