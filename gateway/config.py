@@ -34,6 +34,19 @@ class Settings(BaseSettings):
     )
     trace_origin: str | None = Field(default=None, description="Name of the trace log")
     checkpoint_interval_seconds: float = Field(default=60.0, gt=0)
+    site_ca_file: Path | None = Field(
+        default=None,
+        description="CA of the site agents' certificates (default: <data_dir>/pki/ca/ca.crt)",
+    )
+    site_client_cert_file: Path | None = Field(
+        default=None,
+        description="The gateway's client certificate for site agents "
+        "(default: <data_dir>/pki/gateway.crt)",
+    )
+    site_client_key_file: Path | None = Field(
+        default=None, description="Its private key (default: <data_dir>/pki/gateway.key)"
+    )
+    site_check_interval_seconds: float = Field(default=30.0, gt=0)
     dev_mode: bool = False
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     page_size_default: int = Field(default=50, ge=1, le=1000)
@@ -55,6 +68,15 @@ class Settings(BaseSettings):
 
     def resolved_trace_key_file(self) -> Path:
         return self.trace_key_file or self.data_dir / "keys" / "trace-ed25519.pem"
+
+    def site_tls_files(self) -> tuple[Path, Path, Path]:
+        """(CA, client certificate, client key) for mutual TLS with site agents."""
+        pki = self.data_dir / "pki"
+        return (
+            self.site_ca_file or pki / "ca" / "ca.crt",
+            self.site_client_cert_file or pki / "gateway.crt",
+            self.site_client_key_file or pki / "gateway.key",
+        )
 
     def checkpoint_file(self) -> Path:
         """Signed checkpoints are also appended here, outside the database."""

@@ -11,12 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
+from gateway import pki
 from gateway.domain import Actor, Role
 from gateway.service import Services
 from gateway.service.schemas import (
@@ -45,6 +42,7 @@ class DemoKeys:
     site_id: str
     holder_org: str
     operator_org: str
+    holder_principal: str
 
 
 POLICY = """\
@@ -150,36 +148,44 @@ def generate_admissions(path: Path, rows: int, seed: int, progress: Progress) ->
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def self_signed_fingerprint(directory: Path, name: str) -> str:
-    """Create a development certificate for a site; return its SHA-256 (DER) fingerprint."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "site.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path = directory / "site.key"
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_path.chmod(0o600)
-    return cert.fingerprint(hashes.SHA256()).hex()
+def site_pki(data_dir: Path, site_dir: Path) -> str:
+    """A development CA, the site's server certificate and the gateway's client certificate.
+
+    Returns the site certificate's fingerprint (what the holder registers for the site).
+    """
+    ca = data_dir / "pki" / "ca"
+    pki.init_ca(ca)
+    pki.issue(ca, "gateway", data_dir / "pki", kind="client")
+    return pki.issue(ca, "site", site_dir / "tls", kind="server", hosts=["127.0.0.1", "localhost"])
 
 
-def seed(services: Services, data_dir: Path, rows: int, progress: Progress) -> DemoKeys:
+def write_site_config(data_dir: Path, site_dir: Path, port: int, level: str) -> Path:
+    """The site agent's ``site.yaml``: it serves ``admissions.csv`` to the demo gateway only."""
+    gateway_fp = pki.fingerprint((data_dir / "pki" / "gateway.crt").read_bytes())
+    lines = [
+        f"listen: 127.0.0.1:{port}",
+        "tls:",
+        "  cert: tls/site.crt",
+        "  key: tls/site.key",
+        f"  ca: {(data_dir / 'pki' / 'ca' / 'ca.crt').resolve()}",
+        "gateway_fingerprints:",
+        f"  - {gateway_fp}",
+        "assets:",
+        "  admissions.csv: {path: admissions.csv, format: csv}",
+        "cache_dir: cache",
+        "pool_size: 1",
+        f"minimum_isolation: {level}",
+    ]
+    if level == "weak":
+        lines.append("unsafe_allow_weak_isolation: true")
+    path = site_dir / "site.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def seed(
+    services: Services, data_dir: Path, rows: int, progress: Progress, site_port: int = 50061
+) -> DemoKeys:
     """Seed the demo organisations, principals, site and asset through the service layer."""
     ids = services.identities
     admin_created = ids.bootstrap_admin("Blindgate Platform", "platform-admin")
@@ -204,11 +210,13 @@ def seed(services: Services, data_dir: Path, rows: int, progress: Progress) -> D
     )
     holder_actor = Actor(holder.principal.id, holder_org.id, Role.HOLDER)
     site_dir = data_dir / "sites" / "riverside"
-    fingerprint = self_signed_fingerprint(site_dir / "tls", "riverside-site")
+    fingerprint = site_pki(data_dir, site_dir)
     site = services.sites.register(
         holder_actor,
         SiteCreate(
-            name="riverside-site", grpc_address="127.0.0.1:50061", tls_fingerprint=fingerprint
+            name="riverside-site",
+            grpc_address=f"127.0.0.1:{site_port}",
+            tls_fingerprint=fingerprint,
         ),
     )
     digest = generate_admissions(site_dir / "admissions.csv", rows, seed=2026, progress=progress)
@@ -251,6 +259,7 @@ def seed(services: Services, data_dir: Path, rows: int, progress: Progress) -> D
         site_id=site.id,
         holder_org=holder_org.id,
         operator_org=operator_org.id,
+        holder_principal=holder.principal.id,
     )
 
 
@@ -268,3 +277,22 @@ def write_env(path: Path, keys: DemoKeys, url: str) -> None:
         f"export OPERATOR_ORG={keys.operator_org}\n"
     )
     path.chmod(0o600)
+
+
+def start_site_agent(data_dir: Path, site_port: int) -> tuple[Any, str]:
+    """Start the demo's site agent in this process with the strongest isolation the host
+    offers; return the running server and the level it got."""
+    from sandbox.agent.config import load_config
+    from sandbox.agent.server import AgentServer
+    from sandbox.runner import IsolationError
+
+    site_dir = data_dir / "sites" / "riverside"
+    for level in ("strong", "medium", "weak"):
+        config = load_config(write_site_config(data_dir, site_dir, site_port, level))
+        try:
+            server = AgentServer(config)
+        except IsolationError:
+            continue
+        server.start()
+        return server, level
+    raise RuntimeError("the site agent could not start")

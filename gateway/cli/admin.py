@@ -201,6 +201,14 @@ def admin_commands(cli: click.Group) -> None:
     def site_list(url: str, api_key: str) -> None:
         _call(url, api_key, lambda c: c.paginate("/v1/sites"))
 
+    @site.command("health")
+    @click.argument("site_id")
+    @URL_OPTION
+    @KEY_OPTION
+    def site_health(site_id: str, url: str, api_key: str) -> None:
+        """Ask the gateway to check a site agent: reachability and isolation layers."""
+        _call(url, api_key, lambda c: c.get(f"/v1/sites/{site_id}/health"))
+
     site.add_command(site_serve)
 
     @cli.group()

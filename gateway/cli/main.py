@@ -36,17 +36,32 @@ def _step(message: str) -> None:
 def _serve_both(services: Any) -> None:
     """Serve gRPC in the background and REST in the foreground until interrupted."""
     from gateway.audit.log import CheckpointTicker
+    from gateway.domain import Site
     from gateway.grpc.server import start_grpc
+    from gateway.grpc.site_pool import SiteMonitor
     from gateway.http.server import serve_http
 
-    ticker = CheckpointTicker(services.audit.log, services.ctx.settings.checkpoint_interval_seconds)
+    settings = services.ctx.settings
+    ticker = CheckpointTicker(services.audit.log, settings.checkpoint_interval_seconds)
     ticker.start()
+
+    def sites() -> list[Site]:
+        with services.ctx.store.read() as tx:
+            found: list[Site] = tx.list_sites(org_id=None, after=None, limit=10_000)
+        return found
+
+    monitor = SiteMonitor(services.site_pool, sites, settings.site_check_interval_seconds)
+    if services.site_pool.tls is not None:
+        monitor.start()
     grpc_server, _port = start_grpc(services)
     try:
         serve_http(services)
     finally:
         grpc_server.stop(grace=2)
         ticker.stop()
+        if services.site_pool.tls is not None:
+            monitor.stop()
+        services.site_pool.close()
         services.audit.log.checkpoint()
 
 
@@ -113,11 +128,15 @@ def serve(
 )
 @click.option("--http-port", type=int, default=8080, show_default=True)
 @click.option("--grpc-port", type=int, default=50051, show_default=True)
+@click.option("--site-port", type=int, default=50061, show_default=True)
 @click.option("--rows", type=click.IntRange(100, 5_000_000), default=20_000, show_default=True)
 @click.option("--no-serve", is_flag=True, help="Seed and exit instead of serving.")
-def demo(data_dir: Path, http_port: int, grpc_port: int, rows: int, no_serve: bool) -> None:
+def demo(
+    data_dir: Path, http_port: int, grpc_port: int, site_port: int, rows: int, no_serve: bool
+) -> None:
     """Reset a demo directory, seed sample organisations and data, and serve."""
     from gateway import demo as demo_mod
+    from gateway.domain import Actor, Role
     from gateway.service import build_services
     from gateway.store import open_store
 
@@ -129,7 +148,22 @@ def demo(data_dir: Path, http_port: int, grpc_port: int, rows: int, no_serve: bo
     services = build_services(store, settings)
     _step(f"seeding organisations, principals, a site and an asset of {rows:,} rows")
     with click.progressbar(length=rows, label="generating admissions", file=sys.stderr) as bar:
-        keys = demo_mod.seed(services, data_dir, rows, bar.update)
+        keys = demo_mod.seed(services, data_dir, rows, bar.update, site_port=site_port)
+    _step(f"starting the Riverside site agent on 127.0.0.1:{site_port} (mutual TLS)")
+    agent, level = demo_mod.start_site_agent(data_dir, site_port)
+    if level != "strong":
+        click.echo(
+            click.style(f"warning: this host allows only {level} isolation for jobs", fg="yellow"),
+            err=True,
+        )
+    services = build_services(store, settings)  # picks up the gateway's new client certificate
+    health = services.sites.health(
+        Actor(keys.holder_principal, keys.holder_org, Role.HOLDER), keys.site_id
+    )
+    layers = ", ".join(k for k, v in health.layers.items() if v) or "none"
+    _step(
+        f"site agent: reachable={health.reachable}, isolation {health.isolation_level} ({layers})"
+    )
     demo_mod.write_examples(data_dir / "examples", keys.asset_id)
     url = f"http://{settings.host}:{settings.http_port}"
     env_file = data_dir / "keys.env"
@@ -154,12 +188,14 @@ The same values are in {env_file}. In another terminal, try:
 """
     )
     if no_serve:
+        agent.stop()
         store.close()
         return
     click.echo(f"Serving on {url} (gRPC on port {settings.grpc_port}) until Ctrl-C.")
     try:
         _serve_both(services)
     finally:
+        agent.stop()
         store.close()
 
 

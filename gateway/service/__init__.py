@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from gateway.audit.log import TraceKey, TraceLog, load_or_create_key
 from gateway.clock import Clock, IdFactory, OsRandom, RandomSource, SystemClock
 from gateway.config import Settings
+from gateway.grpc.site_pool import GatewayTls, SitePool
 from gateway.metrics import GatewayMetrics
 from gateway.service.assets import Assets
 from gateway.service.audit import AuditService
@@ -36,6 +37,14 @@ class Services:
     licences: LicenceService
     decisions: DecisionService
     ledger: Ledger
+    site_pool: SitePool
+
+
+def _gateway_tls(settings: Settings) -> GatewayTls | None:
+    ca, cert, key = settings.site_tls_files()
+    if ca.exists() and cert.exists() and key.exists():
+        return GatewayTls.from_files(ca, cert, key)
+    return None
 
 
 def build_services(
@@ -46,6 +55,7 @@ def build_services(
     random: RandomSource | None = None,
     trace_key: TraceKey | None = None,
     metrics: GatewayMetrics | None = None,
+    site_pool: SitePool | None = None,
 ) -> Services:
     clock = clock or SystemClock()
     random = random or OsRandom()
@@ -58,16 +68,19 @@ def build_services(
     log = TraceLog(store, trace_key, clock, settings.checkpoint_file())
     audit = AuditService(ctx, tracer, log)
     metrics = metrics or GatewayMetrics()
+    if site_pool is None:
+        site_pool = SitePool(_gateway_tls(settings), metrics.registry)
     return Services(
         ctx=ctx,
         tracer=tracer,
         metrics=metrics,
         identities=Identities(ctx, tracer),
-        sites=Sites(ctx, tracer),
+        sites=Sites(ctx, tracer, site_pool),
         assets=Assets(ctx, tracer, audit),
         audit=audit,
         policies=PolicyService(ctx, tracer),
         licences=LicenceService(ctx, tracer),
         decisions=DecisionService(ctx, tracer, metrics),
         ledger=Ledger(ctx, tracer, metrics),
+        site_pool=site_pool,
     )

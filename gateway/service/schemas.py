@@ -140,6 +140,24 @@ class SiteOut(BaseModel):
     created_at: datetime
 
 
+class SiteAssetOut(BaseModel):
+    asset: str = Field(description="The site's own name for the asset (its local_ref)")
+    ready: bool
+
+
+class SiteHealthOut(BaseModel):
+    site_id: str
+    reachable: bool
+    checked_at: datetime
+    error: str | None = None
+    agent_version: str | None = None
+    isolation_level: str | None = None
+    isolation_backend: str | None = None
+    layers: dict[str, bool] = Field(default_factory=dict)
+    assets: list[SiteAssetOut] = Field(default_factory=list)
+    executors: list[str] = Field(default_factory=list)
+
+
 # assets --------------------------------------------------------------------------------------
 class ColumnIn(Strict):
     name: Identifier

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from gateway.domain import Actor, Role, Site
-from gateway.errors import NotFound, ValidationFailed
+from gateway.errors import BlindgateError, NotFound, Unavailable, ValidationFailed
+from gateway.grpc.site_pool import SitePool
 from gateway.service.access import hide_unless, require_role
 from gateway.service.context import PageRequest, ServiceContext, encode_cursor
-from gateway.service.schemas import PageOut, SiteCreate, SiteOut
+from gateway.service.schemas import PageOut, SiteAssetOut, SiteCreate, SiteHealthOut, SiteOut
 from gateway.service.tracing import Note, Tracer
 from gateway.store import Tx
 
@@ -25,9 +26,10 @@ def site_out(site: Site) -> SiteOut:
 class Sites:
     """Use cases for sites. Operators never see sites: they reveal where data lives."""
 
-    def __init__(self, ctx: ServiceContext, tracer: Tracer) -> None:
+    def __init__(self, ctx: ServiceContext, tracer: Tracer, pool: SitePool | None) -> None:
         self.ctx = ctx
         self.tracer = tracer
+        self.pool = pool
 
     def register(self, actor: Actor, body: SiteCreate) -> SiteOut:
         def work(tx: Tx, note: Note) -> SiteOut:
@@ -60,6 +62,36 @@ class Sites:
     def _scope(self, actor: Actor) -> str | None:
         require_role(actor, Role.HOLDER, Role.ADMIN, Role.AUDITOR)
         return actor.org_id if actor.role == Role.HOLDER else None
+
+    def health(self, actor: Actor, site_id: str) -> SiteHealthOut:
+        """Ask the site's agent, over pinned mutual TLS, how it is and how it isolates jobs."""
+        scope = self._scope(actor)
+        with self.ctx.store.read() as tx:
+            site = tx.get_site(site_id)
+        hide_unless(site is not None and scope in (None, site.org_id), "site")
+        assert site is not None
+        now = self.ctx.clock.now()
+        if self.pool is None:
+            raise Unavailable("site connections are not configured")
+        try:
+            report = self.pool.check(site)
+        except BlindgateError as exc:
+            return SiteHealthOut(site_id=site.id, reachable=False, checked_at=now, error=exc.code)
+        except Exception:
+            return SiteHealthOut(
+                site_id=site.id, reachable=False, checked_at=now, error="unavailable"
+            )
+        return SiteHealthOut(
+            site_id=site.id,
+            reachable=True,
+            checked_at=now,
+            agent_version=report.agent_version,
+            isolation_level=report.isolation_level,
+            isolation_backend=report.isolation_backend,
+            layers=dict(report.layers),
+            assets=[SiteAssetOut(asset=a.id, ready=a.ready) for a in report.assets],
+            executors=list(report.executors),
+        )
 
     def get(self, actor: Actor, site_id: str) -> SiteOut:
         scope = self._scope(actor)

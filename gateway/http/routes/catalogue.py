@@ -15,6 +15,7 @@ from gateway.service.schemas import (
     FreezeIn,
     PageOut,
     SiteCreate,
+    SiteHealthOut,
     SiteOut,
 )
 
@@ -34,6 +35,12 @@ def list_sites(svc: Svc, actor: Caller, page: Paging) -> PageOut[SiteOut]:
 @router.get("/sites/{site_id}", tags=["sites"])
 def get_site(site_id: str, svc: Svc, actor: Caller) -> SiteOut:
     return svc.sites.get(actor, site_id)
+
+
+@router.get("/sites/{site_id}/health", tags=["sites"])
+def site_health(site_id: str, svc: Svc, actor: Caller) -> SiteHealthOut:
+    """Ask the site agent (over pinned mutual TLS) for its health and isolation layers."""
+    return svc.sites.health(actor, site_id)
 
 
 @router.post("/assets", status_code=status.HTTP_201_CREATED, tags=["assets"])
