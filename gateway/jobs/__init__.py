@@ -1,0 +1,61 @@
+"""Federated SQL aggregate jobs: analysis, per-site fragments, combination and DP release.
+
+The pure core of job kind 1 (see DESIGN.md): :func:`analyse` checks an operator's SQL
+against an asset's schema and describes its column uses for the policy engine;
+:func:`partial_plan` turns an analysed query and the policy's parameters into the
+fragment every site runs; :func:`combine` merges the sites' partial aggregates;
+:func:`release` thresholds groups and adds OpenDP noise before anything leaves the
+gateway.
+"""
+
+from gateway.jobs.aggregates import AggregateName, OutputColumn
+from gateway.jobs.combine import CombinedGroup, CombineError, combine
+from gateway.jobs.errors import AnalysisError, JobError, PlanError, Refusal, ReleaseError
+from gateway.jobs.mechanisms import Noised, NoiseSource, OpenDPNoise, Thresholded
+from gateway.jobs.noise import Cell, Charge, Release, release
+from gateway.jobs.query import GroupKey
+from gateway.jobs.rewrite import (
+    UNITS,
+    Partial,
+    PartialPlan,
+    PlanKey,
+    PlannedOutput,
+    RowValue,
+    partial_plan,
+)
+from gateway.jobs.schema import AssetSchema, ColumnSpec, Kind
+from gateway.jobs.sql_analysis import Analysis, analyse
+
+__all__ = [
+    "UNITS",
+    "AggregateName",
+    "Analysis",
+    "AnalysisError",
+    "AssetSchema",
+    "Cell",
+    "Charge",
+    "ColumnSpec",
+    "CombineError",
+    "CombinedGroup",
+    "GroupKey",
+    "JobError",
+    "Kind",
+    "NoiseSource",
+    "Noised",
+    "OpenDPNoise",
+    "OutputColumn",
+    "Partial",
+    "PartialPlan",
+    "PlanError",
+    "PlanKey",
+    "PlannedOutput",
+    "Refusal",
+    "Release",
+    "ReleaseError",
+    "RowValue",
+    "Thresholded",
+    "analyse",
+    "combine",
+    "partial_plan",
+    "release",
+]

@@ -1,0 +1,194 @@
+"""Noise sources: OpenDP's Laplace mechanisms behind a small interface tests can replace.
+
+Every noisy number Blindgate releases comes from an OpenDP measurement, never from
+hand-written sampling. :class:`OpenDPNoise` builds the measurement, calibrates its scale
+to the sensitivity and the epsilon share, checks with OpenDP's own privacy map that the
+loss is within the share, and reports the loss the map gives (the ledger charges that,
+not the nominal share).
+
+OpenDP gates its Laplace mechanisms and its thresholded Laplace mechanism behind the
+``contrib`` feature (they are implemented and proven, but their proofs have not yet been
+vetted by OpenDP's review process), so :class:`OpenDPNoise` enables ``contrib`` when it
+is created. It does not enable ``floating-point`` or ``honest-but-curious``: the
+mechanisms used here sample exactly and need neither.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+_MAX_CALIBRATION_STEPS: Final = 200
+_MAX_THRESHOLD_STEP: Final = 1 << 40
+
+
+@dataclass(frozen=True, slots=True)
+class Noised:
+    """A noisy vector, the Laplace scale used and the epsilon OpenDP's map charges."""
+
+    values: tuple[float, ...]
+    scale: float
+    epsilon: float
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholded:
+    """Noisy counts of the keys whose noisy count reached ``threshold``.
+
+    ``epsilon`` and ``delta`` are the privacy loss OpenDP's map gives for the release,
+    including the keys' presence.
+    """
+
+    values: Mapping[str, int]
+    scale: float
+    epsilon: float
+    delta: float
+    threshold: int
+
+
+class NoiseSource(Protocol):
+    """Where released noise comes from."""
+
+    def laplace(
+        self, values: Sequence[float], *, sensitivity: float, epsilon: float, integer: bool
+    ) -> Noised:
+        """Laplace noise on a vector whose L1 sensitivity is ``sensitivity``.
+
+        ``integer`` asks for OpenDP's discrete Laplace over integers (for counts).
+        """
+        ...
+
+    def laplace_threshold(
+        self,
+        counts: Mapping[str, int],
+        *,
+        contributions: int,
+        epsilon: float,
+        delta: float,
+        min_threshold: int,
+    ) -> Thresholded:
+        """Noisy counts of the keys whose noisy count reaches the threshold.
+
+        Each person changes at most ``contributions`` keys' counts, each by at most one.
+        The threshold is the smallest integer at or above ``min_threshold`` for which the
+        release's delta is at most ``delta``.
+        """
+        ...
+
+
+def _calibrate(
+    make: Callable[[float], Any], loss: Callable[[Any], float], nominal: float, epsilon: float
+) -> tuple[float, Any]:
+    """The smallest scale near ``nominal`` whose measurement loses at most ``epsilon``."""
+    scale = nominal
+    for _ in range(_MAX_CALIBRATION_STEPS):
+        measurement = make(scale)
+        if loss(measurement) <= epsilon:
+            return scale, measurement
+        scale = math.nextafter(scale, math.inf) * (1 + 1e-12)
+    raise ArithmeticError("could not calibrate the Laplace scale")
+
+
+class OpenDPNoise:
+    """Noise from OpenDP: ``make_laplace`` and ``make_laplace_threshold``."""
+
+    def __init__(self) -> None:
+        import opendp.prelude as dp
+
+        dp.enable_features("contrib")
+        self._dp = dp
+
+    def laplace(
+        self, values: Sequence[float], *, sensitivity: float, epsilon: float, integer: bool
+    ) -> Noised:
+        dp = self._dp
+        if not (sensitivity > 0 and epsilon > 0 and math.isfinite(sensitivity)):
+            raise ValueError("sensitivity and epsilon must be positive and finite")
+        if integer:
+            if not float(sensitivity).is_integer():
+                raise ValueError("an integer mechanism needs an integer sensitivity")
+            d_in: float | int = int(sensitivity)
+            domain = dp.vector_domain(dp.atom_domain(T=int))
+            metric = dp.l1_distance(T=int)
+            data: list[Any] = [int(v) for v in values]
+        else:
+            d_in = float(sensitivity)
+            domain = dp.vector_domain(dp.atom_domain(T=float, nan=False))
+            metric = dp.l1_distance(T=float)
+            data = [float(v) for v in values]
+            if not all(math.isfinite(v) for v in data):
+                raise ValueError("cannot add noise to a non-finite value")
+
+        def make(scale: float) -> Any:
+            return dp.m.make_laplace(domain, metric, scale=scale)
+
+        scale, measurement = _calibrate(
+            make, lambda m: float(m.map(d_in)), float(d_in) / epsilon, epsilon
+        )
+        noisy = measurement(data) if data else []
+        return Noised(tuple(noisy), scale, float(measurement.map(d_in)))
+
+    def laplace_threshold(
+        self,
+        counts: Mapping[str, int],
+        *,
+        contributions: int,
+        epsilon: float,
+        delta: float,
+        min_threshold: int,
+    ) -> Thresholded:
+        dp = self._dp
+        if not (contributions >= 1 and epsilon > 0 and 0 < delta < 1):
+            raise ValueError("contributions, epsilon and delta must be positive")
+        domain = dp.map_domain(dp.atom_domain(T=str), dp.atom_domain(T=int))
+        metric = dp.l01inf_distance(dp.absolute_distance(T=int))
+        d_in = (contributions, contributions, 1)
+
+        def make_at(threshold: int) -> Callable[[float], Any]:
+            def make(scale: float) -> Any:
+                return dp.m.make_laplace_threshold(domain, metric, scale=scale, threshold=threshold)
+
+            return make
+
+        scale, _ = _calibrate(
+            make_at(min_threshold),
+            lambda m: float(m.map(d_in)[0]),
+            contributions / epsilon,
+            epsilon,
+        )
+
+        def delta_at(threshold: int) -> float:
+            return float(make_at(threshold)(scale).map(d_in)[1])
+
+        threshold = _smallest_threshold(delta_at, min_threshold, delta)
+        measurement = make_at(threshold)(scale)
+        spent_epsilon, spent_delta = measurement.map(d_in)
+        released = measurement({key: int(value) for key, value in counts.items()})
+        return Thresholded(
+            values={str(k): int(v) for k, v in released.items()},
+            scale=scale,
+            epsilon=float(spent_epsilon),
+            delta=float(spent_delta),
+            threshold=threshold,
+        )
+
+
+def _smallest_threshold(delta_at: Callable[[int], float], low: int, delta: float) -> int:
+    """The smallest threshold at or above ``low`` whose delta is at most ``delta``."""
+    if delta_at(low) <= delta:
+        return low
+    step = 1
+    while delta_at(low + step) > delta:
+        step *= 2
+        if step > _MAX_THRESHOLD_STEP:
+            raise ArithmeticError("no threshold reaches the requested delta")
+    failing, passing = low + step // 2, low + step
+    while passing - failing > 1:
+        middle = (failing + passing) // 2
+        if delta_at(middle) <= delta:
+            passing = middle
+        else:
+            failing = middle
+    return passing
