@@ -258,3 +258,51 @@ class BudgetCharge:
     at: datetime
     released: bool = False
     refunded_at: datetime | None = None
+
+
+class JobState(StrEnum):
+    SUBMITTED = "submitted"
+    DENIED = "denied"
+    PENDING_APPROVAL = "pending_approval"
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATES = frozenset(
+    {JobState.DENIED, JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A job as stored. ``decision`` holds the policy decision (outcome, reasons,
+    parameters, policy versions); ``result`` the released, noised answer."""
+
+    id: str
+    operator_org_id: str
+    principal_id: str
+    kind: str
+    sql: str
+    purpose: str
+    epsilon: float
+    delta: float
+    asset_ids: list[str]
+    licence_ids: list[str]
+    idempotency_key: str | None
+    state: JobState
+    decision: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    approvals: list[dict[str, Any]] = field(default_factory=list)
+    approvals_required: int = 0
+    approval_expires_at: datetime | None = None
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+    attempts: int = 0
+    error_code: str | None = None
+    result: dict[str, Any] | None = None
+    receipt: dict[str, Any] | None = None
+    compute_seconds: float = 0.0

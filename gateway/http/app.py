@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway.errors import Unavailable
 from gateway.http.errors import install_error_handlers
 from gateway.http.middleware import BodyLimit, HttpMetrics, MetricsMiddleware
-from gateway.http.routes import audit, catalogue, governance, identities
+from gateway.http.routes import audit, catalogue, governance, identities, jobs
 from gateway.service import Services
 
 
@@ -28,6 +28,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(catalogue.router)
     app.include_router(audit.router)
     app.include_router(governance.router)
+    app.include_router(jobs.router)
 
     @app.get("/healthz", tags=["system"])
     def healthz() -> dict[str, str]:

@@ -14,6 +14,7 @@ from gateway.service.audit import AuditService
 from gateway.service.context import ServiceContext
 from gateway.service.decisions import DecisionService
 from gateway.service.identities import Identities
+from gateway.service.jobs import JobService
 from gateway.service.ledger import Ledger
 from gateway.service.licences import LicenceService
 from gateway.service.policy_docs import PolicyService
@@ -38,6 +39,7 @@ class Services:
     decisions: DecisionService
     ledger: Ledger
     site_pool: SitePool
+    jobs: JobService
 
 
 def _gateway_tls(settings: Settings) -> GatewayTls | None:
@@ -70,6 +72,7 @@ def build_services(
     metrics = metrics or GatewayMetrics()
     if site_pool is None:
         site_pool = SitePool(_gateway_tls(settings), metrics.registry)
+    decisions = DecisionService(ctx, tracer, metrics)
     return Services(
         ctx=ctx,
         tracer=tracer,
@@ -80,7 +83,8 @@ def build_services(
         audit=audit,
         policies=PolicyService(ctx, tracer),
         licences=LicenceService(ctx, tracer),
-        decisions=DecisionService(ctx, tracer, metrics),
+        decisions=decisions,
         ledger=Ledger(ctx, tracer, metrics),
         site_pool=site_pool,
+        jobs=JobService(ctx, tracer, decisions),
     )

@@ -47,6 +47,57 @@ class Ledger:
             return None
         return parse_for_asset(stored.document, asset).privacy
 
+    def charge_in(
+        self,
+        tx: Tx,
+        licence_id: str,
+        asset_ids: Sequence[str],
+        epsilon: float,
+        delta: float,
+        job_ref: str,
+        note: Note | None = None,
+    ) -> list[BudgetCharge]:
+        """Charge inside the caller's write transaction (all or nothing with it)."""
+        licence = tx.get_licence(licence_id, lock=True)
+        if licence is None:
+            raise NotFound("no such licence")
+        if note is not None:
+            note.subject_org = licence.holder_org_id
+        now = self.ctx.clock.now()
+        if effective_status(licence, now) != str(LicenceStatus.ACTIVE):
+            raise BudgetExhausted("the licence is not in force")
+        terms = terms_from_canonical(licence.terms.encode())
+        if terms.epsilon_cap is not None:
+            used = total(c.epsilon for c in tx.charges(licence_id=licence_id))
+            if not fits(used, epsilon, float(terms.epsilon_cap)):
+                raise BudgetExhausted("the licence's epsilon cap would be exceeded")
+        for asset_id in asset_ids:
+            if asset_id not in terms.asset_ids:
+                raise BudgetExhausted(f"the licence does not cover asset {asset_id}")
+            privacy = self._asset_budget(tx, asset_id)
+            if privacy is None:
+                raise BudgetExhausted(f"asset {asset_id} has no policy")
+            since = now - timedelta(days=privacy.budget.period_days)
+            spent = tx.charges(licence_id=licence_id, asset_id=asset_id, since=since)
+            if not fits(total(c.epsilon for c in spent), epsilon, privacy.budget.epsilon):
+                raise BudgetExhausted(f"the epsilon budget of asset {asset_id} is spent")
+            if delta and not fits(total(c.delta for c in spent), delta, privacy.budget.delta):
+                raise BudgetExhausted(f"the delta budget of asset {asset_id} is spent")
+        charges = [
+            BudgetCharge(
+                id=self.ctx.ids.new("chg"),
+                licence_id=licence_id,
+                asset_id=asset_id,
+                job_ref=job_ref,
+                epsilon=epsilon,
+                delta=delta,
+                at=now,
+            )
+            for asset_id in asset_ids
+        ]
+        tx.add_charges(charges)
+        return charges
+
     def charge(
         self,
         actor: Actor,
@@ -64,43 +115,7 @@ class Ledger:
 
         def work(tx: Tx, note: Note) -> list[BudgetCharge]:
             note.target.update(licence=licence_id, job=job_ref)
-            licence = tx.get_licence(licence_id, lock=True)
-            if licence is None:
-                raise NotFound("no such licence")
-            note.subject_org = licence.holder_org_id
-            now = self.ctx.clock.now()
-            if effective_status(licence, now) != str(LicenceStatus.ACTIVE):
-                raise BudgetExhausted("the licence is not in force")
-            terms = terms_from_canonical(licence.terms.encode())
-            if terms.epsilon_cap is not None:
-                used = total(c.epsilon for c in tx.charges(licence_id=licence_id))
-                if not fits(used, epsilon, float(terms.epsilon_cap)):
-                    raise BudgetExhausted("the licence's epsilon cap would be exceeded")
-            for asset_id in asset_ids:
-                if asset_id not in terms.asset_ids:
-                    raise BudgetExhausted(f"the licence does not cover asset {asset_id}")
-                privacy = self._asset_budget(tx, asset_id)
-                if privacy is None:
-                    raise BudgetExhausted(f"asset {asset_id} has no policy")
-                since = now - timedelta(days=privacy.budget.period_days)
-                spent = tx.charges(licence_id=licence_id, asset_id=asset_id, since=since)
-                if not fits(total(c.epsilon for c in spent), epsilon, privacy.budget.epsilon):
-                    raise BudgetExhausted(f"the epsilon budget of asset {asset_id} is spent")
-                if delta and not fits(total(c.delta for c in spent), delta, privacy.budget.delta):
-                    raise BudgetExhausted(f"the delta budget of asset {asset_id} is spent")
-            charges = [
-                BudgetCharge(
-                    id=self.ctx.ids.new("chg"),
-                    licence_id=licence_id,
-                    asset_id=asset_id,
-                    job_ref=job_ref,
-                    epsilon=epsilon,
-                    delta=delta,
-                    at=now,
-                )
-                for asset_id in asset_ids
-            ]
-            tx.add_charges(charges)
+            charges = self.charge_in(tx, licence_id, asset_ids, epsilon, delta, job_ref, note)
             note.detail = {"epsilon": epsilon, "delta": delta, "assets": list(asset_ids)}
             return charges
 
@@ -207,6 +222,10 @@ class Ledger:
             live = tx.charges(licence_id=licence_id)
             everything = tx.charges(licence_id=licence_id, include_refunded=True)
             last_hour = tx.charges(licence_id=licence_id, since=now - timedelta(hours=1))
+            compute = 0.0
+            for job_ref in {c.job_ref for c in live}:
+                job = tx.get_job(job_ref)
+                compute += job.compute_seconds if job is not None else 0.0
         return UsageOut(
             licence_id=licence_id,
             jobs=len({c.job_ref for c in live}),
@@ -214,6 +233,7 @@ class Ledger:
             epsilon_spent=total(c.epsilon for c in live),
             delta_spent=total(c.delta for c in live),
             charges_refunded=len(everything) - len(live),
+            compute_seconds=compute,
         )
 
     def settlement(self, actor: Actor, start: datetime, end: datetime) -> SettlementOut:

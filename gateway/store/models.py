@@ -226,3 +226,50 @@ class BudgetChargeRow(SQLModel, table=True):
     at: datetime = _ts()
     released: bool = False
     refunded_at: datetime | None = _ts(nullable=True)
+
+
+class JobRow(SQLModel, table=True):
+    """A job and its life: submitted → denied | pending_approval → queued → running →
+    succeeded | failed | cancelled. The queue is this table, so several gateways can share it."""
+
+    __tablename__ = "job"
+    __table_args__ = (
+        UniqueConstraint("operator_org_id", "idempotency_key", name="uq_job_idempotency"),
+        Index("ix_job_state_created", "state", "created_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    operator_org_id: str = Field(foreign_key="organisation.id", index=True, max_length=40)
+    principal_id: str = Field(max_length=40)
+    kind: str = Field(max_length=40)
+    sql: str = Field(sa_type=Text)
+    purpose: str = Field(max_length=200)
+    epsilon: float
+    delta: float = 0.0
+    asset_ids: list[str] = Field(sa_type=JSON)
+    licence_ids: list[str] = Field(sa_type=JSON)
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    state: str = Field(max_length=20)
+    decision: dict[str, Any] = Field(sa_type=JSON)
+    approvals: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    approvals_required: int = 0
+    approval_expires_at: datetime | None = _ts(nullable=True)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+    lease_owner: str | None = Field(default=None, max_length=80)
+    lease_until: datetime | None = _ts(nullable=True)
+    attempts: int = 0
+    error_code: str | None = Field(default=None, max_length=40)
+    result: dict[str, Any] | None = Field(default=None, sa_type=JSON, nullable=True)
+    receipt: dict[str, Any] | None = Field(default=None, sa_type=JSON, nullable=True)
+    compute_seconds: float = 0.0
+
+
+class JobAssetRow(SQLModel, table=True):
+    """Which holders' assets a job touches (for holders' views and approvals)."""
+
+    __tablename__ = "job_asset"
+
+    job_id: str = Field(foreign_key="job.id", primary_key=True, max_length=40)
+    asset_id: str = Field(foreign_key="asset.id", primary_key=True, max_length=40)
+    holder_org_id: str = Field(max_length=40, index=True)

@@ -7,7 +7,7 @@ together or not at all.  Uniqueness violations raise :class:`gateway.errors.Conf
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -18,6 +18,8 @@ from gateway.domain import (
     Asset,
     AssetStatus,
     BudgetCharge,
+    Job,
+    JobState,
     Licence,
     Organisation,
     PendingTrace,
@@ -122,6 +124,37 @@ class Tx(Protocol):
         ...
 
     def mark_charges(self, job_ref: str, **values: Any) -> int: ...
+
+    # jobs
+    def add_job(self, job: Job, holders: Mapping[str, str]) -> None: ...
+    def get_job(self, job_id: str) -> Job | None: ...
+    def job_holders(self, job_id: str) -> dict[str, str]: ...
+    def find_job(self, operator_org_id: str, idempotency_key: str) -> Job | None: ...
+    def list_jobs(
+        self,
+        *,
+        operator_org_id: str | None = None,
+        holder_org_id: str | None = None,
+        states: Sequence[JobState] | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[Job]: ...
+    def update_job(
+        self,
+        job_id: str,
+        expected: Sequence[JobState],
+        *,
+        lease_owner: str | None = None,
+        **values: Any,
+    ) -> bool:
+        """Compare-and-set on the job's state (and lease owner); whether it was changed."""
+        ...
+
+    def claim_next_job(self, owner: str, now: datetime, until: datetime) -> Job | None:
+        """Lease the oldest queued job to ``owner`` (SKIP LOCKED on PostgreSQL)."""
+        ...
+
+    def expired_running_jobs(self, now: datetime) -> list[Job]: ...
 
     # trace
     def append_trace(self, record: TraceRecord) -> PendingTrace:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime
@@ -24,6 +24,8 @@ from gateway.domain import (
     Asset,
     AssetStatus,
     BudgetCharge,
+    Job,
+    JobState,
     Licence,
     Organisation,
     PendingTrace,
@@ -35,6 +37,7 @@ from gateway.domain import (
 )
 from gateway.errors import Conflict, InvalidState
 from gateway.store import governance as gov
+from gateway.store import jobs as jobs_sql
 from gateway.store import trace as trace_sql
 from gateway.store.mapping import (
     asset_from,
@@ -247,6 +250,56 @@ class SqlTx:
 
     def mark_charges(self, job_ref: str, **values: Any) -> int:
         return gov.mark_charges(self.session, job_ref, **values)
+
+    # jobs
+    def add_job(self, job: Job, holders: Mapping[str, str]) -> None:
+        jobs_sql.add_job(self.session, job, holders)
+        self._flush()
+
+    def get_job(self, job_id: str) -> Job | None:
+        return jobs_sql.get_job(self.session, job_id)
+
+    def job_holders(self, job_id: str) -> dict[str, str]:
+        return jobs_sql.job_holders(self.session, job_id)
+
+    def find_job(self, operator_org_id: str, idempotency_key: str) -> Job | None:
+        return jobs_sql.find_job(self.session, operator_org_id, idempotency_key)
+
+    def list_jobs(
+        self,
+        *,
+        operator_org_id: str | None = None,
+        holder_org_id: str | None = None,
+        states: Sequence[JobState] | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        return jobs_sql.list_jobs(
+            self.session,
+            operator_org_id=operator_org_id,
+            holder_org_id=holder_org_id,
+            states=states,
+            after=after,
+            limit=limit,
+        )
+
+    def update_job(
+        self,
+        job_id: str,
+        expected: Sequence[JobState],
+        *,
+        lease_owner: str | None = None,
+        **values: Any,
+    ) -> bool:
+        return jobs_sql.update_job(
+            self.session, job_id, expected, lease_owner=lease_owner, **values
+        )
+
+    def claim_next_job(self, owner: str, now: datetime, until: datetime) -> Job | None:
+        return jobs_sql.claim_next(self.session, owner, now, until)
+
+    def expired_running_jobs(self, now: datetime) -> list[Job]:
+        return jobs_sql.expired_running(self.session, now)
 
     # trace
     def append_trace(self, record: TraceRecord) -> PendingTrace:

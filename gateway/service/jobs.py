@@ -1,0 +1,397 @@
+"""Federated SQL aggregate jobs: submit, approve, cancel, read results.
+
+A job is analysed (sqlglot) and decided (the policy engine) at submission; it waits for
+approval when a policy asks for it, then the queue (the job table) hands it to a runner
+(:mod:`gateway.service.job_runner`), which fans fragments out to the sites, combines,
+noises, charges and releases in one transaction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from typing import Any
+
+from contracts.terms import terms_from_canonical
+from gateway.domain import TERMINAL_STATES, Actor, Asset, Job, JobState, Licence, Role
+from gateway.errors import Forbidden, InvalidState, NotFound, ValidationFailed
+from gateway.jobs import AnalysisError, AssetSchema, JobError, analyse, partial_plan
+from gateway.service.access import hide_unless, require_role
+from gateway.service.context import PageRequest, ServiceContext, encode_cursor
+from gateway.service.decisions import DecisionService, deny
+from gateway.service.licences import effective_status
+from gateway.service.policy_docs import visible_asset
+from gateway.service.schemas import PageOut
+from gateway.service.schemas_gov import (
+    ApprovalIn,
+    ColumnUseIn,
+    JobDescriptionIn,
+    JobOut,
+    JobResultOut,
+    JobSubmitIn,
+)
+from gateway.service.tracing import Note, Tracer
+from gateway.store import Tx
+from policies import Decision, EffectiveParameters
+
+JOB_KIND = "sql_aggregate"
+
+
+def asset_schema(assets: list[Asset]) -> AssetSchema:
+    """The schema the operator's SQL is checked against: the first asset's, by its name.
+
+    Every partition of a federated asset must have the same columns, tags and unit.
+    """
+    first = assets[0]
+    shape = [(c.name, str(c.type), str(c.tag)) for c in first.columns]
+    for other in assets[1:]:
+        if [(c.name, str(c.type), str(c.tag)) for c in other.columns] != shape or (
+            other.privacy_unit != first.privacy_unit
+        ):
+            raise ValidationFailed(
+                f"asset {other.id} does not have the schema of {first.id}: partitions of a "
+                "federated asset must share columns, types, tags and privacy unit"
+            )
+    return AssetSchema.build(first.id, first.name, shape, first.privacy_unit)  # type: ignore[arg-type]
+
+
+def job_out(job: Job) -> JobOut:
+    return JobOut(
+        id=job.id,
+        state=str(job.state),
+        kind=job.kind,
+        sql=job.sql,
+        purpose=job.purpose,
+        epsilon=job.epsilon,
+        delta=job.delta,
+        assets=job.asset_ids,
+        operator_org_id=job.operator_org_id,
+        decision=job.decision,
+        approvals=job.approvals,
+        approvals_required=job.approvals_required,
+        approval_expires_at=job.approval_expires_at,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        error_code=job.error_code,
+        attempts=job.attempts,
+        has_result=job.result is not None,
+    )
+
+
+def covering_licences(tx: Tx, job: Job) -> dict[str, str]:
+    """For each asset of ``job``, the id of the job's licence that covers it."""
+    cover: dict[str, str] = {}
+    for lid in job.licence_ids:
+        licence = tx.get_licence(lid)
+        if licence is None:
+            continue
+        for asset_id in terms_from_canonical(licence.terms.encode()).asset_ids:
+            if asset_id in job.asset_ids:
+                cover.setdefault(asset_id, lid)
+    return cover
+
+
+class JobService:
+    """Use cases for jobs."""
+
+    def __init__(self, ctx: ServiceContext, tracer: Tracer, decisions: DecisionService) -> None:
+        self.ctx = ctx
+        self.tracer = tracer
+        self.decisions = decisions
+
+    # decisions -------------------------------------------------------------------------
+    def _licences_for(self, tx: Tx, actor: Actor, body: JobSubmitIn) -> list[Licence]:
+        if body.licence_ids is not None:
+            return [
+                lic
+                for lid in body.licence_ids
+                if (lic := tx.get_licence(lid)) is not None and lic.operator_org_id == actor.org_id
+            ]
+        now = self.ctx.clock.now()
+        found: dict[str, Licence] = {}
+        for asset_id in body.assets:
+            for lic in tx.list_licences(operator_org_id=actor.org_id, asset_id=asset_id):
+                if effective_status(lic, now) == "active":
+                    found[lic.id] = lic
+        return list(found.values())
+
+    def decide(self, tx: Tx, actor: Actor, job: Job) -> tuple[Decision, Any]:
+        """Analyse and decide a job as it stands now: (decision, plan or None)."""
+        assets = [visible_asset(actor, tx, a) for a in job.asset_ids]
+        schema = asset_schema(assets)
+        try:
+            analysis = analyse(job.sql, schema)
+        except AnalysisError as exc:
+            return _refused(exc), None
+        if analysis.needs_permission:
+            return deny(
+                "aggregate_not_allowed",
+                "MIN and MAX have no differentially private release.",
+                clause="request.sql",
+            ), None
+        uses = [
+            ColumnUseIn(asset=a, column=u.column, usage=u.usage, function=u.function)
+            for a in job.asset_ids
+            for u in analysis.column_uses
+        ]
+        description = JobDescriptionIn(
+            kind=JOB_KIND,
+            purpose=job.purpose,
+            epsilon=job.epsilon,
+            delta=job.delta,
+            assets=job.asset_ids,
+            columns=uses,
+            licence_ids=job.licence_ids,
+        )
+        decision = self.decisions.decide(tx, actor, description)
+        if not decision.allow or decision.parameters is None:
+            return decision, None
+        params = _for_schema(decision.parameters, schema.asset_id, job.asset_ids)
+        try:
+            plan = partial_plan(analysis, params)
+        except JobError as exc:
+            return _refused(exc), None
+        return decision, (plan, params)
+
+    # submit ------------------------------------------------------------------------------
+    def submit(self, actor: Actor, body: JobSubmitIn) -> JobOut:
+        """Analyse, decide and persist a job; denied jobs are kept with their reasons."""
+        require_role(actor, Role.OPERATOR)
+        if body.idempotency_key is not None:
+            with self.ctx.store.read() as tx:
+                existing = tx.find_job(actor.org_id, body.idempotency_key)
+            if existing is not None:
+                return job_out(existing)
+
+        def work(tx: Tx, note: Note) -> Job:
+            now = self.ctx.clock.now()
+            assets = [visible_asset(actor, tx, a) for a in dict.fromkeys(body.assets)]
+            licences = self._licences_for(tx, actor, body)
+            job = Job(
+                id=self.ctx.ids.new("job"),
+                operator_org_id=actor.org_id,
+                principal_id=actor.principal_id,
+                kind=JOB_KIND,
+                sql=body.sql,
+                purpose=body.purpose,
+                epsilon=body.epsilon,
+                delta=body.delta,
+                asset_ids=[a.id for a in assets],
+                licence_ids=[lic.id for lic in licences],
+                idempotency_key=body.idempotency_key,
+                state=JobState.SUBMITTED,
+                decision={},
+                created_at=now,
+                updated_at=now,
+            )
+            decision, _plan = self.decide(tx, actor, job)
+            self.decisions.record(decision)
+            summary = _summary(decision)
+            state, required, expires = JobState.DENIED, 0, None
+            if decision.allow and decision.parameters is not None:
+                mode = decision.parameters.approval_mode
+                required = _required_approvals(decision)
+                state = JobState.QUEUED if mode == "auto" else JobState.PENDING_APPROVAL
+                hours = decision.parameters.approval_expires_after_hours
+                expires = now + timedelta(hours=hours) if hours and required else None
+            job = dataclasses.replace(
+                job,
+                state=state,
+                decision=summary,
+                approvals_required=required,
+                approval_expires_at=expires,
+            )
+            tx.add_job(job, {a.id: a.org_id for a in assets})
+            note.target.update(job=job.id, assets=job.asset_ids)
+            note.subject_org = assets[0].org_id
+            note.decision = "allow" if decision.allow else "deny"
+            note.reasons = [{"code": r.code, "clause": r.clause} for r in decision.reasons]
+            note.detail = {
+                "state": str(state),
+                "sql_sha256": _sha(body.sql),
+                "epsilon": body.epsilon,
+                "policy_versions": summary["policy_versions"],
+            }
+            return job
+
+        job, _ = self.tracer.write(actor, "job.submit", work, request=body)
+        return job_out(job)
+
+    # reading -----------------------------------------------------------------------------
+    def _visible(self, actor: Actor, tx: Tx, job_id: str) -> Job:
+        job = tx.get_job(job_id)
+        if job is None:
+            raise NotFound("no such job")
+        if actor.role == Role.AUDITOR:
+            return job
+        if actor.role == Role.OPERATOR and job.operator_org_id == actor.org_id:
+            return job
+        if actor.role == Role.HOLDER and actor.org_id in tx.job_holders(job.id).values():
+            return job
+        raise NotFound("no such job")
+
+    def get(self, actor: Actor, job_id: str) -> JobOut:
+        with self.ctx.store.read() as tx:
+            return job_out(self._visible(actor, tx, job_id))
+
+    def list(self, actor: Actor, page: PageRequest, state: JobState | None) -> PageOut[JobOut]:
+        require_role(actor, Role.OPERATOR, Role.HOLDER, Role.AUDITOR)
+        with self.ctx.store.read() as tx:
+            jobs = tx.list_jobs(
+                operator_org_id=actor.org_id if actor.role == Role.OPERATOR else None,
+                holder_org_id=actor.org_id if actor.role == Role.HOLDER else None,
+                states=[state] if state else None,
+                after=page.after,
+                limit=page.limit,
+            )
+        nxt = encode_cursor(jobs[-1].id) if len(jobs) == page.limit else None
+        return PageOut[JobOut](items=[job_out(j) for j in jobs], next_cursor=nxt)
+
+    def result(self, actor: Actor, job_id: str) -> JobResultOut:
+        """The released result (the operator who ran it, or an auditor); the read is traced."""
+
+        def work(tx: Tx, note: Note) -> JobResultOut:
+            job = self._visible(actor, tx, job_id)
+            note.target["job"] = job.id
+            note.subject_org = next(iter(tx.job_holders(job.id).values()), None)
+            hide_unless(actor.role in (Role.OPERATOR, Role.AUDITOR), "job result")
+            if job.state != JobState.SUCCEEDED or job.result is None:
+                raise InvalidState(f"the job is {job.state}; no result has been released")
+            note.result = job.result
+            return JobResultOut(job_id=job.id, receipt=job.receipt, **job.result)
+
+        return self.tracer.read(actor, "job.result.read", work)
+
+    # approval and cancellation -------------------------------------------------------------
+    def approve(self, actor: Actor, job_id: str, body: ApprovalIn, approve: bool) -> JobOut:
+        """A holder principal of an asset the job uses approves or rejects it."""
+
+        def work(tx: Tx, note: Note) -> Job:
+            job = self._visible(actor, tx, job_id)
+            note.target["job"] = job.id
+            note.subject_org = actor.org_id
+            if actor.role != Role.HOLDER:
+                raise Forbidden("only a holder of an asset the job uses approves it")
+            if job.state != JobState.PENDING_APPROVAL:
+                raise InvalidState(f"the job is {job.state}, not pending approval")
+            now = self.ctx.clock.now()
+            if job.approval_expires_at is not None and now >= job.approval_expires_at:
+                tx.update_job(
+                    job.id,
+                    [JobState.PENDING_APPROVAL],
+                    state=JobState.DENIED,
+                    error_code="approval_expired",
+                    updated_at=now,
+                )
+                raise InvalidState("the approval window has expired; the job is denied")
+            if any(a["principal"] == actor.principal_id for a in job.approvals):
+                raise InvalidState("you have already decided on this job")
+            vote = {
+                "principal": actor.principal_id,
+                "org": actor.org_id,
+                "decision": "approve" if approve else "reject",
+                "reason": body.reason,
+                "at": now.isoformat(),
+            }
+            approvals = [*job.approvals, vote]
+            yes = sum(1 for a in approvals if a["decision"] == "approve")
+            state: JobState = job.state
+            if not approve:
+                state = JobState.DENIED
+            elif yes >= max(1, job.approvals_required):
+                state = JobState.QUEUED
+            tx.update_job(
+                job.id,
+                [JobState.PENDING_APPROVAL],
+                approvals=approvals,
+                state=state,
+                error_code="rejected" if not approve else None,
+                updated_at=now,
+            )
+            note.decision = "allow" if approve else "deny"
+            note.detail = {"state": str(state), "approvals": yes}
+            updated = tx.get_job(job.id)
+            assert updated is not None
+            return updated
+
+        action = "job.approve" if approve else "job.reject"
+        return job_out(self.tracer.write(actor, action, work, request=body)[0])
+
+    def cancel(self, actor: Actor, job_id: str) -> JobOut:
+        """Cancel a job that has not finished (its operator, or an auditor)."""
+
+        def work(tx: Tx, note: Note) -> Job:
+            job = self._visible(actor, tx, job_id)
+            note.target["job"] = job.id
+            if actor.role not in (Role.OPERATOR, Role.AUDITOR):
+                raise Forbidden("only the job's operator or an auditor cancels it")
+            if job.state in TERMINAL_STATES:
+                raise InvalidState(f"the job is already {job.state}")
+            live = [s for s in JobState if s not in TERMINAL_STATES]
+            tx.update_job(
+                job.id,
+                live,
+                state=JobState.CANCELLED,
+                error_code="cancelled",
+                updated_at=self.ctx.clock.now(),
+            )
+            updated = tx.get_job(job.id)
+            assert updated is not None
+            return updated
+
+        return job_out(self.tracer.write(actor, "job.cancel", work)[0])
+
+
+def _sha(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _refused(exc: JobError) -> Decision:
+    """A denial carrying the analysis' or plan's refusal reasons."""
+    from policies import Reason
+
+    reasons = tuple(
+        Reason(
+            code=r.code,
+            clause="request.sql",
+            message=r.message,
+            fix=r.fix,
+            subject=r.construct or None,
+        )
+        for r in exc.reasons
+    ) or (deny("evaluation_error", "The query could not be analysed.").reasons)
+    return Decision(allow=False, reasons=reasons)
+
+
+def _summary(decision: Decision) -> dict[str, Any]:
+    data: dict[str, Any] = decision.model_dump(mode="json")
+    return {
+        "allow": data["allow"],
+        "reasons": data["reasons"],
+        "policy_versions": data["policy_versions"],
+        "parameters": data["parameters"],
+    }
+
+
+def _required_approvals(decision: Decision) -> int:
+    params = decision.parameters
+    if params is None or params.approval_mode == "auto":
+        return 0
+    quorums = [a.quorum.required for a in params.approvals.values() if a.quorum is not None]
+    return max([1, *quorums])
+
+
+def _for_schema(
+    params: EffectiveParameters, schema_asset: str, assets: list[str]
+) -> EffectiveParameters:
+    """Parameters keyed by the schema's asset: the tightest clip bounds over partitions."""
+    merged = dict(params.clip.get(schema_asset, {}))
+    for asset in assets:
+        for column, bounds in params.clip.get(asset, {}).items():
+            have = merged.get(column)
+            if have is None or (bounds.upper - bounds.lower) < (have.upper - have.lower):
+                merged[column] = bounds
+    clip = {**params.clip, schema_asset: merged}
+    return params.model_copy(update={"clip": clip})

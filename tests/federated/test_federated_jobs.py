@@ -1,0 +1,165 @@
+"""Federated SQL aggregate jobs end to end: three real site agents, real sandboxes,
+OpenDP noise, the ledger and the trace (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.audit.receipt import verify_receipt
+from gateway.domain import JobState
+from gateway.errors import InvalidState
+from gateway.service.schemas_gov import ApprovalIn, JobSubmitIn
+from tests.federated.conftest import Federation
+
+SQL = "SELECT district, COUNT(*) AS n, AVG(los_days) AS mean_los FROM admissions GROUP BY district"
+
+
+def submit(fed: Federation, sql: str = SQL, epsilon: float = 4.0, **over: object):
+    body = JobSubmitIn(sql=sql, assets=fed.asset_ids, epsilon=epsilon, purpose="research")
+    body = body.model_copy(update=over)
+    return fed.services.jobs.submit(fed.operator, body)
+
+
+def test_federated_query_is_noised_charged_traced_and_receipted(federation: Federation) -> None:
+    fed = federation
+    job = submit(fed)
+    assert job.state == "queued", job.decision
+    assert fed.runner.run_once()
+    done = fed.services.jobs.get(fed.operator, job.id)
+    assert done.state == "succeeded", done.error_code
+    result = fed.services.jobs.result(fed.operator, job.id)
+    truth = fed.truth()
+    rows = {r[0].value: r for r in result.rows}
+    assert set(rows) == set(truth)
+    for district, (count, mean) in truth.items():
+        n_cell, mean_cell = rows[district][1], rows[district][2]
+        assert n_cell.mechanism == "laplace"
+        scale = n_cell.scales["count"]
+        assert abs(n_cell.value - count) < 40 * scale  # far beyond any plausible draw
+        assert 0 <= mean_cell.value <= 30  # clamped to the clip bounds
+        assert abs(mean_cell.value - mean) < 3
+    assert result.epsilon_spent <= 4.0 + 1e-9
+    checkpoint = verify_receipt(result.receipt, fed.services.audit.log.verifier_key)
+    assert checkpoint.size > result.receipt["leaf_index"]
+    # every licence was charged once, the charge is released, the assets show the use
+    for licence in fed.licences:
+        usage = fed.services.ledger.usage(fed.operator, licence)
+        assert usage.jobs == 1
+        assert usage.epsilon_spent == pytest.approx(4.0)
+        assert usage.compute_seconds > 0
+    for hospital in fed.hospitals:
+        card = fed.services.assets.get(hospital.actor, hospital.asset_id)
+        assert card.usage.jobs_run == 1
+        assert card.usage.operators == 1
+    actions = [
+        e.entry["action"]
+        for e in fed.services.audit.entries(fed.auditor, limit=1000, cursor=None).items
+    ]
+    assert actions.count("job.submit") == 1
+    assert actions.count("job.release") == 1
+    assert actions.count("budget.charge") == 0  # charged inside the release transaction
+
+
+@pytest.mark.parametrize(
+    ("sql", "code"),
+    [
+        ("SELECT * FROM admissions", "select_star"),
+        ("SELECT patient_id FROM admissions", "non_aggregate_select"),
+        ("SELECT COUNT(*) FROM read_csv('/etc/passwd')", "table_function"),
+        ("SELECT COUNT(*) FROM admissions; DROP TABLE admissions", "multiple_statements"),
+        ("SELECT COUNT(*) FROM admissions LIMIT 5", "limit_not_allowed"),
+    ],
+)
+def test_refused_queries_are_denied_with_reasons(
+    federation: Federation, sql: str, code: str
+) -> None:
+    job = submit(federation, sql)
+    assert job.state == "denied"
+    assert code in {r["code"] for r in job.decision["reasons"]}
+
+
+def test_policy_rules_deny_at_submission(federation: Federation) -> None:
+    fed = federation
+    never = submit(fed, "SELECT district, COUNT(*) FROM admissions GROUP BY patient_id")
+    assert never.state == "denied"
+    too_much = submit(fed, epsilon=9.0)
+    assert "epsilon_over_job_max" in {r["code"] for r in too_much.decision["reasons"]}
+
+
+def test_revoked_licence_stops_a_queued_job_without_charge(federation: Federation) -> None:
+    fed = federation
+    job = submit(fed)
+    holder = fed.hospitals[0]
+    fed.services.licences.revoke(holder.actor, fed.licences[0], "ended")
+    assert fed.runner.run_once()
+    failed = fed.services.jobs.get(fed.operator, job.id)
+    assert failed.state == "failed"
+    assert failed.error_code == "policy_denied"
+    with pytest.raises(InvalidState):
+        fed.services.jobs.result(fed.operator, job.id)
+    for licence in fed.licences[1:]:
+        assert fed.services.ledger.usage(fed.operator, licence).jobs == 0
+
+
+def test_cancelled_job_is_never_released(federation: Federation) -> None:
+    fed = federation
+    job = submit(fed)
+    fed.services.jobs.cancel(fed.operator, job.id)
+    assert fed.runner.run_once() is False  # nothing queued
+    assert fed.services.jobs.get(fed.operator, job.id).state == "cancelled"
+
+
+def test_idempotency_key_returns_the_same_job(federation: Federation) -> None:
+    first = submit(federation, idempotency_key="nightly-2026-11-27")
+    again = submit(federation, idempotency_key="nightly-2026-11-27")
+    assert first.id == again.id
+
+
+def test_a_crashed_runner_leaves_nothing_charged_and_the_job_is_resumed(
+    federation: Federation,
+) -> None:
+    fed = federation
+    job = submit(fed)
+    now = fed.services.ctx.clock.now()
+    from datetime import timedelta
+
+    claimed = fed.services.ctx.store.transact(
+        lambda tx: tx.claim_next_job(
+            "dead-runner", now - timedelta(hours=1), now - timedelta(minutes=1)
+        )
+    )
+    assert claimed is not None
+    assert claimed.state == JobState.RUNNING
+    assert fed.services.ledger.usage(fed.operator, fed.licences[0]).jobs == 0
+    assert fed.runner.recover() == 1
+    assert fed.runner.run_once()
+    assert fed.services.jobs.get(fed.operator, job.id).state == "succeeded"
+
+
+def test_manual_approval(tmp_path, store_url) -> None:
+    from gateway.store import open_store
+    from tests.federated.conftest import build_federation
+
+    store = open_store(store_url)
+    fed, agents = build_federation(tmp_path, store, mode="manual")
+    try:
+        job = submit(fed)
+        assert job.state == "pending_approval"
+        assert fed.runner.run_once() is False
+        holder = fed.hospitals[1]
+        approved = fed.services.jobs.approve(
+            holder.actor, job.id, ApprovalIn(reason="ok"), approve=True
+        )
+        assert approved.state == "queued"
+        assert fed.runner.run_once()
+        assert fed.services.jobs.get(fed.operator, job.id).state == "succeeded"
+        other = submit(fed)
+        rejected = fed.services.jobs.approve(
+            fed.hospitals[0].actor, other.id, ApprovalIn(reason="purpose unclear"), approve=False
+        )
+        assert rejected.state == "denied"
+    finally:
+        for agent in agents:
+            agent.stop(grace=0.2)
+        fed.services.site_pool.close()
+        store.close()
