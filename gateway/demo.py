@@ -14,15 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from gateway import pki
+from gateway.demo_federation import license_partitions, partner_holders
 from gateway.domain import Actor, Role
 from gateway.service import Services
 from gateway.service.schemas import (
+    AssetCard,
     AssetCreate,
     ColumnIn,
     OrganisationCreate,
     PrincipalCreate,
     RightsIn,
     SiteCreate,
+    SiteOut,
 )
 
 MARKER = ".blindgate-demo"
@@ -43,6 +46,10 @@ class DemoKeys:
     holder_org: str
     operator_org: str
     holder_principal: str
+    operator_principal: str
+    federated_assets: tuple[str, ...]
+    site_slugs: tuple[str, ...]
+    licences: tuple[str, ...]
 
 
 POLICY = """\
@@ -116,7 +123,9 @@ def reset_demo_dir(data_dir: Path) -> None:
     (data_dir / MARKER).write_text("created by `blindgate demo`; deleted on the next demo run\n")
 
 
-def generate_admissions(path: Path, rows: int, seed: int, progress: Progress) -> str:
+def generate_admissions(
+    path: Path, rows: int, seed: int, progress: Progress, prefix: str = "P"
+) -> str:
     """Write a synthetic hospital-admissions CSV; return its SHA-256 hex digest."""
     rng = random.Random(seed)  # noqa: S311 - synthetic sample data, not a secret
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,7 +141,7 @@ def generate_admissions(path: Path, rows: int, seed: int, progress: Progress) ->
             los = max(1, int(rng.expovariate(1 / (3 + age / 20))))
             out.writerow(
                 [
-                    f"P{rng.randrange(patients):07d}",
+                    f"{prefix}{rng.randrange(patients):07d}",
                     age,
                     rng.choice("FM"),
                     rng.choice(DISTRICTS),
@@ -148,14 +157,16 @@ def generate_admissions(path: Path, rows: int, seed: int, progress: Progress) ->
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def site_pki(data_dir: Path, site_dir: Path) -> str:
-    """A development CA, the site's server certificate and the gateway's client certificate.
-
-    Returns the site certificate's fingerprint (what the holder registers for the site).
-    """
+def init_pki(data_dir: Path) -> None:
+    """A development CA and the gateway's client certificate for talking to site agents."""
     ca = data_dir / "pki" / "ca"
     pki.init_ca(ca)
     pki.issue(ca, "gateway", data_dir / "pki", kind="client")
+
+
+def site_pki(data_dir: Path, site_dir: Path) -> str:
+    """The site's server certificate; returns its fingerprint (what the holder registers)."""
+    ca = data_dir / "pki" / "ca"
     return pki.issue(ca, "site", site_dir / "tls", kind="server", hosts=["127.0.0.1", "localhost"])
 
 
@@ -181,6 +192,60 @@ def write_site_config(data_dir: Path, site_dir: Path, port: int, level: str) -> 
     path = site_dir / "site.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def add_hospital(
+    services: Services,
+    holder: Actor,
+    data_dir: Path,
+    slug: str,
+    name: str,
+    port: int,
+    rows: int,
+    seed: int,
+    progress: Progress,
+) -> tuple[SiteOut, AssetCard]:
+    """One hospital's site (certificate, registration) and its admissions partition."""
+    site_dir = data_dir / "sites" / slug
+    fingerprint = site_pki(data_dir, site_dir)
+    site = services.sites.register(
+        holder,
+        SiteCreate(
+            name=f"{slug}-site", grpc_address=f"127.0.0.1:{port}", tls_fingerprint=fingerprint
+        ),
+    )
+    digest = generate_admissions(
+        site_dir / "admissions.csv", rows, seed=seed, progress=progress, prefix=slug[:2].upper()
+    )
+    asset = services.assets.register(
+        holder,
+        AssetCreate(
+            name="admissions",
+            description="Inpatient admissions, one row per admission",
+            domain="health",
+            site_id=site.id,
+            local_ref="admissions.csv",
+            columns=[
+                ColumnIn(name="patient_id", type="text", tag="identifier"),
+                ColumnIn(name="age", type="integer", tag="quasi_identifier"),
+                ColumnIn(name="sex", type="text", tag="quasi_identifier"),
+                ColumnIn(name="district", type="text", tag="quasi_identifier"),
+                ColumnIn(name="diagnosis", type="text", tag="sensitive"),
+                ColumnIn(name="admitted", type="date", tag="attribute"),
+                ColumnIn(name="los_days", type="integer", tag="attribute"),
+                ColumnIn(name="cost", type="double", tag="sensitive"),
+            ],
+            privacy_unit="patient_id",
+            row_count=rows,
+            update_frequency="monthly",
+            classification="important",
+            rights=RightsIn(
+                holding=name, processing_use=name, product_operation="Provincial Data Bureau"
+            ),
+            content_digest=digest,
+        ),
+    )
+    return site, asset.asset
 
 
 def seed(
@@ -209,57 +274,40 @@ def seed(
         admin, PrincipalCreate(org_id=auditor_org.id, name="bureau-auditor", role=Role.AUDITOR)
     )
     holder_actor = Actor(holder.principal.id, holder_org.id, Role.HOLDER)
-    site_dir = data_dir / "sites" / "riverside"
-    fingerprint = site_pki(data_dir, site_dir)
-    site = services.sites.register(
+    init_pki(data_dir)
+    site, asset = add_hospital(
+        services,
         holder_actor,
-        SiteCreate(
-            name="riverside-site",
-            grpc_address=f"127.0.0.1:{site_port}",
-            tls_fingerprint=fingerprint,
-        ),
+        data_dir,
+        "riverside",
+        "Riverside Hospital Group",
+        site_port,
+        rows,
+        2026,
+        progress,
     )
-    digest = generate_admissions(site_dir / "admissions.csv", rows, seed=2026, progress=progress)
-    asset = services.assets.register(
-        holder_actor,
-        AssetCreate(
-            name="admissions",
-            description="Inpatient admissions, one row per admission",
-            domain="health",
-            site_id=site.id,
-            local_ref="admissions.csv",
-            columns=[
-                ColumnIn(name="patient_id", type="text", tag="identifier"),
-                ColumnIn(name="age", type="integer", tag="quasi_identifier"),
-                ColumnIn(name="sex", type="text", tag="quasi_identifier"),
-                ColumnIn(name="district", type="text", tag="quasi_identifier"),
-                ColumnIn(name="diagnosis", type="text", tag="sensitive"),
-                ColumnIn(name="admitted", type="date", tag="attribute"),
-                ColumnIn(name="los_days", type="integer", tag="attribute"),
-                ColumnIn(name="cost", type="double", tag="sensitive"),
-            ],
-            privacy_unit="patient_id",
-            row_count=rows,
-            update_frequency="monthly",
-            classification="important",
-            rights=RightsIn(
-                holding="Riverside Hospital Group",
-                processing_use="Riverside Hospital Group",
-                product_operation="Provincial Data Bureau",
-            ),
-            content_digest=digest,
-        ),
-    )
+    operator_actor = Actor(operator.principal.id, operator_org.id, Role.OPERATOR)
+    partitions = [("riverside", holder_actor, asset.id)]
+    for n, (slug, name, partner) in enumerate(partner_holders(services, admin), start=1):
+        _, part = add_hospital(
+            services, partner, data_dir, slug, name, site_port + n, rows, 2026 + n, progress
+        )
+        partitions.append((slug, partner, part.id))
+    licences = license_partitions(services, data_dir / "keys", operator_actor, partitions, POLICY)
     return DemoKeys(
         admin=admin_created.api_key,
         holder=holder.api_key,
         operator=operator.api_key,
         auditor=auditor.api_key,
-        asset_id=asset.asset.id,
+        asset_id=asset.id,
         site_id=site.id,
         holder_org=holder_org.id,
         operator_org=operator_org.id,
         holder_principal=holder.principal.id,
+        operator_principal=operator.principal.id,
+        federated_assets=tuple(p[2] for p in partitions),
+        site_slugs=tuple(p[0] for p in partitions),
+        licences=tuple(licences),
     )
 
 
@@ -275,18 +323,20 @@ def write_env(path: Path, keys: DemoKeys, url: str) -> None:
         f"export SITE_ID={keys.site_id}\n"
         f"export HOLDER_ORG={keys.holder_org}\n"
         f"export OPERATOR_ORG={keys.operator_org}\n"
+        f"export FEDERATED_ASSETS='{' '.join(keys.federated_assets)}'\n"
+        f"export PARTITIONS='{' '.join('--asset ' + a for a in keys.federated_assets)}'\n"
     )
     path.chmod(0o600)
 
 
-def start_site_agent(data_dir: Path, site_port: int) -> tuple[Any, str]:
+def start_site_agent(data_dir: Path, site_port: int, slug: str = "riverside") -> tuple[Any, str]:
     """Start the demo's site agent in this process with the strongest isolation the host
     offers; return the running server and the level it got."""
     from sandbox.agent.config import load_config
     from sandbox.agent.server import AgentServer
     from sandbox.runner import IsolationError
 
-    site_dir = data_dir / "sites" / "riverside"
+    site_dir = data_dir / "sites" / slug
     for level in ("strong", "medium", "weak"):
         config = load_config(write_site_config(data_dir, site_dir, site_port, level))
         try:

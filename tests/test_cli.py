@@ -37,11 +37,37 @@ def test_init_creates_store_and_admin_once(tmp_path: Path) -> None:
     store.close()
 
 
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free loopback ports."""
+    import socket
+
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = int(probe.getsockname()[1])
+        if base + count > 65535:
+            continue
+        try:
+            held = []
+            for port in range(base, base + count):
+                s = socket.socket()
+                held.append(s)
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+        return base
+    raise RuntimeError("no free ports")
+
+
 def test_demo_seeds_and_refuses_foreign_directories(tmp_path: Path) -> None:
     runner = CliRunner()
     demo_dir = tmp_path / "demo"
+    ports = ["--site-port", str(free_ports(3))]
     result = runner.invoke(
-        cli, ["demo", "--data-dir", str(demo_dir), "--rows", "500", "--no-serve"]
+        cli, ["demo", "--data-dir", str(demo_dir), "--rows", "500", "--no-serve", *ports]
     )
     assert result.exit_code == 0, result.output
     env = (demo_dir / "keys.env").read_text()
@@ -50,7 +76,9 @@ def test_demo_seeds_and_refuses_foreign_directories(tmp_path: Path) -> None:
     rows = (demo_dir / "sites" / "riverside" / "admissions.csv").read_text().splitlines()
     assert len(rows) == 501
     # a second run resets the demo directory
-    again = runner.invoke(cli, ["demo", "--data-dir", str(demo_dir), "--rows", "200", "--no-serve"])
+    again = runner.invoke(
+        cli, ["demo", "--data-dir", str(demo_dir), "--rows", "200", "--no-serve", *ports]
+    )
     assert again.exit_code == 0, again.output
     assert (
         len((demo_dir / "sites" / "riverside" / "admissions.csv").read_text().splitlines()) == 201

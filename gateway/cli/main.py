@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import click
 from gateway.cli.admin import admin_commands
 from gateway.cli.audit import audit_commands
 from gateway.cli.governance import governance_commands
+from gateway.cli.jobs import job_commands
 from gateway.cli.pki import pki_commands
 from gateway.config import Settings
 from gateway.errors import BlindgateError, Conflict
@@ -33,6 +35,46 @@ def _step(message: str) -> None:
     click.echo(click.style("==> ", fg="cyan") + message, err=True)
 
 
+def _show_federated(services: Any, data_dir: Path, keys: Any) -> None:
+    """Run the demo's federated query; print it beside the locally computed exact answer."""
+    from gateway import demo_federation as fed
+    from gateway.audit.receipt import verify_receipt
+    from gateway.domain import Actor, Role
+    from gateway.service.job_runner import make_runner
+
+    operator = Actor(keys.operator_principal, keys.operator_org, Role.OPERATOR)
+    runner = make_runner(services, owner="demo")
+    job_id, result = fed.run_query(services, operator, list(keys.federated_assets), runner.run_once)
+    click.echo(f"\n  {fed.QUERY}\n")
+    if result is None:
+        click.echo(
+            f"  job {job_id} did not succeed: {services.jobs.get(operator, job_id).error_code}"
+        )
+        return
+    exact = fed.plaintext_answer(
+        [data_dir / "sites" / slug / "admissions.csv" for slug in keys.site_slugs]
+    )
+    click.echo(
+        f"  {'district':<10}{'admissions':>12}{'mean_stay':>11}   exact (computed locally "
+        "from the demo's own files)"
+    )
+    for row in result["rows"]:
+        district, n, mean = (cell["value"] for cell in row)
+        true_n, true_mean = exact.get(district, (0, 0.0))
+        click.echo(f"  {district:<10}{n:>12}{mean:>11.2f}   {true_n:>6} {true_mean:>8.2f}")
+    scales = result["rows"][0][1]["scales"] if result["rows"] else {}
+    click.echo(
+        f"\n  epsilon spent {result['epsilon_spent']:.3f} of 1.0; Laplace noise "
+        f"(count scale {scales.get('count', 0):.2f}); groups under "
+        f"{result['threshold']} people are not released"
+    )
+    checkpoint = verify_receipt(result["receipt"], services.audit.log.verifier_key)
+    click.echo(
+        f"  receipt verified: trace entry {result['receipt']['leaf_index']} "
+        f"is in {checkpoint.origin} at size {checkpoint.size}\n"
+    )
+
+
 def _serve_both(services: Any) -> None:
     """Serve gRPC in the background and REST in the foreground until interrupted."""
     from gateway.audit.log import CheckpointTicker
@@ -40,6 +82,7 @@ def _serve_both(services: Any) -> None:
     from gateway.grpc.server import start_grpc
     from gateway.grpc.site_pool import SiteMonitor
     from gateway.http.server import serve_http
+    from gateway.service.job_runner import make_runner
 
     settings = services.ctx.settings
     ticker = CheckpointTicker(services.audit.log, settings.checkpoint_interval_seconds)
@@ -53,11 +96,14 @@ def _serve_both(services: Any) -> None:
     monitor = SiteMonitor(services.site_pool, sites, settings.site_check_interval_seconds)
     if services.site_pool.tls is not None:
         monitor.start()
+    runner = make_runner(services, owner=f"{socket.gethostname()}:{os.getpid()}")
+    runner.start()
     grpc_server, _port = start_grpc(services)
     try:
         serve_http(services)
     finally:
         grpc_server.stop(grace=2)
+        runner.stop()
         ticker.stop()
         if services.site_pool.tls is not None:
             monitor.stop()
@@ -146,24 +192,38 @@ def demo(
     demo_mod.reset_demo_dir(data_dir)
     store = open_store(settings.resolved_database_url())
     services = build_services(store, settings)
-    _step(f"seeding organisations, principals, a site and an asset of {rows:,} rows")
-    with click.progressbar(length=rows, label="generating admissions", file=sys.stderr) as bar:
+    _step(f"seeding three hospitals, each with a site and a partition of {rows:,} admissions")
+    with click.progressbar(length=3 * rows, label="generating admissions", file=sys.stderr) as bar:
         keys = demo_mod.seed(services, data_dir, rows, bar.update, site_port=site_port)
-    _step(f"starting the Riverside site agent on 127.0.0.1:{site_port} (mutual TLS)")
-    agent, level = demo_mod.start_site_agent(data_dir, site_port)
-    if level != "strong":
-        click.echo(
-            click.style(f"warning: this host allows only {level} isolation for jobs", fg="yellow"),
-            err=True,
-        )
-    services = build_services(store, settings)  # picks up the gateway's new client certificate
-    health = services.sites.health(
-        Actor(keys.holder_principal, keys.holder_org, Role.HOLDER), keys.site_id
-    )
-    layers = ", ".join(k for k, v in health.layers.items() if v) or "none"
-    _step(
-        f"site agent: reachable={health.reachable}, isolation {health.isolation_level} ({layers})"
-    )
+    agents = []
+    try:
+        for n, slug in enumerate(keys.site_slugs):
+            agent, level = demo_mod.start_site_agent(data_dir, site_port + n, slug)
+            agents.append(agent)
+            if level != "strong":
+                click.echo(
+                    click.style(
+                        f"warning: this host allows only {level} isolation for jobs", fg="yellow"
+                    ),
+                    err=True,
+                )
+        services = build_services(store, settings)  # picks up the gateway's client certificate
+        auditor = Actor("demo", "demo", Role.AUDITOR)
+        with store.read() as tx:
+            sites = tx.list_sites(org_id=None, after=None, limit=10)
+        for site in sites:
+            health = services.sites.health(auditor, site.id)
+            layers = ", ".join(k for k, v in health.layers.items() if v) or "none"
+            _step(
+                f"site agent {site.name} on {site.grpc_address} over mutual TLS: "
+                f"reachable={health.reachable}, isolation {health.isolation_level} ({layers})"
+            )
+        _step("running a federated query across the three hospitals")
+        _show_federated(services, data_dir, keys)
+    except BaseException:
+        for agent in agents:
+            agent.stop()
+        raise
     demo_mod.write_examples(data_dir / "examples", keys.asset_id)
     url = f"http://{settings.host}:{settings.http_port}"
     env_file = data_dir / "keys.env"
@@ -176,7 +236,8 @@ Blindgate demo is ready.
   holder key    {keys.holder}     (Riverside Hospital Group)
   operator key  {keys.operator}     (Civic Analytics Ltd)
   auditor key   {keys.auditor}     (Provincial Data Bureau)
-  sample asset  {keys.asset_id}  (admissions, {rows:,} generated rows)
+  sample asset  {keys.asset_id}  (Riverside's admissions, {rows:,} generated rows)
+  partitions    {" ".join(keys.federated_assets)}
 
 The same values are in {env_file}. In another terminal, try:
 
@@ -188,14 +249,16 @@ The same values are in {env_file}. In another terminal, try:
 """
     )
     if no_serve:
-        agent.stop()
+        for agent in agents:
+            agent.stop()
         store.close()
         return
     click.echo(f"Serving on {url} (gRPC on port {settings.grpc_port}) until Ctrl-C.")
     try:
         _serve_both(services)
     finally:
-        agent.stop()
+        for agent in agents:
+            agent.stop()
         store.close()
 
 
@@ -203,6 +266,7 @@ admin_commands(cli)
 pki_commands(cli)
 audit_commands(cli)
 governance_commands(cli)
+job_commands(cli)
 
 
 def main() -> None:

@@ -86,5 +86,5 @@ def build_services(
         decisions=decisions,
         ledger=Ledger(ctx, tracer, metrics),
         site_pool=site_pool,
-        jobs=JobService(ctx, tracer, decisions),
+        jobs=JobService(ctx, tracer, decisions, audit),
     )

@@ -9,22 +9,36 @@ noises, charges and releases in one transaction.
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import timedelta
 from typing import Any
 
 from contracts.terms import terms_from_canonical
-from gateway.domain import TERMINAL_STATES, Actor, Asset, Job, JobState, Licence, Role
+from gateway.audit.merkle import leaf_hash
+from gateway.domain import (
+    TERMINAL_STATES,
+    Actor,
+    Asset,
+    Job,
+    JobState,
+    Licence,
+    PendingTrace,
+    Role,
+)
 from gateway.errors import Forbidden, InvalidState, NotFound, ValidationFailed
 from gateway.jobs import AnalysisError, AssetSchema, JobError, analyse, partial_plan
 from gateway.service.access import hide_unless, require_role
+from gateway.service.audit import AuditService
 from gateway.service.context import PageRequest, ServiceContext, encode_cursor
 from gateway.service.decisions import DecisionService, deny
+from gateway.service.decisions import out as decision_out
 from gateway.service.licences import effective_status
 from gateway.service.policy_docs import visible_asset
 from gateway.service.schemas import PageOut
 from gateway.service.schemas_gov import (
     ApprovalIn,
     ColumnUseIn,
+    DecisionOut,
     JobDescriptionIn,
     JobOut,
     JobResultOut,
@@ -94,10 +108,40 @@ def covering_licences(tx: Tx, job: Job) -> dict[str, str]:
 class JobService:
     """Use cases for jobs."""
 
-    def __init__(self, ctx: ServiceContext, tracer: Tracer, decisions: DecisionService) -> None:
+    def __init__(
+        self, ctx: ServiceContext, tracer: Tracer, decisions: DecisionService, audit: AuditService
+    ) -> None:
         self.ctx = ctx
         self.tracer = tracer
         self.decisions = decisions
+        self.audit = audit
+
+    def receipt_for(self, job: Job) -> dict[str, Any] | None:
+        """The receipt of a job's release, built from its trace entry if not stored yet
+        (the release commits first; the receipt is attached right after)."""
+        if job.receipt is not None:
+            return job.receipt
+        if job.state != JobState.SUCCEEDED:
+            return None
+        cursor = None
+        while True:
+            with self.ctx.store.read() as tx:
+                rows = tx.trace_entries(
+                    after=cursor, limit=500, action="job.release", actor_org=job.operator_org_id
+                )
+            for row in rows:
+                if json.loads(row.leaf).get("target", {}).get("job") == job.id:
+                    pending = PendingTrace(row.leaf, leaf_hash(row.leaf), row.index)
+                    receipt = self.audit.receipt(pending).model_dump()
+                    self.ctx.store.transact(
+                        lambda tx, r=receipt: tx.update_job(  # type: ignore[misc]
+                            job.id, [JobState.SUCCEEDED], receipt=r
+                        )
+                    )
+                    return receipt
+            if len(rows) < 500:
+                return None
+            cursor = rows[-1].index
 
     # decisions -------------------------------------------------------------------------
     def _licences_for(self, tx: Tx, actor: Actor, body: JobSubmitIn) -> list[Licence]:
@@ -217,6 +261,42 @@ class JobService:
         job, _ = self.tracer.write(actor, "job.submit", work, request=body)
         return job_out(job)
 
+    def check(self, actor: Actor, body: JobSubmitIn) -> DecisionOut:
+        """Analyse and decide a SQL job without storing, running or charging anything."""
+        require_role(actor, Role.OPERATOR)
+
+        def work(tx: Tx, note: Note) -> Decision:
+            now = self.ctx.clock.now()
+            assets = [visible_asset(actor, tx, a) for a in dict.fromkeys(body.assets)]
+            job = Job(
+                id="check",
+                operator_org_id=actor.org_id,
+                principal_id=actor.principal_id,
+                kind=JOB_KIND,
+                sql=body.sql,
+                purpose=body.purpose,
+                epsilon=body.epsilon,
+                delta=body.delta,
+                asset_ids=[a.id for a in assets],
+                licence_ids=[lic.id for lic in self._licences_for(tx, actor, body)],
+                idempotency_key=None,
+                state=JobState.SUBMITTED,
+                decision={},
+                created_at=now,
+                updated_at=now,
+            )
+            decision = self.decide(tx, actor, job)[0]
+            note.target["assets"] = job.asset_ids
+            note.subject_org = assets[0].org_id
+            note.decision = "allow" if decision.allow else "deny"
+            note.reasons = [{"code": r.code, "clause": r.clause} for r in decision.reasons]
+            note.detail = {"sql_sha256": _sha(body.sql), "epsilon": body.epsilon}
+            return decision
+
+        decision = self.tracer.read(actor, "job.check", work)
+        self.decisions.record(decision)
+        return decision_out(decision)
+
     # reading -----------------------------------------------------------------------------
     def _visible(self, actor: Actor, tx: Tx, job_id: str) -> Job:
         job = tx.get_job(job_id)
@@ -260,7 +340,13 @@ class JobService:
             note.result = job.result
             return JobResultOut(job_id=job.id, receipt=job.receipt, **job.result)
 
-        return self.tracer.read(actor, "job.result.read", work)
+        released = self.tracer.read(actor, "job.result.read", work)
+        if released.receipt is None:
+            with self.ctx.store.read() as tx:
+                job = tx.get_job(job_id)
+            if job is not None:
+                released = released.model_copy(update={"receipt": self.receipt_for(job)})
+        return released
 
     # approval and cancellation -------------------------------------------------------------
     def approve(self, actor: Actor, job_id: str, body: ApprovalIn, approve: bool) -> JobOut:

@@ -7,7 +7,13 @@ from fastapi import APIRouter, status
 from gateway.domain import JobState
 from gateway.http.deps import Caller, Paging, Svc
 from gateway.service.schemas import PageOut
-from gateway.service.schemas_gov import ApprovalIn, JobOut, JobResultOut, JobSubmitIn
+from gateway.service.schemas_gov import (
+    ApprovalIn,
+    DecisionOut,
+    JobOut,
+    JobResultOut,
+    JobSubmitIn,
+)
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -16,6 +22,12 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 def submit(body: JobSubmitIn, svc: Svc, actor: Caller) -> JobOut:
     """Submit a SQL aggregate job: analysed and decided at once; denied jobs say why."""
     return svc.jobs.submit(actor, body)
+
+
+@router.post("/check")
+def check(body: JobSubmitIn, svc: Svc, actor: Caller) -> DecisionOut:
+    """The decision on a SQL job — every reason with its fix — without running or charging."""
+    return svc.jobs.check(actor, body)
 
 
 @router.get("")
