@@ -168,12 +168,26 @@ def job_commands(cli: click.Group) -> None:
     @click.argument("job_id")
     @click.option("--public-key", default=None, help="Trace verifier key (default: ask).")
     @click.option("--json", "as_json", is_flag=True)
+    @click.option(
+        "--timeout",
+        type=float,
+        default=120,
+        show_default=True,
+        help="How long to wait for a queued or running job.",
+    )
     @URL_OPTION
     @KEY_OPTION
-    def result(job_id: str, public_key: str | None, as_json: bool, url: str, api_key: str) -> None:
-        """Print a job's released result and verify its receipt."""
+    def result(
+        job_id: str, public_key: str | None, as_json: bool, timeout: float, url: str, api_key: str
+    ) -> None:
+        """Print a job's released result and verify its receipt (waits while it runs)."""
         try:
             with Client(url, api_key) as client:
+                deadline = time.monotonic() + timeout
+                state = client.get(f"/v1/jobs/{job_id}")["state"]
+                while state not in TERMINAL and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    state = client.get(f"/v1/jobs/{job_id}")["state"]
                 released = client.get(f"/v1/jobs/{job_id}/result")
                 if as_json:
                     click.echo(json.dumps(released, indent=2))
