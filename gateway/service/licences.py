@@ -16,7 +16,15 @@ from pydantic import ValidationError
 from contracts import LicenceError, LicenceTerms
 from contracts.signing import decode_public_key, verify_agreement, verify_offer
 from contracts.terms import canonical_bytes, terms_from_canonical
-from gateway.domain import Actor, AssetStatus, Licence, LicenceStatus, Role
+from gateway.domain import (
+    TERMINAL_STATES,
+    Actor,
+    AssetStatus,
+    JobState,
+    Licence,
+    LicenceStatus,
+    Role,
+)
 from gateway.errors import Forbidden, InvalidState, LicenceInvalid, NotFound
 from gateway.service.access import hide_unless, require_role
 from gateway.service.context import PageRequest, ServiceContext, encode_cursor
@@ -192,12 +200,25 @@ class LicenceService:
                 raise Forbidden("only the holder or an auditor revokes a licence")
             if licence.status == LicenceStatus.REVOKED:
                 raise InvalidState("the licence is already revoked")
+            now = self.ctx.clock.now()
             tx.update_licence(
-                licence_id,
-                status=LicenceStatus.REVOKED,
-                revoked_at=self.ctx.clock.now(),
-                revoke_reason=reason,
+                licence_id, status=LicenceStatus.REVOKED, revoked_at=now, revoke_reason=reason
             )
+            # No new job starts under it, and jobs not yet released under it are cancelled.
+            live = [s for s in JobState if s not in TERMINAL_STATES]
+            cancelled = []
+            for job in tx.list_jobs(
+                operator_org_id=licence.operator_org_id, states=live, limit=100_000
+            ):
+                if licence_id in job.licence_ids and tx.update_job(
+                    job.id,
+                    live,
+                    state=JobState.CANCELLED,
+                    error_code="licence_revoked",
+                    updated_at=now,
+                ):
+                    cancelled.append(job.id)
+            note.detail = {"cancelled_jobs": cancelled}
             updated = tx.get_licence(licence_id)
             assert updated is not None
             return self._out(tx, updated)

@@ -163,3 +163,36 @@ def test_manual_approval(tmp_path, store_url) -> None:
             agent.stop(grace=0.2)
         fed.services.site_pool.close()
         store.close()
+
+
+def test_revocation_cancels_jobs_not_yet_released(federation: Federation) -> None:
+    fed = federation
+    queued = submit(fed)
+    fed.services.licences.revoke(fed.hospitals[1].actor, fed.licences[1], "breach")
+    after = fed.services.jobs.get(fed.operator, queued.id)
+    assert after.state == "cancelled"
+    assert after.error_code == "licence_revoked"
+    assert fed.runner.run_once() is False
+
+
+def test_frozen_asset_spent_budget_and_missing_licence(federation: Federation) -> None:
+    fed = federation
+    holder = fed.hospitals[2]
+    from gateway.service.schemas import FreezeIn
+
+    fed.services.assets.freeze(holder.actor, holder.asset_id, FreezeIn(reason="incident"))
+    frozen = submit(fed)
+    assert frozen.state == "denied"
+    assert "asset_frozen" in {r["code"] for r in frozen.decision["reasons"]}
+    fed.services.assets.unfreeze(holder.actor, holder.asset_id)
+    for _ in range(4):  # the budget is epsilon 20 per asset: four jobs of 5
+        job = submit(fed, epsilon=5.0)
+        assert job.state == "queued"
+        assert fed.runner.run_once()
+        assert fed.services.jobs.get(fed.operator, job.id).state == "succeeded"
+    spent = submit(fed, epsilon=5.0)
+    assert spent.state == "denied"
+    assert "budget_exhausted" in {r["code"] for r in spent.decision["reasons"]}
+    unlicensed = submit(fed, licence_ids=fed.licences[:2])  # no licence for the third site
+    assert unlicensed.state == "denied"
+    assert "licence_asset_not_covered" in {r["code"] for r in unlicensed.decision["reasons"]}
