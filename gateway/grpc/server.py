@@ -9,12 +9,14 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf import json_format, struct_pb2
+from pydantic import ValidationError
 
 from gateway.domain import Actor, AssetStatus
 from gateway.errors import BlindgateError, ValidationFailed, as_public
 from gateway.service import Services
 from gateway.service.context import page_request
 from gateway.service.schemas import AssetCard
+from gateway.service.schemas_gov import JobSubmitIn
 from proto.blindgate.v1 import gateway_pb2, gateway_pb2_grpc
 
 log = logging.getLogger("blindgate.grpc")
@@ -33,7 +35,62 @@ def _card(card: AssetCard) -> gateway_pb2.AssetCard:
     return gateway_pb2.AssetCard(id=card.id, card=struct)
 
 
-class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
+def _struct(model: Any) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    json_format.ParseDict(model.model_dump(mode="json"), struct)
+    return struct
+
+
+class JobsServicer:
+    """The job methods of the gateway service (mixed into :class:`GatewayServicer`)."""
+
+    services: Services
+
+    def _call(self, context: grpc.ServicerContext, fn: Callable[[Actor], R]) -> R:
+        raise NotImplementedError
+
+    def SubmitJob(
+        self, request: gateway_pb2.SubmitJobRequest, context: grpc.ServicerContext
+    ) -> gateway_pb2.Job:
+        def run(actor: Actor) -> gateway_pb2.Job:
+            try:
+                body = JobSubmitIn(
+                    sql=request.sql,
+                    assets=list(request.assets),
+                    epsilon=request.epsilon,
+                    delta=request.delta,
+                    purpose=request.purpose,
+                    licence_ids=list(request.licence_ids) or None,
+                    idempotency_key=request.idempotency_key or None,
+                )
+            except ValidationError as exc:
+                where = ".".join(str(p) for p in exc.errors()[0].get("loc", ()))
+                raise ValidationFailed(f"invalid field '{where}'") from None
+            job = self.services.jobs.submit(actor, body)
+            return gateway_pb2.Job(id=job.id, state=job.state, job=_struct(job))
+
+        return self._call(context, run)
+
+    def GetJob(
+        self, request: gateway_pb2.GetJobRequest, context: grpc.ServicerContext
+    ) -> gateway_pb2.Job:
+        def run(actor: Actor) -> gateway_pb2.Job:
+            job = self.services.jobs.get(actor, request.job_id)
+            return gateway_pb2.Job(id=job.id, state=job.state, job=_struct(job))
+
+        return self._call(context, run)
+
+    def GetJobResult(
+        self, request: gateway_pb2.GetJobRequest, context: grpc.ServicerContext
+    ) -> gateway_pb2.JobResult:
+        def run(actor: Actor) -> gateway_pb2.JobResult:
+            result = self.services.jobs.result(actor, request.job_id)
+            return gateway_pb2.JobResult(job_id=result.job_id, result=_struct(result))
+
+        return self._call(context, run)
+
+
+class GatewayServicer(JobsServicer, gateway_pb2_grpc.GatewayServicer):
     """Each method authenticates, calls one use case and maps errors through the catalogue."""
 
     def __init__(self, services: Services) -> None:

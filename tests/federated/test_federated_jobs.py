@@ -196,3 +196,51 @@ def test_frozen_asset_spent_budget_and_missing_licence(federation: Federation) -
     unlicensed = submit(fed, licence_ids=fed.licences[:2])  # no licence for the third site
     assert unlicensed.state == "denied"
     assert "licence_asset_not_covered" in {r["code"] for r in unlicensed.decision["reasons"]}
+
+
+def test_jobs_over_grpc(federation: Federation) -> None:
+    import grpc
+
+    from gateway.grpc.server import start_grpc
+    from proto.blindgate.v1 import gateway_pb2, gateway_pb2_grpc
+
+    fed = federation
+    server, port = start_grpc(fed.services, address="127.0.0.1:0", workers=4)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    stub = gateway_pb2_grpc.GatewayStub(channel)
+    auth = [("authorization", f"Bearer {fed.operator_key}")]
+    try:
+        job = stub.SubmitJob(
+            gateway_pb2.SubmitJobRequest(
+                sql=SQL, assets=fed.asset_ids, epsilon=2.0, purpose="research"
+            ),
+            metadata=auth,
+        )
+        assert job.state == "queued"
+        assert fed.runner.run_once()
+        assert stub.GetJob(gateway_pb2.GetJobRequest(job_id=job.id), metadata=auth).state == (
+            "succeeded"
+        )
+        result = stub.GetJobResult(gateway_pb2.GetJobRequest(job_id=job.id), metadata=auth)
+        assert result.result["columns"] == ["district", "n", "mean_los"]
+        denied = stub.SubmitJob(
+            gateway_pb2.SubmitJobRequest(
+                sql="SELECT * FROM admissions",
+                assets=fed.asset_ids,
+                epsilon=1.0,
+                purpose="research",
+            ),
+            metadata=auth,
+        )
+        assert denied.state == "denied"
+        with pytest.raises(grpc.RpcError) as err:
+            stub.SubmitJob(
+                gateway_pb2.SubmitJobRequest(
+                    sql=SQL, assets=fed.asset_ids, epsilon=-1, purpose="research"
+                ),
+                metadata=auth,
+            )
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        channel.close()
+        server.stop(grace=None)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n proto/blindgate/v1/gateway.proto\x12\x0c\x62lindgate.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x0f\n\rWhoAmIRequest\"n\n\x0eWhoAmIResponse\x12\x14\n\x0cprincipal_id\x18\x01 \x01(\t\x12\x16\n\x0eprincipal_name\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x0e\n\x06org_id\x18\x04 \x01(\t\x12\x10\n\x08org_name\x18\x05 \x01(\t\"B\n\x11ListAssetsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\"Q\n\x12ListAssetsResponse\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.blindgate.v1.AssetCard\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"#\n\x0fGetAssetRequest\x12\x10\n\x08\x61sset_id\x18\x01 \x01(\t\">\n\tAssetCard\x12\n\n\x02id\x18\x01 \x01(\t\x12%\n\x04\x63\x61rd\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct2\xe3\x01\n\x07Gateway\x12\x43\n\x06WhoAmI\x12\x1b.blindgate.v1.WhoAmIRequest\x1a\x1c.blindgate.v1.WhoAmIResponse\x12O\n\nListAssets\x12\x1f.blindgate.v1.ListAssetsRequest\x1a .blindgate.v1.ListAssetsResponse\x12\x42\n\x08GetAsset\x12\x1d.blindgate.v1.GetAssetRequest\x1a\x17.blindgate.v1.AssetCardb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n proto/blindgate/v1/gateway.proto\x12\x0c\x62lindgate.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x0f\n\rWhoAmIRequest\"n\n\x0eWhoAmIResponse\x12\x14\n\x0cprincipal_id\x18\x01 \x01(\t\x12\x16\n\x0eprincipal_name\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x0e\n\x06org_id\x18\x04 \x01(\t\x12\x10\n\x08org_name\x18\x05 \x01(\t\"B\n\x11ListAssetsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\"Q\n\x12ListAssetsResponse\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.blindgate.v1.AssetCard\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"#\n\x0fGetAssetRequest\x12\x10\n\x08\x61sset_id\x18\x01 \x01(\t\">\n\tAssetCard\x12\n\n\x02id\x18\x01 \x01(\t\x12%\n\x04\x63\x61rd\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x8e\x01\n\x10SubmitJobRequest\x12\x0b\n\x03sql\x18\x01 \x01(\t\x12\x0e\n\x06\x61ssets\x18\x02 \x03(\t\x12\x0f\n\x07\x65psilon\x18\x03 \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\x01\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\x13\n\x0blicence_ids\x18\x06 \x03(\t\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"F\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12$\n\x03job\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"D\n\tJobResult\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\'\n\x06result\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct2\xa3\x03\n\x07Gateway\x12\x43\n\x06WhoAmI\x12\x1b.blindgate.v1.WhoAmIRequest\x1a\x1c.blindgate.v1.WhoAmIResponse\x12O\n\nListAssets\x12\x1f.blindgate.v1.ListAssetsRequest\x1a .blindgate.v1.ListAssetsResponse\x12\x42\n\x08GetAsset\x12\x1d.blindgate.v1.GetAssetRequest\x1a\x17.blindgate.v1.AssetCard\x12>\n\tSubmitJob\x12\x1e.blindgate.v1.SubmitJobRequest\x1a\x11.blindgate.v1.Job\x12\x38\n\x06GetJob\x12\x1b.blindgate.v1.GetJobRequest\x1a\x11.blindgate.v1.Job\x12\x44\n\x0cGetJobResult\x12\x1b.blindgate.v1.GetJobRequest\x1a\x17.blindgate.v1.JobResultb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,6 +44,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETASSETREQUEST']._serialized_end=395
   _globals['_ASSETCARD']._serialized_start=397
   _globals['_ASSETCARD']._serialized_end=459
-  _globals['_GATEWAY']._serialized_start=462
-  _globals['_GATEWAY']._serialized_end=689
+  _globals['_SUBMITJOBREQUEST']._serialized_start=462
+  _globals['_SUBMITJOBREQUEST']._serialized_end=604
+  _globals['_GETJOBREQUEST']._serialized_start=606
+  _globals['_GETJOBREQUEST']._serialized_end=637
+  _globals['_JOB']._serialized_start=639
+  _globals['_JOB']._serialized_end=709
+  _globals['_JOBRESULT']._serialized_start=711
+  _globals['_JOBRESULT']._serialized_end=779
+  _globals['_GATEWAY']._serialized_start=782
+  _globals['_GATEWAY']._serialized_end=1201
 # @@protoc_insertion_point(module_scope)

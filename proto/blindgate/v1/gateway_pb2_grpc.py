@@ -49,6 +49,21 @@ class GatewayStub:
                 request_serializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.GetAssetRequest.SerializeToString,
                 response_deserializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.AssetCard.FromString,
                 _registered_method=True)
+        self.SubmitJob = channel.unary_unary(
+                '/blindgate.v1.Gateway/SubmitJob',
+                request_serializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.SubmitJobRequest.SerializeToString,
+                response_deserializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.Job.FromString,
+                _registered_method=True)
+        self.GetJob = channel.unary_unary(
+                '/blindgate.v1.Gateway/GetJob',
+                request_serializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.GetJobRequest.SerializeToString,
+                response_deserializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.Job.FromString,
+                _registered_method=True)
+        self.GetJobResult = channel.unary_unary(
+                '/blindgate.v1.Gateway/GetJobResult',
+                request_serializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.GetJobRequest.SerializeToString,
+                response_deserializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.JobResult.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -75,6 +90,27 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitJob(self, request, context):
+        """Submit a federated SQL aggregate job (analysed and decided at once).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetJob(self, request, context):
+        """A job's state and decision.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetJobResult(self, request, context):
+        """A job's released result, with its mechanisms and receipt.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +128,21 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.GetAsset,
                     request_deserializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.GetAssetRequest.FromString,
                     response_serializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.AssetCard.SerializeToString,
+            ),
+            'SubmitJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitJob,
+                    request_deserializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.SubmitJobRequest.FromString,
+                    response_serializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.Job.SerializeToString,
+            ),
+            'GetJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJob,
+                    request_deserializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.GetJobRequest.FromString,
+                    response_serializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.Job.SerializeToString,
+            ),
+            'GetJobResult': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJobResult,
+                    request_deserializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.GetJobRequest.FromString,
+                    response_serializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.JobResult.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +226,87 @@ class Gateway:
             '/blindgate.v1.Gateway/GetAsset',
             proto_dot_blindgate_dot_v1_dot_gateway__pb2.GetAssetRequest.SerializeToString,
             proto_dot_blindgate_dot_v1_dot_gateway__pb2.AssetCard.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/blindgate.v1.Gateway/SubmitJob',
+            proto_dot_blindgate_dot_v1_dot_gateway__pb2.SubmitJobRequest.SerializeToString,
+            proto_dot_blindgate_dot_v1_dot_gateway__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/blindgate.v1.Gateway/GetJob',
+            proto_dot_blindgate_dot_v1_dot_gateway__pb2.GetJobRequest.SerializeToString,
+            proto_dot_blindgate_dot_v1_dot_gateway__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJobResult(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/blindgate.v1.Gateway/GetJobResult',
+            proto_dot_blindgate_dot_v1_dot_gateway__pb2.GetJobRequest.SerializeToString,
+            proto_dot_blindgate_dot_v1_dot_gateway__pb2.JobResult.FromString,
             options,
             channel_credentials,
             insecure,
