@@ -24,7 +24,8 @@ from gateway.grpc.site_pool import SitePool
 from gateway.jobs import JobError, combine, release
 from gateway.service.audit import AuditService
 from gateway.service.context import ServiceContext
-from gateway.service.jobs import JobService, covering_licences
+from gateway.service.job_support import covering_licences
+from gateway.service.jobs import JobService
 from gateway.service.ledger import Ledger
 from gateway.service.tracing import Note, Tracer
 from gateway.store import Tx

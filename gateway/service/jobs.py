@@ -13,25 +13,32 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from contracts.terms import terms_from_canonical
 from gateway.audit.merkle import leaf_hash
 from gateway.domain import (
     TERMINAL_STATES,
     Actor,
-    Asset,
     Job,
     JobState,
     Licence,
     PendingTrace,
     Role,
 )
-from gateway.errors import Forbidden, InvalidState, NotFound, ValidationFailed
-from gateway.jobs import AnalysisError, AssetSchema, JobError, analyse, partial_plan
+from gateway.errors import Forbidden, InvalidState, NotFound
+from gateway.jobs import AnalysisError, JobError, analyse, partial_plan
 from gateway.service.access import hide_unless, require_role
 from gateway.service.audit import AuditService
 from gateway.service.context import PageRequest, ServiceContext, encode_cursor
 from gateway.service.decisions import DecisionService, deny
 from gateway.service.decisions import out as decision_out
+from gateway.service.job_support import (
+    asset_schema,
+    for_schema,
+    job_out,
+    refused,
+    required_approvals,
+    sha,
+    summary,
+)
 from gateway.service.licences import effective_status
 from gateway.service.policy_docs import visible_asset
 from gateway.service.schemas import PageOut
@@ -46,63 +53,9 @@ from gateway.service.schemas_gov import (
 )
 from gateway.service.tracing import Note, Tracer
 from gateway.store import Tx
-from policies import Decision, EffectiveParameters
+from policies import Decision
 
 JOB_KIND = "sql_aggregate"
-
-
-def asset_schema(assets: list[Asset]) -> AssetSchema:
-    """The schema the operator's SQL is checked against: the first asset's, by its name.
-
-    Every partition of a federated asset must have the same columns, tags and unit.
-    """
-    first = assets[0]
-    shape = [(c.name, str(c.type), str(c.tag)) for c in first.columns]
-    for other in assets[1:]:
-        if [(c.name, str(c.type), str(c.tag)) for c in other.columns] != shape or (
-            other.privacy_unit != first.privacy_unit
-        ):
-            raise ValidationFailed(
-                f"asset {other.id} does not have the schema of {first.id}: partitions of a "
-                "federated asset must share columns, types, tags and privacy unit"
-            )
-    return AssetSchema.build(first.id, first.name, shape, first.privacy_unit)  # type: ignore[arg-type]
-
-
-def job_out(job: Job) -> JobOut:
-    return JobOut(
-        id=job.id,
-        state=str(job.state),
-        kind=job.kind,
-        sql=job.sql,
-        purpose=job.purpose,
-        epsilon=job.epsilon,
-        delta=job.delta,
-        assets=job.asset_ids,
-        operator_org_id=job.operator_org_id,
-        decision=job.decision,
-        approvals=job.approvals,
-        approvals_required=job.approvals_required,
-        approval_expires_at=job.approval_expires_at,
-        created_at=job.created_at,
-        updated_at=job.updated_at,
-        error_code=job.error_code,
-        attempts=job.attempts,
-        has_result=job.result is not None,
-    )
-
-
-def covering_licences(tx: Tx, job: Job) -> dict[str, str]:
-    """For each asset of ``job``, the id of the job's licence that covers it."""
-    cover: dict[str, str] = {}
-    for lid in job.licence_ids:
-        licence = tx.get_licence(lid)
-        if licence is None:
-            continue
-        for asset_id in terms_from_canonical(licence.terms.encode()).asset_ids:
-            if asset_id in job.asset_ids:
-                cover.setdefault(asset_id, lid)
-    return cover
 
 
 class JobService:
@@ -166,7 +119,7 @@ class JobService:
         try:
             analysis = analyse(job.sql, schema)
         except AnalysisError as exc:
-            return _refused(exc), None
+            return refused(exc), None
         if analysis.needs_permission:
             return deny(
                 "aggregate_not_allowed",
@@ -190,11 +143,11 @@ class JobService:
         decision = self.decisions.decide(tx, actor, description)
         if not decision.allow or decision.parameters is None:
             return decision, None
-        params = _for_schema(decision.parameters, schema.asset_id, job.asset_ids)
+        params = for_schema(decision.parameters, schema.asset_id, job.asset_ids)
         try:
             plan = partial_plan(analysis, params)
         except JobError as exc:
-            return _refused(exc), None
+            return refused(exc), None
         return decision, (plan, params)
 
     # submit ------------------------------------------------------------------------------
@@ -230,18 +183,18 @@ class JobService:
             )
             decision, _plan = self.decide(tx, actor, job)
             self.decisions.record(decision)
-            summary = _summary(decision)
+            decided = summary(decision)
             state, required, expires = JobState.DENIED, 0, None
             if decision.allow and decision.parameters is not None:
                 mode = decision.parameters.approval_mode
-                required = _required_approvals(decision)
+                required = required_approvals(decision)
                 state = JobState.QUEUED if mode == "auto" else JobState.PENDING_APPROVAL
                 hours = decision.parameters.approval_expires_after_hours
                 expires = now + timedelta(hours=hours) if hours and required else None
             job = dataclasses.replace(
                 job,
                 state=state,
-                decision=summary,
+                decision=decided,
                 approvals_required=required,
                 approval_expires_at=expires,
             )
@@ -252,9 +205,9 @@ class JobService:
             note.reasons = [{"code": r.code, "clause": r.clause} for r in decision.reasons]
             note.detail = {
                 "state": str(state),
-                "sql_sha256": _sha(body.sql),
+                "sql_sha256": sha(body.sql),
                 "epsilon": body.epsilon,
-                "policy_versions": summary["policy_versions"],
+                "policy_versions": decided["policy_versions"],
             }
             return job
 
@@ -290,7 +243,7 @@ class JobService:
             note.subject_org = assets[0].org_id
             note.decision = "allow" if decision.allow else "deny"
             note.reasons = [{"code": r.code, "clause": r.clause} for r in decision.reasons]
-            note.detail = {"sql_sha256": _sha(body.sql), "epsilon": body.epsilon}
+            note.detail = {"sql_sha256": sha(body.sql), "epsilon": body.epsilon}
             return decision
 
         decision = self.tracer.read(actor, "job.check", work)
@@ -426,58 +379,3 @@ class JobService:
             return updated
 
         return job_out(self.tracer.write(actor, "job.cancel", work)[0])
-
-
-def _sha(text: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _refused(exc: JobError) -> Decision:
-    """A denial carrying the analysis' or plan's refusal reasons."""
-    from policies import Reason
-
-    reasons = tuple(
-        Reason(
-            code=r.code,
-            clause="request.sql",
-            message=r.message,
-            fix=r.fix,
-            subject=r.construct or None,
-        )
-        for r in exc.reasons
-    ) or (deny("evaluation_error", "The query could not be analysed.").reasons)
-    return Decision(allow=False, reasons=reasons)
-
-
-def _summary(decision: Decision) -> dict[str, Any]:
-    data: dict[str, Any] = decision.model_dump(mode="json")
-    return {
-        "allow": data["allow"],
-        "reasons": data["reasons"],
-        "policy_versions": data["policy_versions"],
-        "parameters": data["parameters"],
-    }
-
-
-def _required_approvals(decision: Decision) -> int:
-    params = decision.parameters
-    if params is None or params.approval_mode == "auto":
-        return 0
-    quorums = [a.quorum.required for a in params.approvals.values() if a.quorum is not None]
-    return max([1, *quorums])
-
-
-def _for_schema(
-    params: EffectiveParameters, schema_asset: str, assets: list[str]
-) -> EffectiveParameters:
-    """Parameters keyed by the schema's asset: the tightest clip bounds over partitions."""
-    merged = dict(params.clip.get(schema_asset, {}))
-    for asset in assets:
-        for column, bounds in params.clip.get(asset, {}).items():
-            have = merged.get(column)
-            if have is None or (bounds.upper - bounds.lower) < (have.upper - have.lower):
-                merged[column] = bounds
-    clip = {**params.clip, schema_asset: merged}
-    return params.model_copy(update={"clip": clip})

@@ -86,18 +86,21 @@ def test_policy_rules_deny_at_submission(federation: Federation) -> None:
     assert "epsilon_over_job_max" in {r["code"] for r in too_much.decision["reasons"]}
 
 
-def test_revoked_licence_stops_a_queued_job_without_charge(federation: Federation) -> None:
+def test_a_queued_job_is_decided_again_when_it_starts(federation: Federation) -> None:
+    """An asset frozen after submission stops the job before anything runs or is charged."""
+    from gateway.service.schemas import FreezeIn
+
     fed = federation
     job = submit(fed)
     holder = fed.hospitals[0]
-    fed.services.licences.revoke(holder.actor, fed.licences[0], "ended")
+    fed.services.assets.freeze(holder.actor, holder.asset_id, FreezeIn(reason="incident"))
     assert fed.runner.run_once()
     failed = fed.services.jobs.get(fed.operator, job.id)
     assert failed.state == "failed"
     assert failed.error_code == "policy_denied"
     with pytest.raises(InvalidState):
         fed.services.jobs.result(fed.operator, job.id)
-    for licence in fed.licences[1:]:
+    for licence in fed.licences:
         assert fed.services.ledger.usage(fed.operator, licence).jobs == 0
 
 

@@ -1,0 +1,120 @@
+"""Helpers of the job use cases: schemas of partitions, job views, decisions as data."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from contracts.terms import terms_from_canonical
+from gateway.domain import Asset, Job
+from gateway.errors import ValidationFailed
+from gateway.jobs import AssetSchema, JobError
+from gateway.service.decisions import deny
+from gateway.service.schemas_gov import JobOut
+from gateway.store import Tx
+from policies import Decision, EffectiveParameters, Reason
+
+
+def asset_schema(assets: list[Asset]) -> AssetSchema:
+    """The schema the operator's SQL is checked against: the first asset's, by its name.
+
+    Every partition of a federated asset must have the same columns, tags and unit.
+    """
+    first = assets[0]
+    shape = [(c.name, str(c.type), str(c.tag)) for c in first.columns]
+    for other in assets[1:]:
+        if [(c.name, str(c.type), str(c.tag)) for c in other.columns] != shape or (
+            other.privacy_unit != first.privacy_unit
+        ):
+            raise ValidationFailed(
+                f"asset {other.id} does not have the schema of {first.id}: partitions of a "
+                "federated asset must share columns, types, tags and privacy unit"
+            )
+    return AssetSchema.build(first.id, first.name, shape, first.privacy_unit)  # type: ignore[arg-type]
+
+
+def job_out(job: Job) -> JobOut:
+    return JobOut(
+        id=job.id,
+        state=str(job.state),
+        kind=job.kind,
+        sql=job.sql,
+        purpose=job.purpose,
+        epsilon=job.epsilon,
+        delta=job.delta,
+        assets=job.asset_ids,
+        operator_org_id=job.operator_org_id,
+        decision=job.decision,
+        approvals=job.approvals,
+        approvals_required=job.approvals_required,
+        approval_expires_at=job.approval_expires_at,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        error_code=job.error_code,
+        attempts=job.attempts,
+        has_result=job.result is not None,
+    )
+
+
+def covering_licences(tx: Tx, job: Job) -> dict[str, str]:
+    """For each asset of ``job``, the id of the job's licence that covers it."""
+    cover: dict[str, str] = {}
+    for lid in job.licence_ids:
+        licence = tx.get_licence(lid)
+        if licence is None:
+            continue
+        for asset_id in terms_from_canonical(licence.terms.encode()).asset_ids:
+            if asset_id in job.asset_ids:
+                cover.setdefault(asset_id, lid)
+    return cover
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def refused(exc: JobError) -> Decision:
+    """A denial carrying the analysis' or plan's refusal reasons."""
+    reasons = tuple(
+        Reason(
+            code=r.code,
+            clause="request.sql",
+            message=r.message,
+            fix=r.fix,
+            subject=r.construct or None,
+        )
+        for r in exc.reasons
+    ) or (deny("evaluation_error", "The query could not be analysed.").reasons)
+    return Decision(allow=False, reasons=reasons)
+
+
+def summary(decision: Decision) -> dict[str, Any]:
+    data: dict[str, Any] = decision.model_dump(mode="json")
+    return {
+        "allow": data["allow"],
+        "reasons": data["reasons"],
+        "policy_versions": data["policy_versions"],
+        "parameters": data["parameters"],
+    }
+
+
+def required_approvals(decision: Decision) -> int:
+    params = decision.parameters
+    if params is None or params.approval_mode == "auto":
+        return 0
+    quorums = [a.quorum.required for a in params.approvals.values() if a.quorum is not None]
+    return max([1, *quorums])
+
+
+def for_schema(
+    params: EffectiveParameters, schema_asset: str, assets: list[str]
+) -> EffectiveParameters:
+    """Parameters keyed by the schema's asset: the tightest clip bounds over partitions."""
+    merged = dict(params.clip.get(schema_asset, {}))
+    for asset in assets:
+        for column, bounds in params.clip.get(asset, {}).items():
+            have = merged.get(column)
+            if have is None or (bounds.upper - bounds.lower) < (have.upper - have.lower):
+                merged[column] = bounds
+    clip = {**params.clip, schema_asset: merged}
+    return params.model_copy(update={"clip": clip})
