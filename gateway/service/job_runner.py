@@ -14,7 +14,7 @@ import hashlib
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import timedelta
 from typing import Any
 
@@ -120,11 +120,28 @@ class JobRunner:
 
     # queue -------------------------------------------------------------------------------
     def recover(self) -> int:
-        """Requeue (or fail) jobs whose runner's lease expired; return how many."""
+        """Requeue (or fail) jobs whose runner's lease expired, and deny jobs whose approval
+        window passed; return how many changed."""
         now = self.ctx.clock.now()
 
         def unit(tx: Tx) -> int:
             moved = 0
+            for job in tx.list_jobs(
+                operator_org_id=None,
+                holder_org_id=None,
+                states=[JobState.PENDING_APPROVAL],
+                limit=10_000,
+            ):
+                if job.approval_expires_at is not None and now >= job.approval_expires_at:
+                    moved += int(
+                        tx.update_job(
+                            job.id,
+                            [JobState.PENDING_APPROVAL],
+                            state=JobState.DENIED,
+                            error_code="approval_expired",
+                            updated_at=now,
+                        )
+                    )
             for job in tx.expired_running_jobs(now):
                 if job.attempts >= self.max_attempts:
                     done = tx.update_job(
@@ -193,6 +210,7 @@ class JobRunner:
             raise JobFailed("licence_not_covering")
         digest = hashlib.sha256(plan.sql.encode()).hexdigest()[:16]
         futures = []
+        clients: list[tuple[Any, str]] = []
         for asset in assets:
             site = sites[asset.id]
             if site is None:
@@ -206,9 +224,11 @@ class JobRunner:
                 deadline_ms=int(self.fragment_timeout * 1000),
             )
             client = self.pool.client(site)
+            clients.append((client, request.fragment_id))
             futures.append(
                 self._fanout.submit(client.run_fragment, request, self.fragment_timeout + 10)
             )
+        self._wait_or_cancel(job, futures, clients)
         partials = []
         compute = 0.0
         for future in futures:
@@ -232,6 +252,25 @@ class JobRunner:
             compute,
             time.monotonic() - started,
         )
+
+    def _wait_or_cancel(
+        self, job: Job, futures: list[Future[Any]], clients: list[tuple[Any, str]]
+    ) -> None:
+        """Wait for the fragments; if the job is cancelled meanwhile, cancel them at the sites."""
+        pending = set(futures)
+        while pending:
+            _done, pending = wait(pending, timeout=0.5)
+            if not pending:
+                return
+            with self.ctx.store.read() as tx:
+                current = tx.get_job(job.id)
+            if current is None or current.state != JobState.RUNNING:
+                for client, fragment_id in clients:
+                    try:
+                        client.cancel(fragment_id, timeout=5)
+                    except Exception as exc:  # the site may be gone; the job is over anyway
+                        log.warning("cancel of %s failed: %s", fragment_id, type(exc).__name__)
+                raise JobFailed("cancelled")
 
     def _release(
         self,
