@@ -27,6 +27,7 @@ from gateway.service.schemas import (
     SiteCreate,
     SiteOut,
 )
+from gateway.service.schemas_gov import FederatedAssetIn
 
 MARKER = ".blindgate-demo"
 DISTRICTS = ["north", "south", "east", "west", "centre", "harbour"]
@@ -48,6 +49,7 @@ class DemoKeys:
     holder_principal: str
     operator_principal: str
     federated_assets: tuple[str, ...]
+    federated_asset: str
     site_slugs: tuple[str, ...]
     licences: tuple[str, ...]
 
@@ -294,6 +296,14 @@ def seed(
         )
         partitions.append((slug, partner, part.id))
     licences = license_partitions(services, data_dir / "keys", operator_actor, partitions, POLICY)
+    federated = services.federated.register(
+        admin,
+        FederatedAssetIn(
+            name="admissions (Riverside, Eastside, Harbour)",
+            description="Inpatient admissions of three hospital groups, one partition each",
+            partitions=[p[2] for p in partitions],
+        ),
+    )
     return DemoKeys(
         admin=admin_created.api_key,
         holder=holder.api_key,
@@ -306,6 +316,7 @@ def seed(
         holder_principal=holder.principal.id,
         operator_principal=operator.principal.id,
         federated_assets=tuple(p[2] for p in partitions),
+        federated_asset=federated.id,
         site_slugs=tuple(p[0] for p in partitions),
         licences=tuple(licences),
     )
@@ -323,6 +334,7 @@ def write_env(path: Path, keys: DemoKeys, url: str) -> None:
         f"export SITE_ID={keys.site_id}\n"
         f"export HOLDER_ORG={keys.holder_org}\n"
         f"export OPERATOR_ORG={keys.operator_org}\n"
+        f"export FEDERATED_ASSET={keys.federated_asset}\n"
         f"export FEDERATED_ASSETS='{' '.join(keys.federated_assets)}'\n"
         f"export PARTITIONS='{' '.join('--asset ' + a for a in keys.federated_assets)}'\n"
     )

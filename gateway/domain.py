@@ -306,3 +306,15 @@ class Job:
     result: dict[str, Any] | None = None
     receipt: dict[str, Any] | None = None
     compute_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class FederatedAsset:
+    """Partitions of one dataset, with one schema, held by several holders."""
+
+    id: str
+    name: str
+    description: str
+    partitions: list[str]
+    created_by: str
+    created_at: datetime

@@ -231,3 +231,35 @@ def job_commands(cli: click.Group) -> None:
                 click.echo(f"job {job_id}: {client.post(f'/v1/jobs/{job_id}/cancel')['state']}")
         except ApiError as exc:
             _fail(str(exc))
+
+
+def federated_commands(cli: click.Group) -> None:
+    """``blindgate federated register|list``."""
+
+    @cli.group()
+    def federated() -> None:
+        """Federated assets: partitions of one dataset held by several holders."""
+
+    @federated.command("register")
+    @click.argument("name")
+    @click.option("--partition", "partitions", multiple=True, required=True)
+    @click.option("--description", default="")
+    @URL_OPTION
+    @KEY_OPTION
+    def register(
+        name: str, partitions: tuple[str, ...], description: str, url: str, api_key: str
+    ) -> None:
+        """Register partitions with one schema as a federated asset (admin key)."""
+        try:
+            with Client(url, api_key) as client:
+                body = {"name": name, "partitions": list(partitions), "description": description}
+                click.echo(json.dumps(client.post("/v1/federated-assets", body), indent=2))
+        except ApiError as exc:
+            _fail(str(exc))
+
+    @federated.command("list")
+    @URL_OPTION
+    @KEY_OPTION
+    def list_federated(url: str, api_key: str) -> None:
+        with Client(url, api_key) as client:
+            click.echo(json.dumps(client.paginate("/v1/federated-assets"), indent=2))

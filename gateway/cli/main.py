@@ -15,7 +15,7 @@ import click
 from gateway.cli.admin import admin_commands
 from gateway.cli.audit import audit_commands
 from gateway.cli.governance import governance_commands
-from gateway.cli.jobs import job_commands
+from gateway.cli.jobs import federated_commands, job_commands
 from gateway.cli.pki import pki_commands
 from gateway.config import Settings
 from gateway.errors import BlindgateError, Conflict
@@ -44,7 +44,7 @@ def _show_federated(services: Any, data_dir: Path, keys: Any) -> None:
 
     operator = Actor(keys.operator_principal, keys.operator_org, Role.OPERATOR)
     runner = make_runner(services, owner="demo")
-    job_id, result = fed.run_query(services, operator, list(keys.federated_assets), runner.run_once)
+    job_id, result = fed.run_query(services, operator, [keys.federated_asset], runner.run_once)
     click.echo(f"\n  {fed.QUERY}\n")
     if result is None:
         click.echo(
@@ -267,6 +267,7 @@ pki_commands(cli)
 audit_commands(cli)
 governance_commands(cli)
 job_commands(cli)
+federated_commands(cli)
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(audit.router)
     app.include_router(governance.router)
     app.include_router(jobs.router)
+    app.include_router(jobs.federated)
 
     @app.get("/healthz", tags=["system"])
     def healthz() -> dict[str, str]:

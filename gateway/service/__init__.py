@@ -13,6 +13,7 @@ from gateway.service.assets import Assets
 from gateway.service.audit import AuditService
 from gateway.service.context import ServiceContext
 from gateway.service.decisions import DecisionService
+from gateway.service.federated import FederatedAssets
 from gateway.service.identities import Identities
 from gateway.service.jobs import JobService
 from gateway.service.ledger import Ledger
@@ -40,6 +41,7 @@ class Services:
     ledger: Ledger
     site_pool: SitePool
     jobs: JobService
+    federated: FederatedAssets
 
 
 def _gateway_tls(settings: Settings) -> GatewayTls | None:
@@ -87,4 +89,5 @@ def build_services(
         ledger=Ledger(ctx, tracer, metrics),
         site_pool=site_pool,
         jobs=JobService(ctx, tracer, decisions, audit),
+        federated=FederatedAssets(ctx, tracer),
     )

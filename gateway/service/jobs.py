@@ -30,6 +30,7 @@ from gateway.service.audit import AuditService
 from gateway.service.context import PageRequest, ServiceContext, encode_cursor
 from gateway.service.decisions import DecisionService, deny
 from gateway.service.decisions import out as decision_out
+from gateway.service.federated import expand
 from gateway.service.job_support import (
     asset_schema,
     for_schema,
@@ -106,7 +107,7 @@ class JobService:
             ]
         now = self.ctx.clock.now()
         found: dict[str, Licence] = {}
-        for asset_id in body.assets:
+        for asset_id in expand(tx, body.assets):
             for lic in tx.list_licences(operator_org_id=actor.org_id, asset_id=asset_id):
                 if effective_status(lic, now) == "active":
                     found[lic.id] = lic
@@ -162,7 +163,7 @@ class JobService:
 
         def work(tx: Tx, note: Note) -> Job:
             now = self.ctx.clock.now()
-            assets = [visible_asset(actor, tx, a) for a in dict.fromkeys(body.assets)]
+            assets = [visible_asset(actor, tx, a) for a in expand(tx, body.assets)]
             licences = self._licences_for(tx, actor, body)
             job = Job(
                 id=self.ctx.ids.new("job"),
@@ -220,7 +221,7 @@ class JobService:
 
         def work(tx: Tx, note: Note) -> Decision:
             now = self.ctx.clock.now()
-            assets = [visible_asset(actor, tx, a) for a in dict.fromkeys(body.assets)]
+            assets = [visible_asset(actor, tx, a) for a in expand(tx, body.assets)]
             job = Job(
                 id="check",
                 operator_org_id=actor.org_id,

@@ -195,3 +195,18 @@ class JobResultOut(BaseModel):
     )
     key_release: str
     receipt: dict[str, Any] | None
+
+
+class FederatedAssetIn(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=4000)
+    partitions: list[str] = Field(min_length=2, max_length=50)
+
+
+class FederatedAssetOut(BaseModel):
+    id: str
+    name: str
+    description: str
+    partitions: list[str]
+    created_by: str
+    created_at: datetime

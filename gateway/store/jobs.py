@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from gateway.domain import Job, JobState
-from gateway.store.models import JobAssetRow, JobRow
+from gateway.domain import FederatedAsset, Job, JobState
+from gateway.store.models import FederatedAssetRow, JobAssetRow, JobRow
 
 _job = JobRow.__table__  # type: ignore[attr-defined]
 _job_asset = JobAssetRow.__table__  # type: ignore[attr-defined]
@@ -128,3 +128,22 @@ def claim_next(session: Session, owner: str, now: datetime, until: datetime) -> 
 def expired_running(session: Session, now: datetime) -> list[Job]:
     q = select(_job).where(_job.c.state == str(JobState.RUNNING), _job.c.lease_until < now)
     return [_from(r) for r in session.execute(q).mappings()]
+
+
+_federated = FederatedAssetRow.__table__  # type: ignore[attr-defined]
+
+
+def add_federated(session: Session, fed: FederatedAsset) -> None:
+    session.execute(insert(FederatedAssetRow).values(**asdict(fed)))
+
+
+def get_federated(session: Session, fed_id: str) -> FederatedAsset | None:
+    row = session.execute(select(_federated).where(_federated.c.id == fed_id)).mappings().first()
+    return FederatedAsset(**row) if row else None
+
+
+def list_federated(session: Session, *, after: str | None, limit: int) -> list[FederatedAsset]:
+    q = select(_federated).order_by(_federated.c.id).limit(limit)
+    if after is not None:
+        q = q.where(_federated.c.id > after)
+    return [FederatedAsset(**row) for row in session.execute(q).mappings()]

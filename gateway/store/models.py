@@ -273,3 +273,16 @@ class JobAssetRow(SQLModel, table=True):
     job_id: str = Field(foreign_key="job.id", primary_key=True, max_length=40)
     asset_id: str = Field(foreign_key="asset.id", primary_key=True, max_length=40)
     holder_org_id: str = Field(max_length=40, index=True)
+
+
+class FederatedAssetRow(SQLModel, table=True):
+    """A federated asset: partitions with one schema, held by several holders at their sites."""
+
+    __tablename__ = "federated_asset"
+
+    id: str = Field(primary_key=True, max_length=40)
+    name: str = Field(max_length=200, unique=True)
+    description: str = Field(default="", max_length=4000)
+    partitions: list[str] = Field(sa_type=JSON)
+    created_by: str = Field(max_length=40)
+    created_at: datetime = _ts()

@@ -18,6 +18,7 @@ from gateway.domain import (
     Asset,
     AssetStatus,
     BudgetCharge,
+    FederatedAsset,
     Job,
     JobState,
     Licence,
@@ -155,6 +156,11 @@ class Tx(Protocol):
         ...
 
     def expired_running_jobs(self, now: datetime) -> list[Job]: ...
+
+    # federated assets
+    def add_federated(self, fed: FederatedAsset) -> None: ...
+    def get_federated(self, fed_id: str) -> FederatedAsset | None: ...
+    def list_federated(self, *, after: str | None, limit: int) -> list[FederatedAsset]: ...
 
     # trace
     def append_trace(self, record: TraceRecord) -> PendingTrace:

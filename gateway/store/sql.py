@@ -24,6 +24,7 @@ from gateway.domain import (
     Asset,
     AssetStatus,
     BudgetCharge,
+    FederatedAsset,
     Job,
     JobState,
     Licence,
@@ -300,6 +301,17 @@ class SqlTx:
 
     def expired_running_jobs(self, now: datetime) -> list[Job]:
         return jobs_sql.expired_running(self.session, now)
+
+    # federated assets
+    def add_federated(self, fed: FederatedAsset) -> None:
+        jobs_sql.add_federated(self.session, fed)
+        self._flush()
+
+    def get_federated(self, fed_id: str) -> FederatedAsset | None:
+        return jobs_sql.get_federated(self.session, fed_id)
+
+    def list_federated(self, *, after: str | None, limit: int) -> list[FederatedAsset]:
+        return jobs_sql.list_federated(self.session, after=after, limit=limit)
 
     # trace
     def append_trace(self, record: TraceRecord) -> PendingTrace:

@@ -247,3 +247,32 @@ def test_jobs_over_grpc(federation: Federation) -> None:
     finally:
         channel.close()
         server.stop(grace=None)
+
+
+def test_federated_asset_names_its_partitions(federation: Federation) -> None:
+    from gateway.errors import Forbidden, ValidationFailed
+    from gateway.service.schemas_gov import FederatedAssetIn
+
+    fed = federation
+    admin = fed.services.identities  # the federation's admin is the bootstrap principal
+    with fed.services.ctx.store.read() as tx:
+        admin_principal = next(
+            p for p in tx.list_principals(org_id=None, after=None, limit=100) if p.role == "admin"
+        )
+    from gateway.domain import Actor, Role
+
+    root = Actor(admin_principal.id, admin_principal.org_id, Role.ADMIN)
+    assert admin is not None
+    body = FederatedAssetIn(name="admissions", partitions=fed.asset_ids)
+    registered = fed.services.federated.register(root, body)
+    with pytest.raises(Forbidden):
+        fed.services.federated.register(fed.operator, body.model_copy(update={"name": "x"}))
+    with pytest.raises(ValidationFailed):
+        fed.services.federated.register(
+            root, FederatedAssetIn(name="one", partitions=fed.asset_ids[:1] * 2)
+        )
+    job = submit(fed, assets=[registered.id])
+    assert job.state == "queued"
+    assert job.assets == fed.asset_ids
+    assert fed.runner.run_once()
+    assert fed.services.jobs.get(fed.operator, job.id).state == "succeeded"

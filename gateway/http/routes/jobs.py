@@ -10,6 +10,8 @@ from gateway.service.schemas import PageOut
 from gateway.service.schemas_gov import (
     ApprovalIn,
     DecisionOut,
+    FederatedAssetIn,
+    FederatedAssetOut,
     JobOut,
     JobResultOut,
     JobSubmitIn,
@@ -62,3 +64,22 @@ def reject(job_id: str, body: ApprovalIn, svc: Svc, actor: Caller) -> JobOut:
 @router.post("/{job_id}/cancel")
 def cancel(job_id: str, svc: Svc, actor: Caller) -> JobOut:
     return svc.jobs.cancel(actor, job_id)
+
+
+federated = APIRouter(prefix="/v1/federated-assets", tags=["assets"])
+
+
+@federated.post("", status_code=status.HTTP_201_CREATED)
+def register_federated(body: FederatedAssetIn, svc: Svc, actor: Caller) -> FederatedAssetOut:
+    """Register partitions with one schema as one federated asset (admins)."""
+    return svc.federated.register(actor, body)
+
+
+@federated.get("")
+def list_federated(svc: Svc, actor: Caller, page: Paging) -> PageOut[FederatedAssetOut]:
+    return svc.federated.list(actor, page)
+
+
+@federated.get("/{fed_id}")
+def get_federated(fed_id: str, svc: Svc, actor: Caller) -> FederatedAssetOut:
+    return svc.federated.get(actor, fed_id)
