@@ -105,6 +105,7 @@ class JobRunner:
 
     def stop(self) -> None:
         self._stop.set()
+        self.jobs.wakeup.set()
         self._thread.join(timeout=30)
         self._fanout.shutdown(wait=False, cancel_futures=True)
 
@@ -116,13 +117,26 @@ class JobRunner:
                 log.error("job runner error: %s", type(exc).__name__)
                 worked = False
             if not worked:
-                self._stop.wait(self.poll)
+                self.jobs.wakeup.wait(self.poll)
+                self.jobs.wakeup.clear()
 
     # queue -------------------------------------------------------------------------------
     def recover(self) -> int:
         """Requeue (or fail) jobs whose runner's lease expired, and deny jobs whose approval
         window passed; return how many changed."""
         now = self.ctx.clock.now()
+        with self.ctx.store.read() as tx:
+            expired = tx.expired_running_jobs(now)
+            pending = tx.list_jobs(
+                operator_org_id=None,
+                holder_org_id=None,
+                states=[JobState.PENDING_APPROVAL],
+                limit=10_000,
+            )
+        if not expired and not any(
+            j.approval_expires_at is not None and now >= j.approval_expires_at for j in pending
+        ):
+            return 0  # nothing to do: no write transaction
 
         def unit(tx: Tx) -> int:
             moved = 0

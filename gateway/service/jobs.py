@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -69,6 +70,8 @@ class JobService:
         self.tracer = tracer
         self.decisions = decisions
         self.audit = audit
+        self.wakeup = threading.Event()
+        """Set when a job becomes runnable, so an idle runner starts at once."""
 
     def receipt_for(self, job: Job) -> dict[str, Any] | None:
         """The receipt of a job's release, built from its trace entry if not stored yet
@@ -127,10 +130,23 @@ class JobService:
                 "MIN and MAX have no differentially private release.",
                 clause="request.sql",
             ), None
+        # Every job counts people (thresholds, contribution bounds): the privacy unit is
+        # always used as a counted column, so COUNT(*) alone is a valid job too.
+        unit = ColumnUseIn(
+            asset=schema.asset_id,
+            column=assets[0].privacy_unit,
+            usage="aggregate",
+            function="count",
+        )
+        found: list[tuple[str, str, str | None]] = [
+            (u.column, str(u.usage), u.function) for u in analysis.column_uses
+        ]
+        if (unit.column, unit.usage, unit.function) not in found:
+            found.append((unit.column, unit.usage, unit.function))
         uses = [
-            ColumnUseIn(asset=a, column=u.column, usage=u.usage, function=u.function)
+            ColumnUseIn.model_validate({"asset": a, "column": c, "usage": usage, "function": f})
             for a in job.asset_ids
-            for u in analysis.column_uses
+            for c, usage, f in found
         ]
         description = JobDescriptionIn(
             kind=JOB_KIND,
@@ -213,6 +229,8 @@ class JobService:
             return job
 
         job, _ = self.tracer.write(actor, "job.submit", work, request=body)
+        if job.state == JobState.QUEUED:
+            self.wakeup.set()
         return job_out(job)
 
     def check(self, actor: Actor, body: JobSubmitIn) -> DecisionOut:
@@ -355,7 +373,10 @@ class JobService:
             return updated
 
         action = "job.approve" if approve else "job.reject"
-        return job_out(self.tracer.write(actor, action, work, request=body)[0])
+        updated = self.tracer.write(actor, action, work, request=body)[0]
+        if updated.state == JobState.QUEUED:
+            self.wakeup.set()
+        return job_out(updated)
 
     def cancel(self, actor: Actor, job_id: str) -> JobOut:
         """Cancel a job that has not finished (its operator, or an auditor)."""

@@ -276,3 +276,13 @@ def test_federated_asset_names_its_partitions(federation: Federation) -> None:
     assert job.assets == fed.asset_ids
     assert fed.runner.run_once()
     assert fed.services.jobs.get(fed.operator, job.id).state == "succeeded"
+
+
+def test_count_star_alone_is_a_valid_job(federation: Federation) -> None:
+    fed = federation
+    job = submit(fed, "SELECT COUNT(*) AS n FROM admissions")
+    assert job.state == "queued", job.decision
+    assert fed.runner.run_once()
+    result = fed.services.jobs.result(fed.operator, job.id)
+    total = sum(len(h.rows) for h in fed.hospitals)
+    assert abs(result.rows[0][0].value - total) < 40 * result.rows[0][0].scales["count"]

@@ -1,0 +1,979 @@
+"""Federated SQL end to end: three site agents, one big GROUP BY, small-job throughput.
+
+Three site agents run as separate processes (``python -m sandbox.agent``: real sandboxes,
+mutual TLS). Each holds one partition of ``admissions`` (``--rows`` in all, 1,000,000 by
+default, split evenly; unique patient ids, so ``max_rows_per_unit: 1`` keeps every row)
+and one of ``admissions_small`` (``--small-rows`` per site). The gateway runs in this
+process as it does in ``blindgate serve``: a SQLite store, the REST API under uvicorn and
+one job runner thread, whose queue poll interval is lowered from 0.5 s to 0.02 s here.
+Clients only use the REST API: submit, poll ``GET /v1/jobs/{id}`` every ``--poll`` ms,
+fetch the result. The policies allow 5 epsilon per job out of a 10,000 budget, with no
+rate limit; every job asks for epsilon 1.
+
+(a) ``SELECT district, COUNT(*), SUM(los_days), AVG(los_days) ... GROUP BY district``
+    over all rows, submit to released result (median of ``--runs``, each a new job),
+    beside DuckDB running the same query over the three files in this process. Aim:
+    Blindgate <= 3 x DuckDB + 150 ms. For scale: DuckDB running the fragment SQL every
+    site runs (contribution bounding, clipping, distinct units) over each file in turn,
+    and that fragment sent to one agent alone.
+(b) Small jobs per second: ``--jobs`` ``SELECT COUNT(*) AS n FROM ...`` (or, if the
+    gateway refuses that, ``COUNT(los_days)``) submitted at once by ``--clients`` threads
+    of a separate client process; completed jobs per second end to end (aim >= 20/s),
+    over the small partitions and over the big ones.
+(c) Peak memory of each site agent during (a): the agent's own VmHWM and the highest
+    sum of VmRSS over its process tree (agent plus sandboxes), sampled every 50 ms.
+(d) p50 of each stage of a job inside the gateway (timers wrapped around the runner's
+    calls in this process).
+
+CPU per job is the gateway process's own and, from ``/proc/stat``, the rest of the host
+(agents, sandboxes, the client process, and whatever else runs on the machine).
+
+    .venv/bin/python benchmarks/federated_sql.py [--quick] [--rows 1000000] [--jobs 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+HOSPITALS = ("north-general", "east-clinic", "harbour-hospital")
+BIG = "admissions"
+SMALL = "admissions_small"
+GROUP_SQL = (
+    "SELECT district, COUNT(*) AS n, SUM(los_days) AS s, AVG(los_days) AS m "
+    "FROM {table} GROUP BY district"
+)
+COUNT_SQL = "SELECT COUNT(*) AS n FROM {table}"
+COUNT_FALLBACK_SQL = "SELECT COUNT(los_days) AS n FROM {table}"
+EPSILON = 1.0
+RUNNER_POLL_SECONDS = 0.02
+
+POLICY = """\
+version: 1
+asset: {asset}
+columns:
+  patient_id: {{control: join_key}}
+  district: {{control: group_by}}
+  age: {{control: filter}}
+  los_days:
+    control: aggregate
+    clip: {{lower: 0, upper: 30}}
+jobs:
+  kinds: [sql_aggregate]
+  aggregates: [count, sum, avg]
+  purposes: [research]
+  min_group_size: 10
+  max_rows_per_unit: 1
+  approval: {{mode: auto}}
+privacy:
+  epsilon_per_job_max: 5
+  budget: {{epsilon: 10000, delta: 1.0e-6, period_days: 30}}
+"""
+
+
+# measurement helpers ---------------------------------------------------------------------
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:8.1f} ms"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class StageTimes:
+    """Durations per stage of the jobs the runner executes (seconds), thread-safe."""
+
+    def __init__(self) -> None:
+        self.samples: dict[str, list[float]] = defaultdict(list)
+        self.programs: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def add(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            self.samples[stage].append(seconds)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.samples = defaultdict(list)
+
+    def snapshot(self) -> dict[str, list[float]]:
+        with self._lock:
+            return {k: list(v) for k, v in self.samples.items()}
+
+
+def _on_runner_thread() -> bool:
+    return threading.current_thread().name == "job-runner"
+
+
+def instrument(runner: Any, stages: StageTimes) -> None:
+    """Wrap the runner's calls with timers (only calls made on the runner thread count)."""
+    from gateway.grpc.site_client import SiteClient
+    from gateway.service import job_runner
+
+    def timed(stage: str, call: Callable[..., Any]) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not _on_runner_thread():
+                return call(*args, **kwargs)
+            begin = time.perf_counter()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                stages.add(stage, time.perf_counter() - begin)
+
+        return wrapper
+
+    execute = runner.execute
+
+    def execute_timed(job: Any) -> None:
+        try:
+            waited = (runner.ctx.clock.now() - job.created_at).total_seconds()
+            stages.add("queue wait (committed -> claimed)", waited)
+        except TypeError:
+            pass
+        begin = time.perf_counter()
+        try:
+            execute(job)
+        finally:
+            stages.add("execute (claimed -> released)", time.perf_counter() - begin)
+
+    runner.execute = execute_timed
+    runner.recover = timed("recover expired leases (each poll)", runner.recover)
+    if hasattr(runner, "_wait_or_cancel"):
+        runner._wait_or_cancel = timed("fragments, fan-out to last answer", runner._wait_or_cancel)
+    runner._release = timed("release, all (transaction, receipt, store it)", runner._release)
+    runner.jobs.decide = timed("decide again (analyse, policy, plan)", runner.jobs.decide)
+    runner.tracer.write = timed("release transaction (charge, result, trace)", runner.tracer.write)
+    runner.audit.receipt = timed("receipt (inclusion proof, signature)", runner.audit.receipt)
+    job_runner.combine = timed("combine partials", job_runner.combine)
+    job_runner.release = timed("noise and release (OpenDP)", job_runner.release)
+
+    run_fragment = SiteClient.run_fragment
+
+    def run_fragment_timed(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+        begin = time.perf_counter()
+        outcome = run_fragment(self, request, *args, **kwargs)
+        stages.add("fragment round trip (gRPC, per site)", time.perf_counter() - begin)
+        stages.add("fragment in the agent (sandbox, per site)", outcome.elapsed_ms / 1000)
+        stages.programs[request.asset_id] = request.program
+        return outcome
+
+    SiteClient.run_fragment = run_fragment_timed  # type: ignore[method-assign]
+
+
+# process-tree memory ---------------------------------------------------------------------
+def _status_kib(pid: int, key: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _stats() -> dict[int, list[str]]:
+    """Every process's ``/proc/PID/stat`` fields from the state on (field 3 is index 0)."""
+    found: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
+                text = handle.read()
+        except OSError:
+            continue
+        found[int(entry)] = text.rsplit(")", 1)[1].split()
+    return found
+
+
+def _parents() -> dict[int, int]:
+    return {pid: int(fields[1]) for pid, fields in _stats().items()}
+
+
+def process_tree(root: int, parents: dict[int, int]) -> list[int]:
+    children: dict[int, list[int]] = defaultdict(list)
+    for pid, ppid in parents.items():
+        children[ppid].append(pid)
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, ()))
+    return tree
+
+
+def cpu_now() -> tuple[float, float, float]:
+    """CPU seconds of this process, and busy and total CPU seconds of the whole host."""
+    with open("/proc/stat", encoding="ascii") as handle:
+        values = [int(v) for v in handle.readline().split()[1:9]]
+    tick = os.sysconf("SC_CLK_TCK")
+    own = os.times()
+    idle = values[3] + values[4]
+    return own.user + own.system, (sum(values) - idle) / tick, sum(values) / tick
+
+
+class CpuMeter:
+    """CPU per job of the gateway process and of everything else on the host (the site
+    agents, their sandboxes, the client process, and any other load)."""
+
+    def __init__(self) -> None:
+        self.begin = cpu_now()
+        self.end = self.begin
+
+    def stop(self) -> CpuMeter:
+        self.end = cpu_now()
+        return self
+
+    def describe(self, jobs: int) -> str:
+        gateway = self.end[0] - self.begin[0]
+        busy = self.end[1] - self.begin[1]
+        capacity = self.end[2] - self.begin[2]
+        return (
+            f"CPU per job: gateway process {gateway / jobs * 1000:.0f} ms, rest of the host "
+            f"{(busy - gateway) / jobs * 1000:.0f} ms; host CPU busy "
+            f"{busy / max(capacity, 1e-9) * 100:.0f}%"
+        )
+
+
+class TreeSampler(threading.Thread):
+    """Samples the summed VmRSS of each root's process tree every ``interval`` seconds."""
+
+    def __init__(self, roots: list[int], interval: float = 0.05) -> None:
+        super().__init__(name="rss-sampler", daemon=True)
+        self.roots = roots
+        self.interval = interval
+        self.peak_tree = dict.fromkeys(roots, 0)
+        self.peak_child = dict.fromkeys(roots, 0)
+        self.most_processes = dict.fromkeys(roots, 0)
+        self.samples = 0
+        self._halt = threading.Event()
+
+    def sample(self) -> None:
+        parents = _parents()
+        for root in self.roots:
+            tree = process_tree(root, parents)
+            sizes = {pid: _status_kib(pid, "VmRSS") for pid in tree}
+            self.peak_tree[root] = max(self.peak_tree[root], sum(sizes.values()))
+            children = [size for pid, size in sizes.items() if pid != root]
+            self.peak_child[root] = max(self.peak_child[root], max(children, default=0))
+            self.most_processes[root] = max(self.most_processes[root], len(tree))
+        self.samples += 1
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self.sample()
+            self._halt.wait(self.interval)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+
+# data ------------------------------------------------------------------------------------
+def write_partition(path: Path, prefix: str, rows: int, seed: int) -> None:
+    """``rows`` admissions with unique patient ids, written by DuckDB (CSV or Parquet)."""
+    import duckdb
+
+    query = f"""
+        SELECT '{prefix}' || lpad(CAST(i AS VARCHAR), 8, '0') AS patient_id,
+               (['north', 'south', 'east'])[1 + CAST(hash(i, {seed}, 1) % 3 AS INTEGER)]
+                   AS district,
+               CAST(20 + hash(i, {seed}, 2) % 71 AS INTEGER) AS age,
+               CAST(1 + hash(i, {seed}, 3) % 20 AS INTEGER) AS los_days
+        FROM range({rows}) AS t(i)
+    """
+    options = "FORMAT parquet" if path.suffix == ".parquet" else "FORMAT csv, HEADER true"
+    with duckdb.connect() as con:
+        con.execute(f"COPY ({query}) TO '{path}' ({options})")
+
+
+# the federation --------------------------------------------------------------------------
+@dataclass
+class Site:
+    name: str
+    process: subprocess.Popen[bytes]
+    big: Path
+    log: Path
+    big_asset: str = ""
+    small_asset: str = ""
+
+
+@dataclass
+class Federation:
+    services: Any
+    runner: Any
+    operator_key: str
+    sites: list[Site] = field(default_factory=list)
+    stages: StageTimes = field(default_factory=StageTimes)
+
+    def assets(self, table: str) -> list[str]:
+        return [s.big_asset if table == BIG else s.small_asset for s in self.sites]
+
+
+def start_agent(site_dir: Path, config: dict[str, Any]) -> subprocess.Popen[bytes]:
+    """``python -m sandbox.agent`` at debug level (its log says which fragments found a
+    pre-started sandbox), logging to ``agent.log``."""
+    import yaml
+
+    path = site_dir / "site.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    with open(site_dir / "agent.log", "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "sandbox.agent", "--config", str(path), "--log-level", "debug"],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+
+
+FRAGMENT_LOG = re.compile(r"fragment (\S+): (\w+) .*pooled=(True|False)")
+
+
+class PoolLog:
+    """Counts the fragments the agents logged since ``mark()``, and how many were pooled."""
+
+    def __init__(self, sites: list[Site]) -> None:
+        self.paths = [s.log for s in sites]
+        self.offsets = [0] * len(self.paths)
+
+    def mark(self) -> None:
+        self.offsets = [p.stat().st_size for p in self.paths]
+
+    def count(self) -> tuple[int, int]:
+        pooled = total = 0
+        for path, offset in zip(self.paths, self.offsets, strict=True):
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                text = handle.read().decode("utf-8", "replace")
+            for match in FRAGMENT_LOG.finditer(text):
+                if match.group(1).startswith("job"):
+                    total += 1
+                    pooled += match.group(3) == "True"
+        return pooled, total
+
+    def describe(self) -> str:
+        pooled, total = self.count()
+        return f"{pooled} of {total} fragments found a pre-started sandbox"
+
+
+def stop_agent(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def build(
+    scratch: Path, options: argparse.Namespace, stack: list[Callable[[], None]]
+) -> Federation:
+    """PKI, gateway services, three agent processes, assets, policies and licences."""
+    from prometheus_client import CollectorRegistry
+
+    from contracts import (
+        LicenceTerms,
+        countersign,
+        encode_public_key,
+        generate_keypair,
+        sign_offer,
+    )
+    from gateway import pki
+    from gateway.config import Settings
+    from gateway.domain import Actor, Role
+    from gateway.grpc.site_pool import GatewayTls, SitePool
+    from gateway.metrics import GatewayMetrics
+    from gateway.service import build_services
+    from gateway.service.job_runner import make_runner
+    from gateway.service.schemas import (
+        AssetCreate,
+        ColumnIn,
+        OrganisationCreate,
+        PrincipalCreate,
+        RightsIn,
+        SiteCreate,
+    )
+    from gateway.store import open_store
+
+    ca = scratch / "pki" / "ca"
+    pki.init_ca(ca)
+    pki.issue(ca, "gateway", scratch / "pki", kind="client")
+    gateway_fp = pki.fingerprint((scratch / "pki" / "gateway.crt").read_bytes())
+    store = open_store(f"sqlite:///{scratch / 'gateway.db'}")
+    stack.append(store.close)
+    metrics = GatewayMetrics(CollectorRegistry())
+    tls = GatewayTls.from_files(
+        ca / "ca.crt", scratch / "pki" / "gateway.crt", scratch / "pki" / "gateway.key"
+    )
+    services = build_services(
+        store,
+        Settings(data_dir=scratch / "data", dev_mode=True),
+        metrics=metrics,
+        site_pool=SitePool(tls, metrics.registry),
+    )
+    stack.append(services.site_pool.close)
+    ids = services.identities
+    boot = ids.bootstrap_admin("Platform", "root")
+    admin = Actor(boot.principal.id, boot.principal.org_id, Role.ADMIN)
+    op_org = ids.create_org(admin, OrganisationCreate(name="Analytics Co")).id
+    op = ids.create_principal(
+        admin, PrincipalCreate(org_id=op_org, name="analyst", role=Role.OPERATOR)
+    )
+    operator = Actor(op.principal.id, op_org, Role.OPERATOR)
+    op_keys = generate_keypair()
+    ids.set_public_key(operator, op_org, encode_public_key(op_keys.public_key))
+    fed = Federation(services, make_runner(services, owner="bench-runner"), op.api_key)
+    fed.runner.poll = RUNNER_POLL_SECONDS
+    now = datetime.now(UTC)
+    per_site = options.rows // len(HOSPITALS)
+    suffix = ".parquet" if options.format == "parquet" else ".csv"
+    ports = []
+    for n, name in enumerate(HOSPITALS):
+        site_dir = scratch / name
+        site_dir.mkdir(parents=True)
+        site_fp = pki.issue(ca, "site", site_dir / "tls", kind="server", hosts=["127.0.0.1"])
+        big = site_dir / f"{BIG}{suffix}"
+        big_rows = per_site + (options.rows - per_site * len(HOSPITALS) if n == 0 else 0)
+        write_partition(big, name[0].upper(), big_rows, seed=n)
+        small = site_dir / f"{SMALL}{suffix}"
+        write_partition(small, name[0].lower(), options.small_rows, seed=100 + n)
+        port = free_port()
+        config = {
+            "listen": f"127.0.0.1:{port}",
+            "tls": {"cert": "tls/site.crt", "key": "tls/site.key", "ca": str(ca / "ca.crt")},
+            "gateway_fingerprints": [gateway_fp],
+            "assets": {big.name: {"path": big.name}, small.name: {"path": small.name}},
+            "cache_dir": "cache",
+            "pool_size": options.pool_size,
+        }
+        process = start_agent(site_dir, config)
+        stack.append(lambda p=process: stop_agent(p))
+        site = Site(name, process, big, site_dir / "agent.log")
+        ports.append(port)
+        org = ids.create_org(admin, OrganisationCreate(name=name)).id
+        hp = ids.create_principal(
+            admin, PrincipalCreate(org_id=org, name=f"{name}-steward", role=Role.HOLDER)
+        )
+        holder = Actor(hp.principal.id, org, Role.HOLDER)
+        registered = services.sites.register(
+            holder,
+            SiteCreate(
+                name=f"{name}-site", grpc_address=f"127.0.0.1:{port}", tls_fingerprint=site_fp
+            ),
+        )
+        asset_ids = []
+        for table, path, rows in ((BIG, big, big_rows), (SMALL, small, options.small_rows)):
+            asset = services.assets.register(
+                holder,
+                AssetCreate(
+                    name=table,
+                    domain="health",
+                    site_id=registered.id,
+                    local_ref=path.name,
+                    columns=[
+                        ColumnIn(name="patient_id", type="text", tag="identifier"),
+                        ColumnIn(name="district", type="text", tag="quasi_identifier"),
+                        ColumnIn(name="age", type="integer", tag="quasi_identifier"),
+                        ColumnIn(name="los_days", type="integer", tag="attribute"),
+                    ],
+                    privacy_unit="patient_id",
+                    row_count=rows,
+                    update_frequency="monthly",
+                    classification="important",
+                    rights=RightsIn(holding=name, processing_use=name, product_operation=name),
+                    content_digest="00" * 32,
+                ),
+            ).asset
+            services.policies.set(holder, asset.id, POLICY.format(asset=asset.id))
+            asset_ids.append(asset.id)
+        site.big_asset, site.small_asset = asset_ids
+        keys = generate_keypair()
+        ids.set_public_key(holder, org, encode_public_key(keys.public_key))
+        terms = LicenceTerms.model_validate(
+            {
+                "licence_id": f"lic-{name}",
+                "holder_org_id": org,
+                "operator_org_id": op_org,
+                "asset_ids": asset_ids,
+                "purposes": ["research"],
+                "job_kinds": ["sql_aggregate"],
+                "valid_from": now - timedelta(days=1),
+                "valid_until": now + timedelta(days=30),
+                "fee": {"amount": "0", "currency": "CNY"},
+            }
+        )
+        hsig = sign_offer(terms, keys.private_key)
+        services.licences.offer(
+            holder, json.loads(terms.model_dump_json()), base64.b64encode(hsig).decode()
+        )
+        services.licences.accept(
+            operator,
+            terms.licence_id,
+            base64.b64encode(countersign(terms, hsig, op_keys.private_key)).decode(),
+        )
+        fed.sites.append(site)
+    wait_for_agents(fed)
+    return fed
+
+
+def wait_for_agents(fed: Federation, timeout: float = 60.0) -> None:
+    with fed.services.ctx.store.read() as tx:
+        sites = tx.list_sites(org_id=None, after=None, limit=100)
+    by_name = {site.name: site for site in sites}
+    deadline = time.monotonic() + timeout
+    for agent in fed.sites:
+        client = fed.services.site_pool.client(by_name[f"{agent.name}-site"])
+        while not client.healthy(timeout=1.0):
+            if agent.process.poll() is not None:
+                raise RuntimeError(f"site agent {agent.name} exited ({agent.process.returncode})")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"site agent {agent.name} did not answer")
+            time.sleep(0.1)
+
+
+# REST clients ----------------------------------------------------------------------------
+FAILED = ("failed", "denied", "cancelled", "rejected", "expired")
+
+
+def run_job(client: Any, sql: str, assets: list[str], poll: float) -> tuple[float, Any]:
+    """Submit one job, poll it to ``succeeded``, fetch its result: (seconds, result)."""
+    begin = time.perf_counter()
+    job = client.post(
+        "/v1/jobs", {"sql": sql, "assets": assets, "epsilon": EPSILON, "purpose": "research"}
+    )
+    if job["state"] != "queued":
+        raise RuntimeError(f"job not queued: {job['state']} {job['decision']}")
+    wait_done(client, job["id"], poll)
+    result = client.get(f"/v1/jobs/{job['id']}/result")
+    if not result["rows"]:
+        raise RuntimeError("a released result without rows")
+    return time.perf_counter() - begin, result
+
+
+def check_counts(result: Any, rows: int) -> None:
+    """The noisy per-district counts must add up to about ``rows``."""
+    n = result["columns"].index("n")
+    total = sum(row[n]["value"] for row in result["rows"])
+    if abs(total - rows) > 0.01 * rows + 100:
+        raise RuntimeError(f"the released counts add up to {total}, not about {rows}")
+
+
+def wait_done(client: Any, job_id: str, poll: float) -> None:
+    while True:
+        state = client.get(f"/v1/jobs/{job_id}")
+        if state["state"] == "succeeded":
+            return
+        if state["state"] in FAILED:
+            raise RuntimeError(f"job {job_id} {state['state']}: {state['error_code']}")
+        time.sleep(poll)
+
+
+def load(url: str, key: str, sql: str, assets: list[str], jobs: int, clients: int, poll: float):
+    """Client process for (b): ``clients`` threads submit ``jobs`` jobs in all, then each
+    waits for its own in submission order and fetches the results."""
+    from gateway.client import Client
+
+    start = threading.Barrier(clients)
+    shares = [jobs // clients + (1 if i < jobs % clients else 0) for i in range(clients)]
+
+    def worker(share: int) -> tuple[float, float, list[float], list[float]]:
+        with Client(url, key, timeout=120.0) as client:
+            body = {"sql": sql, "assets": assets, "epsilon": EPSILON, "purpose": "research"}
+            client.get("/v1/me")
+            start.wait()
+            first = time.perf_counter()
+            submitted, submits = [], []
+            for _ in range(share):
+                begin = time.perf_counter()
+                job = client.post("/v1/jobs", body)
+                submits.append(time.perf_counter() - begin)
+                if job["state"] != "queued":
+                    raise RuntimeError(f"job not queued: {job['state']} {job['decision']}")
+                submitted.append((job["id"], begin))
+            latencies = []
+            for job_id, begin in submitted:
+                wait_done(client, job_id, poll)
+                client.get(f"/v1/jobs/{job_id}/result")
+                latencies.append(time.perf_counter() - begin)
+            return first, time.perf_counter(), submits, latencies
+
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        outcomes = list(pool.map(worker, shares))
+    began = min(o[0] for o in outcomes)
+    ended = max(o[1] for o in outcomes)
+    return {
+        "wall": ended - began,
+        "submits": [s for o in outcomes for s in o[2]],
+        "latencies": [s for o in outcomes for s in o[3]],
+    }
+
+
+@contextmanager
+def serving(services: Any) -> Iterator[str]:
+    import uvicorn
+
+    from gateway.http import create_app
+
+    config = uvicorn.Config(
+        create_app(services),
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the REST server did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+# the measurements ------------------------------------------------------------------------
+def duckdb_baseline(files: list[Path], runs: int) -> list[float]:
+    import duckdb
+
+    reader = "read_parquet" if files[0].suffix == ".parquet" else "read_csv"
+    names = ", ".join(f"'{f}'" for f in files)
+    with duckdb.connect() as con:
+        con.execute(f"CREATE VIEW {BIG} AS SELECT * FROM {reader}([{names}])")
+        sql = GROUP_SQL.format(table=BIG)
+        con.execute(sql).fetchall()
+        samples = []
+        for _ in range(runs):
+            begin = time.perf_counter()
+            con.execute(sql).fetchall()
+            samples.append(time.perf_counter() - begin)
+    return samples
+
+
+def duckdb_fragments(files: list[Path], program: str, runs: int, threads: int) -> list[float]:
+    """The site fragment over each file in turn, in this process (``threads`` like a sandbox)."""
+    import duckdb
+
+    reader = "read_parquet" if files[0].suffix == ".parquet" else "read_csv"
+    cons = []
+    for path in files:
+        con = duckdb.connect(config={"threads": threads})
+        con.execute(f"CREATE VIEW asset AS SELECT * FROM {reader}('{path}')")
+        cons.append(con)
+    try:
+        for con in cons:
+            con.execute(program).fetchall()
+        samples = []
+        for _ in range(runs):
+            begin = time.perf_counter()
+            for con in cons:
+                con.execute(program).fetchall()
+            samples.append(time.perf_counter() - begin)
+    finally:
+        for con in cons:
+            con.close()
+    return samples
+
+
+@dataclass
+class Memory:
+    idle: dict[int, int]
+    peak_tree: dict[int, int]
+    peak_child: dict[int, int]
+    most_processes: dict[int, int]
+    agent_hwm: dict[int, int]
+    samples: int
+
+
+def lone_fragment(fed: Federation, program: str, runs: int) -> list[float]:
+    """The sites' fragment sent straight to one agent, alone, 0.5 s apart (pool warm)."""
+    from sandbox.agent.messages import FragmentRequest
+
+    first = fed.sites[0]
+    with fed.services.ctx.store.read() as tx:
+        sites = tx.list_sites(org_id=None, after=None, limit=100)
+    client = fed.services.site_pool.client(next(s for s in sites if s.name == f"{first.name}-site"))
+    samples = []
+    for n in range(runs):
+        time.sleep(0.5)
+        request = FragmentRequest(
+            f"bench-lone-{n}", "bench-lone", first.big.name, "duckdb_sql", program
+        )
+        outcome = client.run_fragment(request, 120.0)
+        if not outcome.ok:
+            raise RuntimeError(f"the fragment failed alone: {outcome.failure}")
+        samples.append(outcome.elapsed_ms / 1000)
+    return samples
+
+
+def big_query(
+    fed: Federation, url: str, options: argparse.Namespace
+) -> tuple[list[float], Memory, CpuMeter, str]:
+    """(a) and (c): the GROUP BY job ``options.runs`` times, sampling the agents' memory."""
+    from gateway.client import Client
+
+    sql = GROUP_SQL.format(table=BIG)
+    assets = fed.assets(BIG)
+    poll = options.poll / 1000
+    roots = [s.process.pid for s in fed.sites]
+    with Client(url, fed.operator_key, timeout=300.0) as client:
+        check_counts(run_job(client, sql, assets, poll)[1], options.rows)
+        time.sleep(1.0)
+        fed.stages.reset()
+        sampler = TreeSampler(roots)
+        sampler.sample()
+        idle = dict(sampler.peak_tree)
+        cpu = CpuMeter()
+        pool = PoolLog(fed.sites)
+        pool.mark()
+        sampler.start()
+        try:
+            totals = [run_job(client, sql, assets, poll)[0] for _ in range(options.runs)]
+        finally:
+            sampler.stop()
+            cpu.stop()
+    memory = Memory(
+        idle,
+        sampler.peak_tree,
+        sampler.peak_child,
+        sampler.most_processes,
+        {pid: _status_kib(pid, "VmHWM") for pid in roots},
+        sampler.samples,
+    )
+    return totals, memory, cpu, pool.describe()
+
+
+def small_job_sql(fed: Federation, url: str) -> str:
+    """``COUNT_SQL`` if the gateway accepts it, else ``COUNT_FALLBACK_SQL`` (with a note)."""
+    from gateway.client import Client
+
+    sql = COUNT_SQL.format(table=BIG)
+    body = {"sql": sql, "assets": fed.assets(BIG), "epsilon": EPSILON, "purpose": "research"}
+    with Client(url, fed.operator_key) as client:
+        decision = client.post("/v1/jobs/check", body)
+    if decision["allow"]:
+        return COUNT_SQL
+    reasons = "; ".join(f"{r['code']}: {r['message']}" for r in decision["reasons"])
+    print(
+        f"note: '{sql}' is denied at submission ({reasons}); the small jobs use "
+        f"'{COUNT_FALLBACK_SQL.format(table=BIG)}' instead"
+    )
+    return COUNT_FALLBACK_SQL
+
+
+@dataclass
+class Throughput:
+    table: str
+    sql: str
+    wall: float
+    submits: list[float]
+    latencies: list[float]
+    stages: dict[str, list[float]]
+    cpu: CpuMeter
+    pool: str
+
+
+def throughput(
+    fed: Federation, url: str, table: str, template: str, options: argparse.Namespace
+) -> Throughput:
+    """(b): ``options.jobs`` small jobs at once from a separate client process."""
+    sql = template.format(table=table)
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        pool.submit(time.sleep, 0).result()
+        fed.stages.reset()
+        cpu = CpuMeter()
+        sandboxes = PoolLog(fed.sites)
+        sandboxes.mark()
+        outcome = pool.submit(
+            load,
+            url,
+            fed.operator_key,
+            sql,
+            fed.assets(table),
+            options.jobs,
+            options.clients,
+            options.load_poll / 1000,
+        ).result()
+        cpu.stop()
+    return Throughput(
+        table,
+        sql,
+        outcome["wall"],
+        outcome["submits"],
+        outcome["latencies"],
+        fed.stages.snapshot(),
+        cpu,
+        sandboxes.describe(),
+    )
+
+
+# the report ------------------------------------------------------------------------------
+def report_big(
+    options: argparse.Namespace,
+    totals: list[float],
+    duck: list[float],
+    fragments: list[float],
+    alone: list[float],
+    cpu: CpuMeter,
+    pool: str,
+) -> None:
+    blind, base = statistics.median(totals), statistics.median(duck)
+    aim = 3 * base + 0.150
+    print(f"(a) GROUP BY district, COUNT/SUM/AVG over {options.rows:,} rows on 3 sites")
+    print(
+        f"      blindgate, REST submit -> released result   median {ms(blind)}   "
+        f"min {ms(min(totals))}   max {ms(max(totals))}   n={len(totals)}"
+    )
+    print(f"      duckdb, same query over the 3 files, 1 process  median {ms(base)}")
+    print(
+        f"      ratio {blind / base:.1f}x   aim <= 3 x duckdb + 150 ms = {ms(aim).strip()}: "
+        f"{'met' if blind <= aim else 'NOT met'}"
+    )
+    print(
+        "      for scale: duckdb running the sites' fragment SQL over each file in turn "
+        f"(2 threads, like a sandbox) median {ms(statistics.median(fragments)).strip()}; "
+        "one site's fragment alone (straight to its agent, pool warm) median "
+        f"{ms(statistics.median(alone)).strip()} in the sandbox"
+    )
+    print(f"      {cpu.describe(len(totals))}; {pool}")
+
+
+def report_throughput(options: argparse.Namespace, run: Throughput) -> None:
+    rate = options.jobs / run.wall
+    busy = sum(run.stages.get("execute (claimed -> released)", [])) / run.wall
+    print(f"(b) {options.jobs} x '{run.sql}' from {options.clients} client threads")
+    print(
+        f"      {rate:.1f} jobs/s (aim >= 20/s: {'met' if rate >= 20 else 'NOT met'})   "
+        f"wall {run.wall:.2f} s   submit p50 {ms(statistics.median(run.submits)).strip()}   "
+        f"end to end p50 {ms(statistics.median(run.latencies)).strip()}"
+    )
+    print(
+        f"      the runner thread executed jobs {busy * 100:.0f}% of the wall time, one at "
+        f"a time; {run.pool}"
+    )
+    print(f"      {run.cpu.describe(options.jobs)}")
+
+
+def report_memory(options: argparse.Namespace, fed: Federation, memory: Memory) -> None:
+    print(f"(c) site agent memory during (a) ({memory.samples} samples of each process tree)")
+    for site in fed.sites:
+        pid = site.process.pid
+        print(
+            f"      {site.name:<17} agent VmHWM {memory.agent_hwm[pid] / 1024:4.0f} MiB   "
+            f"agent + sandboxes, sum of VmRSS: peak {memory.peak_tree[pid] / 1024:4.0f} MiB "
+            f"(idle {memory.idle[pid] / 1024:4.0f} MiB, up to "
+            f"{memory.most_processes[pid]} processes)   largest sandbox process "
+            f"{memory.peak_child[pid] / 1024:4.0f} MiB"
+        )
+    print(
+        "      sums count shared pages (the interpreter, DuckDB) once per process; "
+        f"the idle figure is the agent with pool_size {options.pool_size} ready sandboxes "
+        "for each of its 2 assets"
+    )
+
+
+def report_stages(title: str, samples: dict[str, list[float]]) -> None:
+    print(f"(d) {title}: p50 per stage in the gateway (n = jobs, or fragments)")
+    for stage, values in samples.items():
+        print(f"      {stage:<46} {ms(statistics.median(values))}   n={len(values)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer rows, runs and jobs")
+    parser.add_argument("--rows", type=int, help="rows of admissions in all (1,000,000)")
+    parser.add_argument("--small-rows", type=int, default=500, help="rows per small partition")
+    parser.add_argument("--runs", type=int, help="timed runs of the big query (5)")
+    parser.add_argument("--jobs", type=int, help="small jobs per throughput test (40)")
+    parser.add_argument("--clients", type=int, default=4, help="client threads for (b)")
+    parser.add_argument("--poll", type=float, default=20, help="client poll in (a), ms")
+    parser.add_argument("--load-poll", type=float, default=50, help="client poll in (b), ms")
+    parser.add_argument("--pool-size", type=int, default=2, help="warm sandboxes per asset")
+    parser.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    options = parser.parse_args()
+    defaults = (200_000, 3, 20) if options.quick else (1_000_000, 5, 40)
+    options.rows = options.rows or defaults[0]
+    options.runs = options.runs or defaults[1]
+    options.jobs = options.jobs or defaults[2]
+
+    began = time.perf_counter()
+    load_before = os.getloadavg()[0]
+    stack: list[Callable[[], None]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-fedsql-") as tmp:
+        try:
+            fed = build(Path(tmp), options, stack)
+            setup = time.perf_counter() - began
+            instrument(fed.runner, fed.stages)
+            fed.runner.start()
+            stack.append(fed.runner.stop)
+            files = [s.big for s in fed.sites]
+            print(
+                f"{options.rows:,} rows of {BIG} on 3 site agents ({options.format}, "
+                f"{os.path.getsize(files[0]) / 2**20:.1f} MiB per file), {options.small_rows} "
+                f"rows per {SMALL} partition; SQLite store; runner poll "
+                f"{RUNNER_POLL_SECONDS * 1000:.0f} ms (default 500); client poll "
+                f"{options.poll:.0f} ms in (a), {options.load_poll:.0f} ms in (b); "
+                f"set up in {setup:.1f} s; {len(os.sched_getaffinity(0))} cores, load "
+                f"average {load_before:.1f} at start"
+            )
+            with serving(fed.services) as url:
+                totals, memory, big_cpu, big_pool = big_query(fed, url, options)
+                big_stages = fed.stages.snapshot()
+                duck = duckdb_baseline(files, options.runs)
+                program = fed.stages.programs[files[0].name]
+                fragments = duckdb_fragments(files, program, options.runs, threads=2)
+                alone = lone_fragment(fed, program, options.runs)
+                template = small_job_sql(fed, url)
+                runs = [throughput(fed, url, t, template, options) for t in (SMALL, BIG)]
+            report_big(options, totals, duck, fragments, alone, big_cpu, big_pool)
+            for run in runs:
+                report_throughput(options, run)
+            report_memory(options, fed, memory)
+            report_stages("the GROUP BY job of (a)", big_stages)
+            for run in runs:
+                report_stages(f"the small jobs of (b) on {run.table}", run.stages)
+        finally:
+            for undo in reversed(stack):
+                undo()
+    print(f"wall time {time.perf_counter() - began:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
