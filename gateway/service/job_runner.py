@@ -83,6 +83,7 @@ class JobRunner:
         poll_seconds: float = 0.5,
         fragment_timeout: float = 120.0,
         max_attempts: int = 3,
+        concurrency: int = 4,
     ) -> None:
         self.ctx = ctx
         self.tracer = tracer
@@ -96,17 +97,26 @@ class JobRunner:
         self.fragment_timeout = fragment_timeout
         self.max_attempts = max_attempts
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="job-runner", daemon=True)
-        self._fanout = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fragments")
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"job-runner-{n}", daemon=True)
+            for n in range(max(1, concurrency))
+        ]
+        self._fanout = ThreadPoolExecutor(
+            max_workers=8 * max(1, concurrency), thread_name_prefix="fragments"
+        )
 
     # lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread.start()
+        """Start ``concurrency`` workers; each claims and runs one job at a time."""
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self.jobs.wakeup.set()
-        self._thread.join(timeout=30)
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=30)
         self._fanout.shutdown(wait=False, cancel_futures=True)
 
     def _loop(self) -> None:
@@ -116,8 +126,7 @@ class JobRunner:
             except Exception as exc:  # keep serving the queue
                 log.error("job runner error: %s", type(exc).__name__)
                 worked = False
-            if not worked:
-                self.jobs.wakeup.wait(self.poll)
+            if not worked and not self._stop.is_set() and self.jobs.wakeup.wait(self.poll):
                 self.jobs.wakeup.clear()
 
     # queue -------------------------------------------------------------------------------
@@ -254,6 +263,8 @@ class JobRunner:
             partials.append([dict(zip(table.columns, row, strict=True)) for row in table.rows])
         try:
             groups = combine(plan, partials)
+            if params.max_groups is not None and len(groups) > params.max_groups:
+                raise JobFailed("too_many_groups")
             released = release(plan, groups, params)
         except JobError as exc:
             raise JobFailed("release_refused", [{"code": r.code} for r in exc.reasons]) from None

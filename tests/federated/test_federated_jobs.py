@@ -286,3 +286,40 @@ def test_count_star_alone_is_a_valid_job(federation: Federation) -> None:
     result = fed.services.jobs.result(fed.operator, job.id)
     total = sum(len(h.rows) for h in fed.hospitals)
     assert abs(result.rows[0][0].value - total) < 40 * result.rows[0][0].scales["count"]
+
+
+def test_max_groups_fails_the_job_before_release(federation: Federation) -> None:
+    from tests.federated.conftest import POLICY
+
+    fed = federation
+    capped = POLICY.replace("MODE", "auto").replace(
+        "  max_rows_per_unit: 1\n", "  max_rows_per_unit: 1\n  max_groups: 2\n"
+    )
+    for hospital in fed.hospitals:
+        fed.services.policies.set(hospital.actor, hospital.asset_id, capped)
+    job = submit(fed)  # three districts
+    assert job.state == "queued"
+    assert fed.runner.run_once()
+    failed = fed.services.jobs.get(fed.operator, job.id)
+    assert failed.state == "failed"
+    assert failed.error_code == "too_many_groups"
+    assert fed.services.ledger.usage(fed.operator, fed.licences[0]).jobs == 0
+
+
+def test_concurrent_workers_run_every_job_once(federation: Federation) -> None:
+    import time
+
+    fed = federation
+    ids = [submit(fed, epsilon=0.5).id for _ in range(6)]
+    fed.runner.start()
+    try:
+        deadline = time.monotonic() + 60
+        while any(fed.services.jobs.get(fed.operator, i).state != "succeeded" for i in ids):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        fed.runner.stop()
+    releases = fed.services.audit.entries(
+        fed.auditor, limit=1000, cursor=None, action="job.release"
+    ).items
+    assert sorted(e.entry["target"]["job"] for e in releases) == sorted(ids)
