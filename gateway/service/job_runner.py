@@ -232,6 +232,10 @@ class JobRunner:
         if missing:
             raise JobFailed("licence_not_covering")
         digest = hashlib.sha256(plan.sql.encode()).hexdigest()[:16]
+        try:  # for sites that push fragments down to the holder's PostgreSQL
+            pushdown = plan.pushdown_sql("asset")
+        except (JobError, ValueError):
+            pushdown = ""
         futures = []
         clients: list[tuple[Any, str]] = []
         for asset in assets:
@@ -245,6 +249,7 @@ class JobRunner:
                 executor="duckdb_sql",
                 program=plan.sql,
                 deadline_ms=int(self.fragment_timeout * 1000),
+                pushdown_program=pushdown,
             )
             client = self.pool.client(site)
             clients.append((client, request.fragment_id))

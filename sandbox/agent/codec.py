@@ -149,6 +149,7 @@ def encode_request(request: FragmentRequest) -> site_pb2.RunFragmentRequest:
         ),
         deadline_ms=request.deadline_ms,
         input_sha256=request.input_sha256,
+        pushdown_program=request.pushdown_program,
     )
 
 
@@ -170,6 +171,7 @@ def decode_request(message: site_pb2.RunFragmentRequest) -> FragmentRequest:
         ),
         deadline_ms=message.deadline_ms,
         input_sha256=message.input_sha256,
+        pushdown_program=message.pushdown_program,
     )
 
 

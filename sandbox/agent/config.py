@@ -115,6 +115,13 @@ class PostgresSource(_Model):
     refresh_seconds: float = Field(default=300.0, ge=0)
     timeout_seconds: float = Field(default=300.0, gt=0)
     max_bytes: int = Field(default=4096 * MIB, ge=1024)
+    pushdown: bool = Field(
+        default=False,
+        description="Run fragments inside PostgreSQL (read-only, with a statement timeout) "
+        "instead of on an exported snapshot in the sandbox. Give the agent a role that can "
+        "read only this table.",
+    )
+    max_rows: int = Field(default=100_000, ge=1, description="Push-down result row cap")
 
 
 class PostgresAsset(_Model):

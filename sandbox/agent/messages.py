@@ -40,6 +40,7 @@ class FragmentRequest:
     limits: RequestedLimits = field(default_factory=RequestedLimits)
     deadline_ms: int = 0
     input_sha256: str = ""
+    pushdown_program: str = ""
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,10 @@ until the next refresh so that a fragment that started on it can finish.  An
 export is capped at ``max_bytes`` and ``timeout_seconds``.
 
 Column types come back through DuckDB's CSV type detection, not from the
-PostgreSQL catalogue, and every refresh copies the whole table: pushing fragments
-down to PostgreSQL itself is the better plan for large tables.
+PostgreSQL catalogue, and every refresh copies the whole table. For large tables a
+holder can set ``pushdown: true``: :func:`run_pushdown` then runs the gateway's
+PostgreSQL form of the fragment inside the database (checked first by
+:func:`pushdown_is_safe`, read-only, with a statement timeout and a row cap).
 
 Snapshots hold raw rows: they are written with mode 0600 (readable through the
 namespace sandbox, whose user maps to the agent's), or, when the sandbox runs
@@ -20,6 +22,7 @@ under a separate uid without namespaces, owned by that uid with mode 0400.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -156,3 +159,136 @@ class PostgresExports:
             self._current.clear()
             self._previous.clear()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class PushdownFailed(Exception):
+    """A pushed-down fragment failed; ``code`` is the failure reason to report."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def _scalar(value: object) -> object:
+    """A PostgreSQL value as a JSON scalar (what a sandboxed fragment would return)."""
+    import datetime
+    import decimal
+
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, datetime.date | datetime.datetime):
+        return value.isoformat()
+    raise PushdownFailed("internal")
+
+
+_SAFE_FUNCTIONS = frozenset(
+    {
+        "Count",
+        "Sum",
+        "Min",
+        "Max",
+        "Avg",
+        "RowNumber",
+        "Case",
+        "If",
+        "Rand",
+        "And",
+        "Or",
+        "Not",
+        "Least",
+        "Greatest",
+        "Cast",
+        "Coalesce",
+        "Abs",
+        "Round",
+        "Floor",
+        "Ceil",
+        "Lower",
+        "Upper",
+        "DateTrunc",
+        "TimestampTrunc",
+        "Extract",
+        "Length",
+        "Nullif",
+        "Year",
+        "Month",
+        "Day",
+    }
+)
+
+
+def pushdown_is_safe(statement: str) -> bool:
+    """Defence in depth before SQL reaches the holder's database: one SELECT that reads only
+    the relation ``asset`` (and its own subqueries) and calls only functions fragments use."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        trees = sqlglot.parse(statement, read="postgres")
+    except sqlglot.errors.SqlglotError:
+        return False
+    if len(trees) != 1 or not isinstance(trees[0], exp.Select):
+        return False
+    tree = trees[0]
+    if any(
+        not isinstance(t, exp.Table) or t.name != "asset" or t.args.get("db")
+        for t in tree.find_all(exp.Table)
+    ):
+        return False
+    return all(type(func).__name__ in _SAFE_FUNCTIONS for func in tree.find_all(exp.Func))
+
+
+def run_pushdown(
+    source: PostgresSource, environ: Mapping[str, str], program: str, timeout_seconds: float
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[object, ...], ...]]:
+    """Run ``program`` (one SELECT over a relation named ``asset``) inside PostgreSQL.
+
+    The asset's table is bound as ``asset`` with a CTE; the transaction is read-only and
+    has a statement timeout; at most ``source.max_rows`` rows come back. Returns
+    ``(columns, types, rows)``; raises :class:`PushdownFailed` with a reason code.
+    """
+    import psycopg
+    from psycopg import sql
+
+    dsn = environ.get(source.dsn_env)
+    if not dsn:
+        raise PushdownFailed("internal")
+    statement = program.strip().rstrip(";")
+    if not pushdown_is_safe(statement):
+        raise PushdownFailed("bad_input")
+    query = sql.SQL("WITH asset AS (SELECT * FROM {}) ").format(
+        sql.Identifier(*source.table.split("."))
+    ) + sql.SQL(statement)
+    timeout = sql.SQL("SET LOCAL statement_timeout = {}").format(
+        sql.Literal(max(1, int(min(timeout_seconds, source.timeout_seconds) * 1000)))
+    )
+    try:
+        with psycopg.connect(dsn, connect_timeout=10) as conn:
+            conn.read_only = True
+            with conn.transaction(), conn.cursor() as cursor:
+                cursor.execute(timeout)
+                cursor.execute(query)
+                columns = tuple(d.name for d in cursor.description or ())
+                types = tuple(
+                    "BIGINT"
+                    if d.type_code in (20, 21, 23)
+                    else "DOUBLE"
+                    if d.type_code in (700, 701, 1700)
+                    else "VARCHAR"
+                    for d in cursor.description or ()
+                )
+                rows = cursor.fetchmany(source.max_rows + 1)
+    except psycopg.errors.QueryCanceled:
+        raise PushdownFailed("timeout") from None
+    except psycopg.errors.ProgrammingError:
+        raise PushdownFailed("bad_input") from None
+    except psycopg.Error as exc:
+        log.warning("push-down failed: %s", type(exc).__name__)
+        raise PushdownFailed("internal") from None
+    if len(rows) > source.max_rows:
+        raise PushdownFailed("output_too_large")
+    return columns, types, tuple(tuple(_scalar(v) for v in row) for row in rows)

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 import threading
 import time
@@ -37,8 +38,20 @@ from sandbox.agent.messages import (
     FragmentRequest,
     HealthReport,
 )
-from sandbox.agent.postgres import ExportFailed, PostgresExports, SandboxOwner
-from sandbox.spec import FailureReason, FragmentSpec, Limits
+from sandbox.agent.postgres import (
+    ExportFailed,
+    PostgresExports,
+    PushdownFailed,
+    SandboxOwner,
+    run_pushdown,
+)
+from sandbox.spec import (
+    FailureReason,
+    FragmentSpec,
+    Limits,
+    OutputValidationError,
+    validate_table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -314,6 +327,8 @@ class AgentService:
         if asset is None:
             log.debug("fragment %s: unknown asset", fragment_id)
             return bad_input
+        if isinstance(asset, PostgresAsset) and asset.postgres.pushdown:
+            return self._pushdown(request, asset)
         if isinstance(asset, PostgresAsset):
             try:
                 asset_path = self.exports.snapshot(request.asset_id, asset.postgres)
@@ -338,6 +353,33 @@ class AgentService:
             return FragmentOutcome(fragment_id, True, result.table, elapsed_ms=result.elapsed_ms)
         failure = (result.failure or FailureReason.INTERNAL).value
         return FragmentOutcome.failed(fragment_id, failure, result.elapsed_ms)
+
+    def _pushdown(self, request: FragmentRequest, asset: PostgresAsset) -> FragmentOutcome:
+        """Run the fragment inside the holder's PostgreSQL (read-only, time-limited)."""
+        fragment_id = request.fragment_id
+        if not request.pushdown_program or request.executor != "duckdb_sql":
+            return FragmentOutcome.failed(fragment_id, FailureReason.BAD_INPUT.value)
+        begin = time.monotonic()
+        wall = request.limits.wall_seconds or self._limits.wall_seconds
+        try:
+            columns, types, rows = run_pushdown(
+                asset.postgres, os.environ, request.pushdown_program, wall
+            )
+        except PushdownFailed as exc:
+            elapsed = (time.monotonic() - begin) * 1000
+            return FragmentOutcome.failed(fragment_id, exc.code, elapsed)
+        document: dict[str, object] = {
+            "ok": True,
+            "columns": list(columns),
+            "types": list(types),
+            "rows": [list(r) for r in rows],
+        }
+        elapsed = (time.monotonic() - begin) * 1000
+        try:
+            table = validate_table(document)
+        except OutputValidationError:
+            return FragmentOutcome.failed(fragment_id, FailureReason.INTERNAL.value, elapsed)
+        return FragmentOutcome(fragment_id, True, table, elapsed_ms=elapsed)
 
     def _complete(self, execution: Execution, outcome: FragmentOutcome) -> None:
         if execution.timer is not None:

@@ -91,7 +91,7 @@ class Limits(_message.Message):
     def __init__(self, memory_bytes: _Optional[int] = ..., cpu_seconds: _Optional[int] = ..., wall_seconds: _Optional[float] = ..., output_bytes: _Optional[int] = ..., threads: _Optional[int] = ...) -> None: ...
 
 class RunFragmentRequest(_message.Message):
-    __slots__ = ("fragment_id", "job_id", "asset_id", "executor", "program", "limits", "deadline_ms", "input_sha256")
+    __slots__ = ("fragment_id", "job_id", "asset_id", "executor", "program", "limits", "deadline_ms", "input_sha256", "pushdown_program")
     FRAGMENT_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ASSET_ID_FIELD_NUMBER: _ClassVar[int]
@@ -100,6 +100,7 @@ class RunFragmentRequest(_message.Message):
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
     INPUT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    PUSHDOWN_PROGRAM_FIELD_NUMBER: _ClassVar[int]
     fragment_id: str
     job_id: str
     asset_id: str
@@ -108,7 +109,8 @@ class RunFragmentRequest(_message.Message):
     limits: Limits
     deadline_ms: int
     input_sha256: str
-    def __init__(self, fragment_id: _Optional[str] = ..., job_id: _Optional[str] = ..., asset_id: _Optional[str] = ..., executor: _Optional[str] = ..., program: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., deadline_ms: _Optional[int] = ..., input_sha256: _Optional[str] = ...) -> None: ...
+    pushdown_program: str
+    def __init__(self, fragment_id: _Optional[str] = ..., job_id: _Optional[str] = ..., asset_id: _Optional[str] = ..., executor: _Optional[str] = ..., program: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., deadline_ms: _Optional[int] = ..., input_sha256: _Optional[str] = ..., pushdown_program: _Optional[str] = ...) -> None: ...
 
 class Value(_message.Message):
     __slots__ = ("null_value", "bool_value", "int_value", "double_value", "string_value", "big_int_value")
