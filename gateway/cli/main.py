@@ -237,7 +237,7 @@ Blindgate demo is ready.
   operator key  {keys.operator}     (Civic Analytics Ltd)
   auditor key   {keys.auditor}     (Provincial Data Bureau)
   sample asset  {keys.asset_id}  (Riverside's admissions, {rows:,} generated rows)
-  partitions    {" ".join(keys.federated_assets)}
+  federated     {keys.federated_asset}  (the three hospitals' admissions; $FEDERATED_ASSET)
 
 The same values are in {env_file}. In another terminal, try:
 
