@@ -26,6 +26,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 from sandbox import executors
 from sandbox.config import RunnerConfig
@@ -50,6 +51,21 @@ from sandbox.worker import MAX_REQUEST_BYTES
 log = logging.getLogger(__name__)
 
 MAX_PROGRAM_BYTES = MAX_REQUEST_BYTES - 1024
+
+
+class Guard(Protocol):
+    """Lets another thread stop a running fragment (see ``sandbox.agent.fragments``)."""
+
+    @property
+    def reason(self) -> object | None:
+        """Why the fragment was stopped, or ``None`` while it may run."""
+        ...
+
+    def attach(self, pid: int) -> bool:
+        """Bind the running sandbox; ``False`` if the guard was pulled meanwhile."""
+        ...
+
+    def detach(self) -> None: ...
 
 
 class IsolationError(RuntimeError):
@@ -159,10 +175,17 @@ class Runner:
             raise ValueError("cannot warm a pool for an invalid fragment") from exc
         self._pool.warm(request)
 
-    def run(self, spec: FragmentSpec) -> FragmentResult:
-        """Run one fragment in its own sandbox and return a validated result."""
+    def run(
+        self, spec: FragmentSpec, *, guard: Guard | None = None, label: str | None = None
+    ) -> FragmentResult:
+        """Run one fragment in its own sandbox and return a validated result.
+
+        With ``guard``, another thread can stop the fragment: a guard already pulled
+        means the sandbox never starts, and the sandbox is attached to it while it runs.
+        ``label`` names the fragment in the debug log (default: a random one).
+        """
         begin = time.monotonic()
-        fragment = uuid.uuid4().hex[:12]
+        fragment = label or uuid.uuid4().hex[:12]
         if self._below_minimum:
             log.warning(
                 "UNSAFE: fragment %s runs with %s isolation (minimum %s)",
@@ -175,17 +198,25 @@ class Runner:
         except _BadInput as exc:
             log.debug("fragment %s rejected before start: %s", fragment, exc)
             return FragmentResult.failed(FailureReason.BAD_INPUT, _ms(begin))
+        if guard is not None and guard.reason is not None:
+            return FragmentResult.failed(FailureReason.INTERNAL, _ms(begin))
         sandbox = self._pool.take(request)
         pooled = sandbox is not None
         try:
             if sandbox is None:
                 sandbox = self._isolation.start(request)
-            outcome = sandbox.execute(
-                spec.program,
-                spec.limits.wall_seconds,
-                spec.limits.output_bytes,
-                self.config.stderr_capture_bytes,
-            )
+            if guard is not None and not guard.attach(sandbox.pid):
+                return FragmentResult.failed(FailureReason.INTERNAL, _ms(begin))
+            try:
+                outcome = sandbox.execute(
+                    spec.program,
+                    spec.limits.wall_seconds,
+                    spec.limits.output_bytes,
+                    self.config.stderr_capture_bytes,
+                )
+            finally:
+                if guard is not None:
+                    guard.detach()
         except OSError as exc:
             log.debug("fragment %s could not start: %s", fragment, type(exc).__name__)
             return FragmentResult.failed(FailureReason.INTERNAL, _ms(begin))

@@ -17,10 +17,9 @@ import logging
 import os
 import signal
 import threading
-import time
 
-from sandbox.runner import Runner, _BadInput, classify
-from sandbox.spec import FailureReason, FragmentResult, FragmentSpec, ResultTable
+from sandbox.runner import Runner
+from sandbox.spec import FragmentResult, FragmentSpec
 
 log = logging.getLogger(__name__)
 
@@ -100,52 +99,4 @@ class AgentRunner(Runner):
         replaces (``switch.reason`` says why); ``label`` names the fragment in the
         debug log.
         """
-        begin = time.monotonic()
-        if self._below_minimum:
-            log.warning(
-                "UNSAFE: fragment %s runs with %s isolation (minimum %s)",
-                label,
-                self.isolation_report().level.value,
-                self.config.minimum_isolation.value,
-            )
-        try:
-            request = self._request(spec)
-        except _BadInput as exc:
-            log.debug("fragment %s rejected before start: %s", label, exc)
-            return FragmentResult.failed(FailureReason.BAD_INPUT, _ms(begin))
-        if switch.reason is not None:
-            return FragmentResult.failed(FailureReason.INTERNAL, _ms(begin))
-        sandbox = self._pool.take(request)
-        pooled = sandbox is not None
-        try:
-            if sandbox is None:
-                sandbox = self.isolation.start(request)
-            if not switch.attach(sandbox.pid):
-                return FragmentResult.failed(FailureReason.INTERNAL, _ms(begin))
-            try:
-                outcome = sandbox.execute(
-                    spec.program,
-                    spec.limits.wall_seconds,
-                    spec.limits.output_bytes,
-                    self.config.stderr_capture_bytes,
-                )
-            finally:
-                switch.detach()
-        except OSError as exc:
-            log.debug("fragment %s could not start: %s", label, type(exc).__name__)
-            return FragmentResult.failed(FailureReason.INTERNAL, _ms(begin))
-        finally:
-            if sandbox is not None:
-                sandbox.close()
-            if self._pool.size:
-                with contextlib.suppress(RuntimeError):
-                    self._refiller.submit(self._pool.refill_for, request)
-        result, reason = classify(outcome, spec.limits)
-        self._log(label, pooled, outcome, result, reason)
-        if isinstance(result, ResultTable):
-            return FragmentResult.success(result, _ms(begin))
-        return FragmentResult.failed(result, _ms(begin))
-
-
-def _ms(begin: float) -> float:
-    return (time.monotonic() - begin) * 1000
+        return self.run(spec, guard=switch, label=label)
