@@ -4,7 +4,6 @@ engine decides. Dry runs decide without running or charging anything."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -150,18 +149,15 @@ class DecisionService:
     def dry_run(self, actor: Actor, job: JobDescriptionIn) -> DecisionOut:
         """Decide without running or charging anything; the decision is traced."""
         require_role(actor, Role.OPERATOR)
-        holder_orgs: list[str] = []
 
         def work(tx: Tx, note: Note) -> Decision:
             note.target["assets"] = list(job.assets)
+            visible_asset(actor, tx, job.assets[0], note)  # the holder concerned sees the entry
             try:
                 decision = self.decide(tx, actor, job)
             except (ValueError, TypeError):
                 decision = deny("evaluation_error", "The job could not be evaluated.")
-            holder_orgs.extend(a.org_id for a in self._visible_assets(tx, actor, job.assets))
-            note.subject_org = holder_orgs[0] if holder_orgs else None
-            note.decision = "allow" if decision.allow else "deny"
-            note.reasons = [{"code": r.code, "clause": r.clause} for r in decision.reasons]
+            note.record_decision(decision.allow, decision.reasons)
             note.detail = {
                 "kind": job.kind,
                 "purpose": job.purpose,
@@ -173,10 +169,6 @@ class DecisionService:
         decision = self.tracer.read(actor, "job.dry_run", work)
         self.record(decision)
         return out(decision)
-
-    @staticmethod
-    def _visible_assets(tx: Tx, actor: Actor, ids: Sequence[str]) -> list[Asset]:
-        return [visible_asset(actor, tx, a) for a in dict.fromkeys(ids)]
 
 
 def out(decision: Decision) -> DecisionOut:

@@ -135,36 +135,21 @@ class JobRunner:
         window passed; return how many changed."""
         now = self.ctx.clock.now()
         with self.ctx.store.read() as tx:
-            expired = tx.expired_running_jobs(now)
-            pending = tx.list_jobs(
-                operator_org_id=None,
-                holder_org_id=None,
-                states=[JobState.PENDING_APPROVAL],
-                limit=10_000,
-            )
-        if not expired and not any(
-            j.approval_expires_at is not None and now >= j.approval_expires_at for j in pending
-        ):
-            return 0  # nothing to do: no write transaction
+            if not tx.expired_running_jobs(now) and not tx.expired_approval_jobs(now):
+                return 0  # nothing to do: no write transaction
 
         def unit(tx: Tx) -> int:
             moved = 0
-            for job in tx.list_jobs(
-                operator_org_id=None,
-                holder_org_id=None,
-                states=[JobState.PENDING_APPROVAL],
-                limit=10_000,
-            ):
-                if job.approval_expires_at is not None and now >= job.approval_expires_at:
-                    moved += int(
-                        tx.update_job(
-                            job.id,
-                            [JobState.PENDING_APPROVAL],
-                            state=JobState.DENIED,
-                            error_code="approval_expired",
-                            updated_at=now,
-                        )
+            for job in tx.expired_approval_jobs(now):
+                moved += int(
+                    tx.update_job(
+                        job.id,
+                        [JobState.PENDING_APPROVAL],
+                        state=JobState.DENIED,
+                        error_code="approval_expired",
+                        updated_at=now,
                     )
+                )
             for job in tx.expired_running_jobs(now):
                 if job.attempts >= self.max_attempts:
                     done = tx.update_job(

@@ -18,6 +18,7 @@ from gateway.audit.merkle import leaf_hash
 from gateway.domain import (
     TERMINAL_STATES,
     Actor,
+    Asset,
     Job,
     JobState,
     Licence,
@@ -168,6 +169,31 @@ class JobService:
         return decision, (plan, params)
 
     # submit ------------------------------------------------------------------------------
+    def _draft(
+        self, tx: Tx, actor: Actor, body: JobSubmitIn, job_id: str
+    ) -> tuple[list[Asset], Job]:
+        """The job ``body`` describes, over the assets it names, before any decision."""
+        now = self.ctx.clock.now()
+        assets = [visible_asset(actor, tx, a) for a in expand(tx, body.assets)]
+        job = Job(
+            id=job_id,
+            operator_org_id=actor.org_id,
+            principal_id=actor.principal_id,
+            kind=JOB_KIND,
+            sql=body.sql,
+            purpose=body.purpose,
+            epsilon=body.epsilon,
+            delta=body.delta,
+            asset_ids=[a.id for a in assets],
+            licence_ids=[lic.id for lic in self._licences_for(tx, actor, body)],
+            idempotency_key=body.idempotency_key,
+            state=JobState.SUBMITTED,
+            decision={},
+            created_at=now,
+            updated_at=now,
+        )
+        return assets, job
+
     def submit(self, actor: Actor, body: JobSubmitIn) -> JobOut:
         """Analyse, decide and persist a job; denied jobs are kept with their reasons."""
         require_role(actor, Role.OPERATOR)
@@ -179,25 +205,7 @@ class JobService:
 
         def work(tx: Tx, note: Note) -> Job:
             now = self.ctx.clock.now()
-            assets = [visible_asset(actor, tx, a) for a in expand(tx, body.assets)]
-            licences = self._licences_for(tx, actor, body)
-            job = Job(
-                id=self.ctx.ids.new("job"),
-                operator_org_id=actor.org_id,
-                principal_id=actor.principal_id,
-                kind=JOB_KIND,
-                sql=body.sql,
-                purpose=body.purpose,
-                epsilon=body.epsilon,
-                delta=body.delta,
-                asset_ids=[a.id for a in assets],
-                licence_ids=[lic.id for lic in licences],
-                idempotency_key=body.idempotency_key,
-                state=JobState.SUBMITTED,
-                decision={},
-                created_at=now,
-                updated_at=now,
-            )
+            assets, job = self._draft(tx, actor, body, self.ctx.ids.new("job"))
             decision, _plan = self.decide(tx, actor, job)
             self.decisions.record(decision)
             decided = summary(decision)
@@ -218,8 +226,7 @@ class JobService:
             tx.add_job(job, {a.id: a.org_id for a in assets})
             note.target.update(job=job.id, assets=job.asset_ids)
             note.subject_org = assets[0].org_id
-            note.decision = "allow" if decision.allow else "deny"
-            note.reasons = [{"code": r.code, "clause": r.clause} for r in decision.reasons]
+            note.record_decision(decision.allow, decision.reasons)
             note.detail = {
                 "state": str(state),
                 "sql_sha256": sha(body.sql),
@@ -238,30 +245,11 @@ class JobService:
         require_role(actor, Role.OPERATOR)
 
         def work(tx: Tx, note: Note) -> Decision:
-            now = self.ctx.clock.now()
-            assets = [visible_asset(actor, tx, a) for a in expand(tx, body.assets)]
-            job = Job(
-                id="check",
-                operator_org_id=actor.org_id,
-                principal_id=actor.principal_id,
-                kind=JOB_KIND,
-                sql=body.sql,
-                purpose=body.purpose,
-                epsilon=body.epsilon,
-                delta=body.delta,
-                asset_ids=[a.id for a in assets],
-                licence_ids=[lic.id for lic in self._licences_for(tx, actor, body)],
-                idempotency_key=None,
-                state=JobState.SUBMITTED,
-                decision={},
-                created_at=now,
-                updated_at=now,
-            )
+            assets, job = self._draft(tx, actor, body, "check")
             decision = self.decide(tx, actor, job)[0]
             note.target["assets"] = job.asset_ids
             note.subject_org = assets[0].org_id
-            note.decision = "allow" if decision.allow else "deny"
-            note.reasons = [{"code": r.code, "clause": r.clause} for r in decision.reasons]
+            note.record_decision(decision.allow, decision.reasons)
             note.detail = {"sql_sha256": sha(body.sql), "epsilon": body.epsilon}
             return decision
 

@@ -3,7 +3,7 @@ are traced before the caller gets an answer."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -28,6 +28,11 @@ class Note:
     decision: str | None = None
     reasons: list[dict[str, str]] = field(default_factory=list)
     """A use case that decides (a policy decision) records its own outcome and reasons."""
+
+    def record_decision(self, allow: bool, reasons: Iterable[Any]) -> None:
+        """Record a policy decision's outcome and its reasons' codes and clauses."""
+        self.decision = "allow" if allow else "deny"
+        self.reasons = [{"code": r.code, "clause": r.clause} for r in reasons]
 
 
 class Tracer:

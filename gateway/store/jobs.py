@@ -130,6 +130,14 @@ def expired_running(session: Session, now: datetime) -> list[Job]:
     return [_from(r) for r in session.execute(q).mappings()]
 
 
+def expired_approvals(session: Session, now: datetime) -> list[Job]:
+    """Jobs still pending approval whose approval window has passed."""
+    q = select(_job).where(
+        _job.c.state == str(JobState.PENDING_APPROVAL), _job.c.approval_expires_at <= now
+    )
+    return [_from(r) for r in session.execute(q).mappings()]
+
+
 _federated = FederatedAssetRow.__table__  # type: ignore[attr-defined]
 
 

@@ -132,6 +132,9 @@ class GovernanceTx:
     def expired_running_jobs(self, now: datetime) -> list[Job]:
         return jobs_sql.expired_running(self.session, now)
 
+    def expired_approval_jobs(self, now: datetime) -> list[Job]:
+        return jobs_sql.expired_approvals(self.session, now)
+
     # federated assets
     def add_federated(self, fed: FederatedAsset) -> None:
         jobs_sql.add_federated(self.session, fed)
