@@ -23,7 +23,7 @@ from typing import Any
 from sandbox import executors
 from sandbox.executors.base import Executor, FragmentError, WorkerContext, failure_document
 
-MAX_REQUEST_BYTES = 1024 * 1024
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
 
 def boot_code(package_dir: str, paths: list[str]) -> str:

@@ -74,6 +74,22 @@ class InputStore:
         path = self.root / digest
         return path if (path / DATA_FILE).is_file() else None
 
+    def discard(self, digest: str) -> None:
+        """Remove input ``digest`` (a refused upload); running fragments keep their open files."""
+        path = self.directory(digest)
+        if path is None:
+            return
+        size = (path / DATA_FILE).stat().st_size
+        staging = Path(tempfile.mkdtemp(prefix="gone-", dir=self._partial))
+        try:
+            path.rename(staging / digest)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+            return
+        shutil.rmtree(staging, ignore_errors=True)
+        with self._lock:
+            self._used -= size
+
     def begin(self, total_size: int, digest: str) -> PendingInput:
         """Start receiving an input of ``total_size`` bytes with SHA-256 ``digest``."""
         if not valid_digest(digest):

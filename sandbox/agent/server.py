@@ -49,6 +49,10 @@ _REJECTED_STATUS = {
 }
 
 
+MAX_REQUEST_MESSAGE = 20 * 1024 * 1024
+"""Largest request (an HE fragment carries encrypted weights in its program)."""
+
+
 def certificate_fingerprint(pem: bytes) -> str:
     """SHA-256 (lowercase hex) of the DER encoding of a PEM certificate."""
     return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem.decode("ascii"))).hexdigest()
@@ -224,7 +228,10 @@ class AgentServer:
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="site-rpc"),
             interceptors=[FingerprintGuard(config.gateway_fingerprints)],
-            options=[("grpc.so_reuseport", 0)],
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_receive_message_length", MAX_REQUEST_MESSAGE),
+            ],
             maximum_concurrent_rpcs=threads,
         )
         site_pb2_grpc.add_SiteAgentServicer_to_server(  # type: ignore[no-untyped-call]

@@ -9,7 +9,10 @@ imported by the worker.
 
 from __future__ import annotations
 
-PRODUCTION_EXECUTORS: dict[str, str] = {"duckdb_sql": "sandbox.executors.duckdb_sql"}
+PRODUCTION_EXECUTORS: dict[str, str] = {
+    "duckdb_sql": "sandbox.executors.duckdb_sql",
+    "tenseal_he": "sandbox.executors.tenseal_he",
+}
 TEST_EXECUTORS: dict[str, str] = {"python_test": "sandbox.executors.python_test"}
 
 

@@ -41,35 +41,47 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def open_asset(context: WorkerContext) -> duckdb.DuckDBPyConnection:
+    """A locked-down in-memory DuckDB connection with the asset as the view ``asset``."""
+    if context.asset_format not in _READERS:
+        raise FragmentError("bad_input", "UnsupportedAssetFormat")
+    memory_limit = max(24 * 1024 * 1024, int(context.memory_bytes * 0.6))
+    con = duckdb.connect(
+        ":memory:",
+        config={
+            "threads": context.threads,
+            "memory_limit": f"{memory_limit}B",
+            "autoload_known_extensions": False,
+            "autoinstall_known_extensions": False,
+            "temp_directory": context.tmp_dir + "/duckdb",
+            "max_temp_directory_size": f"{context.tmpfs_bytes // 2}B",
+        },
+    )
+    path = _quote(context.asset_path)
+    source = f"{_READERS[context.asset_format]}({path})"
+    try:
+        con.execute(f"SET allowed_paths = [{path}]")
+        con.execute("SET enable_external_access = false")
+        con.execute(f"CREATE VIEW asset AS SELECT * FROM {source}")  # noqa: S608
+    except duckdb.InvalidInputException:
+        con.execute(f"CREATE TABLE asset AS SELECT * FROM {source}")  # noqa: S608
+        con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+def error_reason(exc: duckdb.Error) -> FragmentError:
+    """The fragment failure a DuckDB error stands for."""
+    kind = type(exc).__name__
+    return FragmentError(_REASONS.get(kind, "internal"), kind)
+
+
 class Executor:
     """A DuckDB connection with the asset view created, waiting for one query."""
 
     def __init__(self, context: WorkerContext) -> None:
-        if context.asset_format not in _READERS:
-            raise FragmentError("bad_input", "UnsupportedAssetFormat")
         self._context = context
-        memory_limit = max(24 * 1024 * 1024, int(context.memory_bytes * 0.6))
-        self._con = duckdb.connect(
-            ":memory:",
-            config={
-                "threads": context.threads,
-                "memory_limit": f"{memory_limit}B",
-                "autoload_known_extensions": False,
-                "autoinstall_known_extensions": False,
-                "temp_directory": context.tmp_dir + "/duckdb",
-                "max_temp_directory_size": f"{context.tmpfs_bytes // 2}B",
-            },
-        )
-        path = _quote(context.asset_path)
-        source = f"{_READERS[context.asset_format]}({path})"
-        try:
-            self._con.execute(f"SET allowed_paths = [{path}]")
-            self._con.execute("SET enable_external_access = false")
-            self._con.execute(f"CREATE VIEW asset AS SELECT * FROM {source}")  # noqa: S608
-        except duckdb.InvalidInputException:
-            self._con.execute(f"CREATE TABLE asset AS SELECT * FROM {source}")  # noqa: S608
-            self._con.execute("SET enable_external_access = false")
-        self._con.execute("SET lock_configuration = true")
+        self._con = open_asset(context)
 
     def run(self, program: str) -> str:
         """Check that ``program`` is exactly one SELECT, run it and serialise the rows."""
@@ -83,8 +95,7 @@ class Executor:
             types = [str(item[1]) for item in description]
             return table_document(columns, types, _rows(cursor), self._context.output_bytes)
         except duckdb.Error as exc:
-            kind = type(exc).__name__
-            raise FragmentError(_REASONS.get(kind, "internal"), kind) from None
+            raise error_reason(exc) from None
 
 
 def _rows(cursor: duckdb.DuckDBPyConnection) -> Iterator[tuple[object, ...]]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.config import IsolationLevel, RunnerConfig
-from sandbox.runner import IsolationError, Runner
+from sandbox.runner import MAX_PROGRAM_BYTES, IsolationError, Runner
 from sandbox.spec import FailureReason, FragmentSpec
 from tests.sandbox.conftest import (
     EXPECTED_GROUPS,
@@ -74,7 +74,7 @@ def test_invalid_fragments_are_rejected_before_start(runner: Runner, files: File
         FragmentSpec("duckdb_sql", "SELECT 1", files.root / "missing.csv"),
         FragmentSpec("duckdb_sql", "SELECT 1", files.key_file),
         FragmentSpec("duckdb_sql", "SELECT 1", files.asset_csv, files.asset_csv),
-        FragmentSpec("duckdb_sql", "SELECT 1" + " " * (2 << 20), files.asset_csv),
+        FragmentSpec("duckdb_sql", "SELECT 1" + " " * MAX_PROGRAM_BYTES, files.asset_csv),
     ):
         assert runner.run(spec).failure is FailureReason.BAD_INPUT
 
@@ -127,7 +127,7 @@ def test_pool_serves_fragments_and_notices_a_replaced_asset(
 
 def test_test_executor_is_off_by_default(files: Files) -> None:
     with Runner(RunnerConfig(default_limits=FAST_LIMITS)) as plain:
-        assert plain.executors() == frozenset({"duckdb_sql"})
+        assert plain.executors() == frozenset({"duckdb_sql", "tenseal_he"})
         result = plain.run(FragmentSpec("python_test", "result = 1", files.asset_csv))
         assert result.failure is FailureReason.BAD_INPUT
 
