@@ -10,6 +10,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sandbox.config import IsolationLevel
+
 
 class Settings(BaseSettings):
     """Everything the gateway needs to start."""
@@ -49,6 +51,11 @@ class Settings(BaseSettings):
     site_check_interval_seconds: float = Field(default=30.0, gt=0)
     dev_mode: bool = False
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    he_minimum_isolation: IsolationLevel = Field(
+        default=IsolationLevel.MEDIUM,
+        description="Least isolation of the sandbox that checks HE contexts and combines "
+        "ciphertexts at the gateway",
+    )
     page_size_default: int = Field(default=50, ge=1, le=1000)
     page_size_max: int = Field(default=200, ge=1, le=1000)
     log_level: str = "info"

@@ -306,6 +306,8 @@ class Job:
     result: dict[str, Any] | None = None
     receipt: dict[str, Any] | None = None
     compute_seconds: float = 0.0
+    spec: dict[str, Any] | None = None
+    """What an HE job computes (columns, groups, context digest, weights); SQL jobs: ``None``."""
 
 
 @dataclass(frozen=True, slots=True)

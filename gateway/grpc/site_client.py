@@ -296,7 +296,7 @@ class SiteClient:
             )
             options: list[tuple[str, int | str]] = [
                 ("grpc.max_receive_message_length", MAX_RESULT_BYTES),
-                ("grpc.max_send_message_length", 2 * CHUNK_BYTES + 65536),
+                ("grpc.max_send_message_length", 20 * 1024 * 1024),
             ]
             if self._server_name:
                 options.append(("grpc.ssl_target_name_override", self._server_name))

@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway.errors import Unavailable
 from gateway.http.errors import install_error_handlers
 from gateway.http.middleware import BodyLimit, HttpMetrics, MetricsMiddleware
-from gateway.http.routes import audit, catalogue, governance, identities, jobs
+from gateway.http.routes import audit, catalogue, governance, he, identities, jobs
 from gateway.service import Services
 
 
@@ -30,6 +30,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(governance.router)
     app.include_router(jobs.router)
     app.include_router(jobs.federated)
+    app.include_router(he.router)
 
     @app.get("/healthz", tags=["system"])
     def healthz() -> dict[str, str]:
@@ -49,5 +50,10 @@ def create_app(services: Services) -> FastAPI:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(registry))
-    app.add_middleware(BodyLimit, max_bytes=services.ctx.settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=services.ctx.settings.max_body_bytes,
+        larger={he.JOBS: 16 << 20, he.JOBS + "/check": 16 << 20},
+        streamed=frozenset({he.CONTEXTS}),
+    )
     return app

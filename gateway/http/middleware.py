@@ -35,14 +35,30 @@ class BodyLimit:
     ``max_bytes`` (413),
     whether or not the request declares its length."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        *,
+        larger: dict[str, int] | None = None,
+        streamed: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = larger or {}
+        """Paths whose JSON bodies may be larger than ``max_bytes``, with their limit."""
+        self.streamed = streamed
+        """Paths that take an ``application/octet-stream`` body and bound it themselves."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = scope.get("path", "")
+        if path in self.streamed and scope.get("method") in ("POST", "PUT"):
+            await self.app(scope, receive, send)
+            return
+        limit = self.larger.get(path, self.max_bytes)
         content_type = b""
         has_body = False
         for name, value in scope.get("headers", []):
@@ -56,7 +72,7 @@ class BodyLimit:
                 except ValueError:
                     await send_error(send, BlindgateError("bad Content-Length", code="bad_request"))
                     return
-                if declared > self.max_bytes:
+                if declared > limit:
                     await send_error(send, BlindgateError(code="body_too_large"))
                     return
                 has_body = has_body or declared > 0
@@ -75,7 +91,7 @@ class BodyLimit:
                 return
             chunk = message.get("body", b"")
             seen += len(chunk)
-            if seen > self.max_bytes:
+            if seen > limit:
                 await send_error(send, BlindgateError(code="body_too_large"))
                 return
             chunks.append(chunk)

@@ -14,6 +14,8 @@ from gateway.service.audit import AuditService
 from gateway.service.context import ServiceContext
 from gateway.service.decisions import DecisionService
 from gateway.service.federated import FederatedAssets
+from gateway.service.he_jobs import HeJobs
+from gateway.service.he_local import HeWorkspace
 from gateway.service.identities import Identities
 from gateway.service.jobs import JobService
 from gateway.service.ledger import Ledger
@@ -42,6 +44,7 @@ class Services:
     site_pool: SitePool
     jobs: JobService
     federated: FederatedAssets
+    he: HeJobs
 
 
 def _gateway_tls(settings: Settings) -> GatewayTls | None:
@@ -75,6 +78,10 @@ def build_services(
     if site_pool is None:
         site_pool = SitePool(_gateway_tls(settings), metrics.registry)
     decisions = DecisionService(ctx, tracer, metrics)
+    jobs = JobService(ctx, tracer, decisions, audit)
+    workspace = HeWorkspace(
+        settings.data_dir / "he", minimum_isolation=settings.he_minimum_isolation
+    )
     return Services(
         ctx=ctx,
         tracer=tracer,
@@ -88,6 +95,7 @@ def build_services(
         decisions=decisions,
         ledger=Ledger(ctx, tracer, metrics),
         site_pool=site_pool,
-        jobs=JobService(ctx, tracer, decisions, audit),
+        jobs=jobs,
         federated=FederatedAssets(ctx, tracer),
+        he=HeJobs(jobs, decisions, tracer, workspace),
     )

@@ -24,6 +24,8 @@ from gateway.grpc.site_pool import SitePool
 from gateway.jobs import JobError, combine, release
 from gateway.service.audit import AuditService
 from gateway.service.context import ServiceContext
+from gateway.service.he_jobs import HE_KINDS, HeJobs
+from gateway.service.he_run import HeJobFailed, HeRun
 from gateway.service.job_support import covering_licences
 from gateway.service.jobs import JobService
 from gateway.service.ledger import Ledger
@@ -84,7 +86,9 @@ class JobRunner:
         fragment_timeout: float = 120.0,
         max_attempts: int = 3,
         concurrency: int = 4,
+        he: HeJobs | None = None,
     ) -> None:
+        self.he = he
         self.ctx = ctx
         self.tracer = tracer
         self.jobs = jobs
@@ -202,6 +206,9 @@ class JobRunner:
 
     def _execute(self, job: Job, actor: Actor) -> None:
         started = time.monotonic()
+        if job.kind in HE_KINDS:
+            self._execute_he(job, actor, started)
+            return
         with self.ctx.store.read() as tx:
             # Decided again now: a revoked or expired licence, a frozen asset or a spent
             # budget stops the job before anything runs.
@@ -267,6 +274,34 @@ class JobRunner:
             compute,
             time.monotonic() - started,
         )
+
+    def _execute_he(self, job: Job, actor: Actor, started: float) -> None:
+        if self.he is None:
+            raise JobFailed("he_unavailable")
+        denied = self.he.check_context(job.spec or {})
+        with self.ctx.store.read() as tx:
+            decision, plan = self.he.decide(tx, actor, job)
+            assets: list[Asset] = [a for a in (tx.get_asset(i) for i in job.asset_ids) if a]
+            sites: dict[str, Site | None] = {a.id: tx.get_site(a.site_id) for a in assets}
+            cover = covering_licences(tx, job)
+        decision = denied or decision
+        if not decision.allow or plan is None:
+            reasons = [{"code": r.code, "clause": r.clause} for r in decision.reasons]
+            raise JobFailed("policy_denied", reasons)
+        if [a for a in job.asset_ids if a not in cover]:
+            raise JobFailed("licence_not_covering")
+        run = HeRun(
+            self.he,
+            self.pool,
+            self._fanout,
+            lambda futures, clients: self._wait_or_cancel(job, futures, clients),
+            self.fragment_timeout,
+        )
+        try:
+            result, compute = run.execute(job, plan, assets, sites)
+        except HeJobFailed as exc:
+            raise JobFailed(exc.code) from None
+        self._release(job, actor, result, cover, compute, time.monotonic() - started)
 
     def _wait_or_cancel(
         self, job: Job, futures: list[Future[Any]], clients: list[tuple[Any, str]]
@@ -375,4 +410,5 @@ def make_runner(services: Any, owner: str) -> JobRunner:
         services.audit,
         services.site_pool,
         owner=owner,
+        he=services.he,
     )

@@ -53,6 +53,7 @@ def job_out(job: Job) -> JobOut:
         error_code=job.error_code,
         attempts=job.attempts,
         has_result=job.result is not None,
+        spec=job.spec,
     )
 
 

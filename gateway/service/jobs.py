@@ -102,16 +102,19 @@ class JobService:
             cursor = rows[-1].index
 
     # decisions -------------------------------------------------------------------------
-    def _licences_for(self, tx: Tx, actor: Actor, body: JobSubmitIn) -> list[Licence]:
-        if body.licence_ids is not None:
+    def licences_for(
+        self, tx: Tx, actor: Actor, assets: list[str], licence_ids: list[str] | None
+    ) -> list[Licence]:
+        """The licences a job names, or else every active licence of the actor's on them."""
+        if licence_ids is not None:
             return [
                 lic
-                for lid in body.licence_ids
+                for lid in licence_ids
                 if (lic := tx.get_licence(lid)) is not None and lic.operator_org_id == actor.org_id
             ]
         now = self.ctx.clock.now()
         found: dict[str, Licence] = {}
-        for asset_id in expand(tx, body.assets):
+        for asset_id in expand(tx, assets):
             for lic in tx.list_licences(operator_org_id=actor.org_id, asset_id=asset_id):
                 if effective_status(lic, now) == "active":
                     found[lic.id] = lic
@@ -185,7 +188,9 @@ class JobService:
             epsilon=body.epsilon,
             delta=body.delta,
             asset_ids=[a.id for a in assets],
-            licence_ids=[lic.id for lic in self._licences_for(tx, actor, body)],
+            licence_ids=[
+                lic.id for lic in self.licences_for(tx, actor, body.assets, body.licence_ids)
+            ],
             idempotency_key=body.idempotency_key,
             state=JobState.SUBMITTED,
             decision={},

@@ -175,6 +175,9 @@ class JobOut(BaseModel):
     error_code: str | None
     attempts: int
     has_result: bool
+    spec: dict[str, Any] | None = Field(
+        default=None, description="HE jobs: what is computed (columns, groups, filters, context)"
+    )
 
 
 class ReleasedCell(BaseModel):
@@ -195,6 +198,11 @@ class JobResultOut(BaseModel):
     )
     key_release: str
     receipt: dict[str, Any] | None
+    he: dict[str, Any] | None = Field(
+        default=None,
+        description="HE jobs: the ciphertexts under the operator's key, their layout and "
+        "the noise each quantity carries",
+    )
 
 
 class FederatedAssetIn(Strict):

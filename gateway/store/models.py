@@ -263,6 +263,7 @@ class JobRow(SQLModel, table=True):
     result: dict[str, Any] | None = Field(default=None, sa_type=JSON, nullable=True)
     receipt: dict[str, Any] | None = Field(default=None, sa_type=JSON, nullable=True)
     compute_seconds: float = 0.0
+    spec: dict[str, Any] | None = Field(default=None, sa_type=JSON, nullable=True)
 
 
 class JobAssetRow(SQLModel, table=True):

@@ -100,7 +100,12 @@ def _partition(seed: int, prefix: str, n: int) -> list[tuple[str, str, int, int]
 
 
 def build_federation(
-    tmp: Path, store: SqlStore, mode: str = "auto"
+    tmp: Path,
+    store: SqlStore,
+    mode: str = "auto",
+    *,
+    policy: str = POLICY,
+    kinds: tuple[str, ...] = ("sql_aggregate",),
 ) -> tuple[Federation, list[AgentServer]]:
     ca = tmp / "pki" / "ca"
     pki.init_ca(ca)
@@ -187,7 +192,7 @@ def build_federation(
                 content_digest="00" * 32,
             ),
         ).asset
-        services.policies.set(holder, asset.id, POLICY.replace("MODE", mode))
+        services.policies.set(holder, asset.id, policy.replace("MODE", mode))
         keys = generate_keypair()
         ids.set_public_key(holder, org, encode_public_key(keys.public_key))
         terms = LicenceTerms.model_validate(
@@ -197,7 +202,7 @@ def build_federation(
                 "operator_org_id": op_org,
                 "asset_ids": [asset.id],
                 "purposes": ["research"],
-                "job_kinds": ["sql_aggregate"],
+                "job_kinds": list(kinds),
                 "valid_from": now - timedelta(days=1),
                 "valid_until": now + timedelta(days=30),
                 "fee": {"amount": "0", "currency": "CNY"},

@@ -1,0 +1,337 @@
+"""HE jobs end to end: three real site agents (sandboxed TenSEAL), the gateway's own
+sandbox for combining, the operator's client decrypting locally."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tenseal as ts
+
+from gateway.client import ApiError, Client
+from gateway.client.he import HeKeys
+from gateway.grpc.site_client import SiteClient
+from gateway.http import create_app
+from gateway.store import open_store
+from sandbox.he_format import pack_bundle, unpack_bundle
+from tests.federated.conftest import Federation, build_federation
+from tests.server import running
+
+HE_POLICY = """\
+version: 1
+asset: admissions
+columns:
+  patient_id: {control: join_key}
+  district: {control: group_by}
+  age:
+    control: aggregate
+    clip: {lower: 0, upper: 100}
+  los_days:
+    control: aggregate
+    clip: {lower: 0, upper: 30}
+jobs:
+  kinds: [he_aggregate, he_linear]
+  aggregates: [count, sum]
+  purposes: [research]
+  min_group_size: 10
+  max_rows_per_unit: 1
+  approval: {mode: MODE}
+privacy:
+  epsilon_per_job_max: 5
+  budget: {epsilon: 40, delta: 1.0e-6, period_days: 30}
+"""
+KINDS = ("he_aggregate", "he_linear")
+TAIL = 25.0  # Laplace noise beyond 25 scales has probability e^-25
+
+
+@pytest.fixture(scope="module")
+def keys() -> HeKeys:
+    return HeKeys.create()
+
+
+@pytest.fixture
+def he_federation(tmp_path: Path, store_url: str) -> Iterator[Federation]:
+    store = open_store(store_url)
+    fed, agents = build_federation(tmp_path, store, policy=HE_POLICY, kinds=KINDS)
+    fed.runner.start()
+    try:
+        yield fed
+    finally:
+        fed.runner.stop()
+        for agent in agents:
+            agent.stop(grace=0.2)
+        fed.services.site_pool.close()
+        fed.services.he.workspace.close()
+        store.close()
+
+
+@pytest.fixture
+def client(he_federation: Federation) -> Iterator[Client]:
+    with (
+        running(create_app(he_federation.services)) as url,
+        Client(url, he_federation.operator_key, timeout=120) as bg,
+    ):
+        yield bg
+
+
+def _scale(charges: list[dict[str, Any]], quantity: str) -> float:
+    return next(float(c["scale"]) for c in charges if c["quantity"] == quantity)
+
+
+def _truth(fed: Federation) -> dict[str, tuple[int, float, float]]:
+    """Per district: rows, sum of los_days, sum of squares (every partition)."""
+    out: dict[str, tuple[int, float, float]] = {}
+    for hospital in fed.hospitals:
+        for _, district, _, los in hospital.rows:
+            n, s, q = out.get(district, (0, 0.0, 0.0))
+            out[district] = (n + 1, s + min(los, 30), q + min(los, 30) ** 2)
+    return out
+
+
+def test_he_aggregate_matches_plaintext_within_noise(
+    he_federation: Federation, client: Client, keys: HeKeys
+) -> None:
+    fed = he_federation
+    totals = client.he_aggregate(
+        keys,
+        fed.asset_ids,
+        columns=["los_days"],
+        groups={"district": ["north", "south", "east", "nowhere"]},
+        purpose="research",
+        epsilon=3.0,
+    )
+    truth = _truth(fed)
+    charges = totals["charges"]
+    released = {tuple(g["key"]): g for g in totals["groups"]}
+    # The key no row has is below the minimum group size: never released.
+    assert set(released) == {("north",), ("south",), ("east",)}
+    for (district,), group in released.items():
+        n, s, q = truth[district]
+        assert isinstance(group["count"], int)
+        assert abs(group["count"] - n) <= TAIL * _scale(charges, "count")
+        cell = group["columns"]["los_days"]
+        assert abs(cell["sum"] - s) <= TAIL * _scale(charges, "sum:los_days") + 1e-3
+        assert (
+            abs(cell["sum_of_squares"] - q)
+            <= TAIL * _scale(charges, "sum_of_squares:los_days") + 1e-2
+        )
+    assert totals["epsilon_spent"] <= 3.0
+    checkpoint = client.verify_receipt(totals["receipt"])
+    assert checkpoint.size >= 1
+
+
+def test_he_linear_matches_plaintext_within_noise(
+    he_federation: Federation, client: Client, keys: HeKeys
+) -> None:
+    fed = he_federation
+    w = 0.75
+    out = client.he_linear(
+        keys,
+        fed.asset_ids,
+        features=["los_days"],
+        label="age",
+        weights=[w],
+        purpose="research",
+        epsilon=5.0,
+    )
+    rows = [r for h in fed.hospitals for r in h.rows]
+    score = sum(w * min(r[3], 30) for r in rows)
+    residual = sum((min(r[2], 100) - w * min(r[3], 30)) ** 2 for r in rows)
+    charges = out["charges"]
+    assert out["suppressed"] is False
+    assert abs(out["rows"] - len(rows)) <= TAIL * _scale(charges, "n")
+    assert abs(out["score_sum"] - score) <= TAIL * w * _scale(charges, "x") + 1e-3
+    bound = TAIL * (
+        _scale(charges, "yy") + w * w * _scale(charges, "gram") + 2 * w * _scale(charges, "xy")
+    )
+    assert abs(out["squared_residual_sum"] - residual) <= bound + 1e-2
+    # Noise is a small fraction of these totals at this epsilon: the answer is usable.
+    assert abs(out["score_sum"] - score) / score < 0.05
+
+
+def test_operator_cannot_target_fewer_than_k_rows(
+    he_federation: Federation, client: Client, keys: HeKeys
+) -> None:
+    fed = he_federation
+    only = [{"column": "district", "op": "=", "value": "nowhere"}]
+    out = client.he_linear(
+        keys,
+        fed.asset_ids,
+        features=["los_days"],
+        label="age",
+        weights=[1.0],
+        purpose="research",
+        epsilon=1.0,
+        where=only,
+    )
+    assert out["suppressed"] is True
+    assert "score_sum" not in out
+    totals = client.he_aggregate(
+        keys,
+        fed.asset_ids,
+        columns=["los_days"],
+        purpose="research",
+        epsilon=1.0,
+        where=only,
+    )
+    assert totals["groups"] == []
+
+
+def test_only_ciphertexts_and_public_contexts_cross(
+    he_federation: Federation,
+    client: Client,
+    keys: HeKeys,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fed = he_federation
+    sent: list[str] = []
+    received: list[dict[str, str]] = []
+    uploaded: list[bytes] = []
+    run_fragment = SiteClient.run_fragment
+    upload_input = SiteClient.upload_input
+
+    def capture_run(self: SiteClient, request: Any, timeout: Any = None) -> Any:
+        sent.append(request.program)
+        outcome = run_fragment(self, request, timeout)
+        if outcome.table is not None:
+            received.append({str(r[0]): str(r[1]) for r in outcome.table.rows})
+        return outcome
+
+    def capture_upload(self: SiteClient, data: Any, *args: Any, **kwargs: Any) -> Any:
+        uploaded.append(Path(data).read_bytes() if isinstance(data, Path) else data)
+        return upload_input(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(SiteClient, "run_fragment", capture_run)
+    monkeypatch.setattr(SiteClient, "upload_input", capture_upload)
+    client.he_aggregate(
+        keys,
+        fed.asset_ids,
+        columns=["los_days"],
+        groups={"district": ["north", "south", "east"]},
+        purpose="research",
+        epsilon=1.0,
+    )
+    assert len(received) == 3
+    # What each site sent back: a BFV and a CKKS ciphertext and the counts of people.
+    for site, hospital in zip(received, fed.hospitals, strict=True):
+        assert set(site) == {"counts", "sums", "units"}
+        for name in ("counts", "sums"):
+            raw = base64.b64decode(site[name], validate=True)
+            assert len(raw) > 100_000  # a ciphertext, not a handful of numbers
+        sums = dict.fromkeys(("north", "south", "east"), 0)
+        for _, district, _, los in hospital.rows:
+            sums[district] += los
+        text = json.dumps(site)
+        for value in sums.values():
+            assert f"{float(value)}" not in text
+            assert f'"{value}"' not in text
+    # What went to the sites: the public contexts, with no secret key anywhere.
+    assert uploaded and all(u == keys.public_bundle() for u in uploaded)
+    for raw in unpack_bundle(uploaded[0]).values():
+        public = ts.context_from(raw)
+        assert not public.is_private()
+        assert not public.has_secret_key()
+    assert all("los_days" in program for program in sent)
+
+
+def _refusal(client: Client, bundle: bytes) -> ApiError:
+    with pytest.raises(ApiError) as caught:
+        client.request(
+            "POST",
+            "/v1/he/contexts",
+            content=bundle,
+            headers={
+                "Content-Type": "application/octet-stream",
+                "X-Content-SHA256": hashlib.sha256(bundle).hexdigest(),
+            },
+        )
+    return caught.value
+
+
+def test_bad_contexts_are_refused(client: Client, he_federation: Federation) -> None:
+    secret = ts.context(ts.SCHEME_TYPE.BFV, poly_modulus_degree=8192, plain_modulus=1073692673)
+    carrying = _refusal(client, pack_bundle(None, secret.serialize(save_secret_key=True)))
+    assert carrying.status == 422
+    assert "secret key" in str(carrying.detail)
+    weak = ts.context(
+        ts.SCHEME_TYPE.CKKS, poly_modulus_degree=4096, coeff_mod_bit_sizes=[40, 20, 40]
+    )
+    weak.global_scale = 2**20
+    small = _refusal(client, pack_bundle(weak.serialize(save_secret_key=False), None))
+    assert "allow-list" in str(small.detail)
+    garbage = _refusal(client, pack_bundle(b"\x00" * 5000, None))
+    assert "not a context bundle" in str(garbage.detail)
+    not_bundle = _refusal(client, b"hello, this is not a bundle at all" * 10)
+    assert not_bundle.status == 422
+    # A declared length past the limit is refused before any byte is stored.
+    host, port = str(client._http.base_url.host), int(client._http.base_url.port or 80)
+    with socket.create_connection((host, port), timeout=30) as raw:
+        raw.sendall(
+            b"POST /v1/he/contexts HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: Bearer {he_federation.operator_key}\r\n".encode()
+            + b"Content-Type: application/octet-stream\r\n"
+            + f"Content-Length: {512 * 1024 * 1024}\r\n".encode()
+            + b"X-Content-SHA256: "
+            + b"0" * 64
+            + b"\r\n\r\nxx"
+        )
+        assert raw.recv(200).startswith(b"HTTP/1.1 413")
+    # Nothing refused stays stored, and the trace says who tried.
+    workspace = he_federation.services.he.workspace
+    assert not any(p.name != ".partial" for p in workspace.contexts.root.iterdir())
+
+
+def test_malformed_ciphertexts_fail_the_job_with_bad_input(
+    client: Client, keys: HeKeys, he_federation: Federation
+) -> None:
+    fed = he_federation
+    client.upload_context(keys)
+    w, ww = keys.encrypt_weights([1.0, 2.0])  # two weights for one feature
+    base = {
+        "kind": "he_linear",
+        "assets": fed.asset_ids,
+        "context_sha256": keys.bundle_sha256,
+        "purpose": "research",
+        "epsilon": 1.0,
+        "features": ["los_days"],
+        "label": "age",
+    }
+    noise = base64.b64encode(b"\x01" * 4096).decode()
+    for weights, outer in ((w, ww), (noise, noise)):
+        job = client.he_submit({**base, "weights": weights, "weights_outer": outer})
+        done = client.wait(job["id"], timeout=120)
+        assert done["state"] == "failed"
+        assert done["error_code"] == "fragment_bad_input"
+    # Nothing was charged for the failed jobs.
+    good_w, good_ww = keys.encrypt_weights([1.0])
+    check = client.he_check({**base, "weights": good_w, "weights_outer": good_ww})
+    assert check["allow"] is True
+
+
+def test_unknown_context_and_disallowed_columns_are_denied(
+    client: Client, keys: HeKeys, he_federation: Federation
+) -> None:
+    fed = he_federation
+    body = {
+        "kind": "he_aggregate",
+        "assets": fed.asset_ids,
+        "context_sha256": "ab" * 32,
+        "purpose": "research",
+        "epsilon": 1.0,
+        "columns": ["los_days"],
+    }
+    denied = client.he_check(body)
+    assert not denied["allow"]
+    assert denied["reasons"][0]["code"] == "he_context_unusable"
+    client.upload_context(keys)
+    never = client.he_check(
+        {**body, "context_sha256": keys.bundle_sha256, "columns": ["patient_id"]}
+    )
+    assert not never["allow"]
+    assert client.he_check({**body, "context_sha256": keys.bundle_sha256})["allow"]
