@@ -72,7 +72,7 @@ columns:
     clip: {lower: 0, upper: 50000}
   diagnosis: {control: never}
 jobs:
-  kinds: [sql_aggregate, he_aggregate]
+  kinds: [sql_aggregate, he_aggregate, he_linear]
   aggregates: [count, sum, avg]
   purposes: [public-health-research]
   min_group_size: 10
@@ -81,7 +81,7 @@ jobs:
   rate_limit_per_hour: 30
 privacy:
   epsilon_per_job_max: 1.0
-  budget: {epsilon: 3, delta: 1.0e-6, period_days: 30}
+  budget: {epsilon: 10, delta: 1.0e-6, period_days: 30}
 """
 
 

@@ -30,6 +30,7 @@ QUERY = (
     "FROM admissions WHERE age >= 65 GROUP BY district"
 )
 PURPOSE = "public-health-research"
+HE_DISTRICTS = ("north", "south", "east", "west", "centre", "harbour")
 
 
 def _save_key(path: Path, pem: bytes) -> None:
@@ -84,7 +85,7 @@ def license_partitions(
                 "operator_org_id": operator.org_id,
                 "asset_ids": [asset_id],
                 "purposes": [PURPOSE],
-                "job_kinds": ["sql_aggregate"],
+                "job_kinds": ["sql_aggregate", "he_aggregate", "he_linear"],
                 "valid_from": now - timedelta(minutes=5),
                 "valid_until": now + timedelta(days=90),
                 "epsilon_cap": "20",
@@ -132,3 +133,50 @@ def run_query(
     if done.state != "succeeded":
         return job.id, None
     return job.id, services.jobs.result(operator, job.id).model_dump(mode="json")
+
+
+def run_he_aggregate(
+    services: Services, operator: Actor, asset_ids: list[str], run_once: Callable[[], bool]
+) -> tuple[str, dict[str, Any] | None, Any]:
+    """Secure aggregation of :data:`QUERY`'s numbers under a fresh operator key.
+
+    The demo plays the operator here: it creates the TenSEAL keys, uploads only the
+    public context, and decrypts the released ciphertexts.  Returns (job id, decoded
+    totals or ``None``, the keys).
+    """
+    import asyncio
+    from collections.abc import AsyncIterator
+
+    from gateway.client.he import HeKeys, decode_aggregate
+    from gateway.service.schemas_he import HeJobIn
+
+    keys = HeKeys.create(galois_keys=False)
+    bundle = keys.public_bundle()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(bundle), 1 << 20):
+            yield bundle[start : start + (1 << 20)]
+
+    asyncio.run(services.he.upload(operator, chunks(), len(bundle), keys.bundle_sha256))
+    job = services.he.submit(
+        operator,
+        HeJobIn.model_validate(
+            {
+                "kind": "he_aggregate",
+                "assets": asset_ids,
+                "context_sha256": keys.bundle_sha256,
+                "purpose": PURPOSE,
+                "epsilon": 1.0,
+                "columns": ["los_days"],
+                "groups": [{"column": "district", "values": list(HE_DISTRICTS)}],
+                "where": [{"column": "age", "op": ">=", "value": 65}],
+            }
+        ),
+    )
+    if job.state == "queued":
+        run_once()
+    done = services.jobs.get(operator, job.id)
+    if done.state != "succeeded":
+        return job.id, None, keys
+    result = services.jobs.result(operator, job.id).model_dump(mode="json")
+    return job.id, decode_aggregate(keys, result), keys
