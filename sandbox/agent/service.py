@@ -317,6 +317,20 @@ class AgentService:
                 request.fragment_id, _code(stopped), outcome.elapsed_ms
             )
         self._complete(execution, outcome)
+        if outcome.ok and request.executor == "tenseal_he":
+            self._warm_he(request)
+
+    def _warm_he(self, request: FragmentRequest) -> None:
+        """Keep a sandbox with this HE context already loaded for the next job using it."""
+        asset = self.config.assets.get(request.asset_id)
+        directory = self.inputs.directory(request.input_sha256)
+        if not self.config.pool_size or not isinstance(asset, FileAsset) or directory is None:
+            return
+        try:
+            limits = resolve_limits(self._limits, request)
+            self.runner.warm("tenseal_he", asset.path, directory, limits)
+        except ValueError:
+            log.debug("fragment %s: no sandbox kept for its HE context", request.fragment_id)
 
     def _run(self, execution: Execution, request: FragmentRequest) -> FragmentOutcome:
         fragment_id = request.fragment_id

@@ -114,6 +114,15 @@ class Executor:
         self._context = context
         self._contexts: dict[str, Any] = {}
         self._sets: dict[str, ParameterSet] = {}
+        # Loaded before the fragment arrives, so a pre-started sandbox has them ready.
+        self._verdict = self._load() if context.input_dir is not None else "malformed"
+        self._con: Any = None
+        try:
+            from sandbox.executors.duckdb_sql import open_asset
+
+            self._con = open_asset(context)
+        except Exception:  # reported when a site step needs the asset
+            self._con = None
 
     # entry ---------------------------------------------------------------------------------
     def run(self, program: str) -> str:
@@ -126,8 +135,7 @@ class Executor:
         op = spec["op"]
         if op == "inspect":
             return self._table(self._inspect())
-        verdict = self._load()
-        if verdict != "ok":
+        if self._verdict != "ok":
             raise _bad("ContextRefused")
         steps: dict[str, Callable[[dict[str, Any]], list[tuple[str, str]]]] = {
             "aggregate": self._aggregate,
@@ -196,9 +204,8 @@ class Executor:
         return "ok"
 
     def _inspect(self) -> list[tuple[str, str]]:
-        verdict = self._load()
-        rows = [("verdict", verdict)]
-        if verdict == "ok":
+        rows = [("verdict", self._verdict)]
+        if self._verdict == "ok":
             for scheme, ctx in sorted(self._contexts.items()):
                 described = {
                     "parameters": self._sets[scheme].name,
@@ -326,7 +333,8 @@ class Executor:
             f"OVER (PARTITION BY __u ORDER BY __r) <= {bound}"
         )
         try:
-            con = open_asset(self._context)
+            con = self._con if self._con is not None else open_asset(self._context)
+            self._con = None  # one step per sandbox
             con.execute(sql, params)
         except duckdb.Error as exc:
             raise error_reason(exc) from None
