@@ -247,10 +247,21 @@ class SiteClient:
         return codec.CANCEL_FROM_PROTO.get(response.outcome, CancelOutcome.ALREADY_FINISHED)
 
     def upload_input(
-        self, data: bytes | Path, chunk_bytes: int = CHUNK_BYTES, timeout: float | None = None
+        self,
+        data: bytes | Path,
+        chunk_bytes: int = CHUNK_BYTES,
+        timeout: float | None = None,
+        *,
+        digest: str | None = None,
     ) -> StoredInput:
-        """Stream an input to the agent in chunks; returns its digest (verified there)."""
-        if isinstance(data, Path):
+        """Stream an input to the agent in chunks; returns its digest (verified there).
+
+        ``digest`` spares hashing a file whose SHA-256 the caller already knows (the agent
+        checks it anyway, and answers after the first chunk if it has the input).
+        """
+        if isinstance(data, Path) and digest is not None:
+            size = data.stat().st_size
+        elif isinstance(data, Path):
             digest, size = _file_digest(data)
         else:
             digest, size = hashlib.sha256(data).hexdigest(), len(data)

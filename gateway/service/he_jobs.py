@@ -7,6 +7,7 @@ queue, budget, trace); what differs is what the sites compute and what is releas
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import dataclasses
@@ -128,7 +129,7 @@ class HeJobs:
         require_role(actor, Role.OPERATOR)
         try:
             stored = await self.workspace.receive(chunks, size, sha256)
-            schemes = self.workspace.describe(sha256)
+            schemes = await asyncio.to_thread(self.workspace.describe, sha256)
         except (HeContextRefused, ValidationFailed) as exc:
             note = Note(target={"context": sha256})
             self.tracer.deny(actor, "he.context.upload", exc, note)
@@ -138,7 +139,7 @@ class HeJobs:
             note.target["context"] = sha256
             note.detail = {"size": size, "stored": stored, "schemes": sorted(schemes)}
 
-        self.tracer.write(actor, "he.context.upload", work)
+        await asyncio.to_thread(self.tracer.write, actor, "he.context.upload", work)
         return HeContextOut(sha256=sha256, size=size, stored=stored, schemes=schemes)
 
     def context(self, actor: Actor, sha256: str) -> HeContextOut:

@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +74,10 @@ class HeWorkspace:
         self._runner: Runner | None = None
         self._lock = threading.Lock()
         self._described: dict[str, dict[str, Any]] = {}
+        self._warmer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="he-warm")
 
     def close(self) -> None:
+        self._warmer.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             if self._runner is not None:
                 self._runner.close()
@@ -84,7 +87,9 @@ class HeWorkspace:
         """The local sandbox runner, started on first use."""
         with self._lock:
             if self._runner is None:
-                self._runner = Runner(RunnerConfig(minimum_isolation=self._minimum))
+                self._runner = Runner(
+                    RunnerConfig(minimum_isolation=self._minimum, pool_size=1, pool_max_keys=4)
+                )
             return self._runner
 
     # bundles ------------------------------------------------------------------------------
@@ -141,7 +146,12 @@ class HeWorkspace:
             known = self._described.get(digest)
         if known is not None:
             return known
-        rows = self.run(digest, {"op": "inspect"})
+        try:
+            rows = self.run(digest, {"op": "inspect"})
+        except HeStepFailed as exc:
+            if exc.reason != "bad_input":
+                raise BlindgateError("the context bundle could not be checked now") from None
+            rows = {"verdict": "malformed"}
         verdict = rows.get("verdict", "malformed")
         if verdict != "ok":
             self.contexts.discard(digest)
@@ -152,13 +162,22 @@ class HeWorkspace:
         return described
 
     # the sandbox --------------------------------------------------------------------------
+    def _warm(self, runner: Runner, directory: Path) -> None:
+        try:
+            runner.warm("tenseal_he", self.placeholder, directory, self.limits)
+        except (ValueError, OSError) as exc:
+            log.debug("no sandbox kept for an HE context: %s", type(exc).__name__)
+
     def run(self, digest: str, program: dict[str, Any]) -> dict[str, str]:
         """Run one ``tenseal_he`` step on bundle ``digest``; its ``name -> value`` rows."""
         directory = self.path(digest).parent
         spec = FragmentSpec(
             "tenseal_he", json.dumps(program), self.placeholder, directory, self.limits
         )
-        result = self.runner().run(spec, label=f"he-{program.get('op')}")
+        runner = self.runner()
+        result = runner.run(spec, label=f"he-{program.get('op')}")
+        if result.ok:  # the next step on this bundle finds its context loaded
+            self._warmer.submit(self._warm, runner, directory)
         if not result.ok or result.table is None:
             failure = result.failure.value if result.failure else "internal"
             raise HeStepFailed(failure)

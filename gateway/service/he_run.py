@@ -37,6 +37,19 @@ from gateway.service.he_local import HeStepFailed
 from sandbox.agent.messages import FragmentOutcome, FragmentRequest
 
 _MARGIN = 1e-9
+TARGETING_FAILURE = 1e-9
+"""Largest probability that a group of fewer than ``min_group_size`` people is released."""
+
+
+def release_threshold(min_group_size: int, scale: float) -> int:
+    """The noisy count of people a group must reach to be released.
+
+    The noisy count is ``true + Laplace(scale)``; adding ``scale·ln(1/p)`` to the minimum
+    makes releasing a group of fewer than ``min_group_size`` people happen with
+    probability below ``p`` (:data:`TARGETING_FAILURE`).  Comparing a noisy count with
+    any threshold is post-processing: it costs no privacy beyond the count's own ε.
+    """
+    return min_group_size + math.ceil(scale * math.log(1 / TARGETING_FAILURE))
 
 
 class HeJobFailed(Exception):
@@ -102,13 +115,14 @@ class HeRun:
                 raise HeJobFailed(f"fragment_{outcome.failure or 'internal'}")
             compute += outcome.elapsed_ms / 1000
             parts.append({str(r[0]): str(r[1]) for r in outcome.table.rows})
-        units = [json.loads(p.pop("units", "[]")) for p in parts]
+        width = plan.group_count if plan.kind == "he_aggregate" else 1
+        units = [_units(part.pop("units", ""), width) for part in parts]
         if plan.kind == "he_aggregate":
             return self._aggregate(plan, parts, units), compute
         return self._linear(job, plan, parts, units), compute
 
     def _site(self, client: Any, bundle: Any, request: FragmentRequest) -> FragmentOutcome:
-        client.upload_input(bundle, timeout=self.timeout)
+        client.upload_input(bundle, timeout=self.timeout, digest=request.input_sha256)
         outcome: FragmentOutcome = client.run_fragment(request, self.timeout + 10)
         return outcome
 
@@ -127,7 +141,8 @@ class HeRun:
         share = plan.epsilon / (2 + 2 * len(columns)) * (1 - _MARGIN)
         totals = [sum(site[g] for site in units) for g in range(count)]
         people = self.noise.laplace(totals, sensitivity=c, epsilon=share, integer=True)
-        mask = [1 if v >= k else 0 for v in people.values]
+        threshold = release_threshold(k, people.scale)
+        mask = [1 if v >= threshold else 0 for v in people.values]
         counts = self.noise.laplace([0] * count, sensitivity=c, epsilon=share, integer=True)
         charges = [
             _charge("people", "laplace", c, people.scale, people.epsilon),
@@ -175,7 +190,7 @@ class HeRun:
             "rows": [],
             "epsilon_spent": math.fsum(ch["epsilon"] for ch in charges),
             "delta_spent": 0.0,
-            "threshold": k,
+            "threshold": threshold,
             "key_release": "public_keys_assumed" if plan.groups else "no_group_keys",
             "he": {
                 "kind": plan.kind,
@@ -205,14 +220,15 @@ class HeRun:
         total = sum(sum(site) for site in units)
         people = self.noise.laplace([total], sensitivity=1, epsilon=share, integer=True)
         charges = [_charge("people", "laplace", 1, people.scale, people.epsilon)]
+        threshold = release_threshold(k, people.scale)
         base = {
             "columns": [],
             "rows": [],
             "delta_spent": 0.0,
-            "threshold": k,
+            "threshold": threshold,
             "key_release": "no_group_keys",
         }
-        if people.values[0] < k:
+        if people.values[0] < threshold:
             return {
                 **base,
                 "epsilon_spent": people.epsilon,
@@ -269,6 +285,21 @@ class HeRun:
                 "charges": charges,
             },
         }
+
+
+def _units(text: str, width: int) -> list[int]:
+    """A site's counts of people: ``width`` non-negative integers, or the job fails."""
+    try:
+        values = json.loads(text)
+    except ValueError:
+        values = None
+    if (
+        not isinstance(values, list)
+        or len(values) != width
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values)
+    ):
+        raise HeJobFailed("fragment_internal")
+    return values
 
 
 def _charge(
