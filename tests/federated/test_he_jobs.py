@@ -335,3 +335,97 @@ def test_unknown_context_and_disallowed_columns_are_denied(
     )
     assert not never["allow"]
     assert client.he_check({**body, "context_sha256": keys.bundle_sha256})["allow"]
+
+
+def test_release_is_charged_and_nothing_secret_reaches_trace_or_logs(
+    he_federation: Federation,
+    client: Client,
+    keys: HeKeys,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fed = he_federation
+    caplog.set_level("DEBUG")
+    w, ww = keys.encrypt_weights([0.5])
+    client.upload_context(keys)
+    job = client.he_submit(
+        {
+            "kind": "he_linear",
+            "assets": fed.asset_ids,
+            "context_sha256": keys.bundle_sha256,
+            "purpose": "research",
+            "epsilon": 2.0,
+            "features": ["los_days"],
+            "label": "age",
+            "weights": w,
+            "weights_outer": ww,
+        }
+    )
+    assert client.wait(job["id"], timeout=120)["state"] == "succeeded"
+    released = client.result(job["id"])["he"]["ciphertexts"]
+    budget = client.get(f"/v1/licences/{fed.licences[0]}/budget")
+    assert budget["licence_epsilon_used"] == pytest.approx(2.0)
+    with fed.services.ctx.store.read() as tx:
+        leaves = [bytes(row.leaf).decode() for row in tx.trace_entries(after=None, limit=10_000)]
+    secrets = [w[100:164], ww[100:164], *(text[100:164] for text in released.values())]
+    logged = caplog.text
+    for needle in secrets:
+        assert all(needle not in leaf for leaf in leaves)
+        assert needle not in logged
+    actions = [json.loads(leaf)["action"] for leaf in leaves]
+    assert "he.context.upload" in actions
+    assert "job.release" in actions
+
+
+def test_a_holder_approves_an_he_job_seeing_what_it_computes(
+    tmp_path: Path, store_url: str, keys: HeKeys
+) -> None:
+    store = open_store(store_url)
+    fed, agents = build_federation(
+        tmp_path, store, mode="manual", policy=HE_POLICY, kinds=("he_aggregate",)
+    )
+    fed.runner.start()
+    try:
+        with running(create_app(fed.services)) as url, Client(url, fed.operator_key) as bg:
+            bg.upload_context(keys)
+            job = bg.he_submit(
+                {
+                    "kind": "he_aggregate",
+                    "assets": fed.asset_ids,
+                    "context_sha256": keys.bundle_sha256,
+                    "purpose": "research",
+                    "epsilon": 1.0,
+                    "columns": ["los_days"],
+                }
+            )
+            assert job["state"] == "pending_approval"
+            shown = fed.services.jobs.get(fed.hospitals[0].actor, job["id"])
+            assert shown.kind == "he_aggregate"
+            assert shown.spec is not None and shown.spec["columns"] == ["los_days"]
+            from gateway.service.schemas_gov import ApprovalIn
+
+            holder = fed.hospitals[0].actor
+            fed.services.jobs.approve(holder, job["id"], ApprovalIn(), approve=True)
+            done = bg.wait(job["id"], timeout=120)
+            assert done["state"] == "succeeded"
+            totals = bg.result(job["id"])
+            assert totals["he"]["released"] == [0]
+            assert "weights_sha256" not in shown.spec
+    finally:
+        fed.runner.stop()
+        for agent in agents:
+            agent.stop(grace=0.2)
+        fed.services.site_pool.close()
+        fed.services.he.workspace.close()
+        store.close()
+
+
+def test_the_release_threshold_keeps_small_targets_out() -> None:
+    from gateway.jobs.mechanisms import OpenDPNoise
+    from gateway.service.he_run import release_threshold
+
+    k = 10
+    noised = OpenDPNoise().laplace([k - 1] * 20_000, sensitivity=1, epsilon=0.2, integer=True)
+    threshold = release_threshold(k, noised.scale)
+    assert threshold > k + noised.scale * 20
+    assert max(noised.values) < threshold
+    assert max(noised.values) >= k  # without the margin, some would pass

@@ -17,6 +17,7 @@ from tests.world import World
 
 POLICY_FOR = (
     POLICY.replace("asset: admissions", "asset: {asset}")
+    .replace("budget: {epsilon: 10,", "budget: {epsilon: 3,")
     .replace("  sex: {control: group_by}\n", "")
     .replace("  admitted: {control: filter}\n", "")
     .replace("  cost:\n    control: aggregate\n    clip: {lower: 0, upper: 50000}\n", "")
