@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import dataclasses
 import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from gateway.domain import Actor, Job, JobState, Role
@@ -24,8 +22,7 @@ from gateway.service.decisions import DecisionService
 from gateway.service.decisions import out as decision_out
 from gateway.service.federated import expand
 from gateway.service.he_local import HeContextRefused, HeWorkspace
-from gateway.service.job_support import asset_schema, for_schema, job_out, required_approvals
-from gateway.service.job_support import summary as decision_summary
+from gateway.service.job_support import asset_schema, decided, for_schema, job_out
 from gateway.service.jobs import JobService
 from gateway.service.policy_docs import visible_asset
 from gateway.service.schemas_gov import ColumnUseIn, DecisionOut, JobDescriptionIn, JobOut
@@ -349,27 +346,14 @@ class HeJobs:
             job = self._draft(tx, actor, body, self.ctx.ids.new("job"), spec)
             decision = self._decide(tx, actor, job, context)
             self.decisions.record(decision)
-            state, required, expires = JobState.DENIED, 0, None
-            if decision.allow and decision.parameters is not None:
-                mode = decision.parameters.approval_mode
-                required = required_approvals(decision)
-                state = JobState.QUEUED if mode == "auto" else JobState.PENDING_APPROVAL
-                hours = decision.parameters.approval_expires_after_hours
-                expires = now + timedelta(hours=hours) if hours and required else None
-            job = dataclasses.replace(
-                job,
-                state=state,
-                decision=decision_summary(decision),
-                approvals_required=required,
-                approval_expires_at=expires,
-            )
+            job = decided(job, decision, now)
             holders = {a: o for a, o in ((a, tx.get_asset(a)) for a in job.asset_ids) if o}
             tx.add_job(job, {a: asset.org_id for a, asset in holders.items()})
             note.target.update(job=job.id, assets=job.asset_ids)
             note.subject_org = next(iter(holders.values())).org_id if holders else None
             note.record_decision(decision.allow, decision.reasons)
             note.detail = {
-                "state": str(state),
+                "state": str(job.state),
                 "kind": body.kind,
                 "context_sha256": body.context_sha256,
                 "epsilon": body.epsilon,

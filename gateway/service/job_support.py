@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+from datetime import datetime, timedelta
 from typing import Any
 
 from contracts.terms import terms_from_canonical
-from gateway.domain import Asset, Job
+from gateway.domain import Asset, Job, JobState
 from gateway.errors import ValidationFailed
 from gateway.jobs import AssetSchema, JobError
 from gateway.service.decisions import deny
@@ -119,3 +121,21 @@ def for_schema(
                 merged[column] = bounds
     clip = {**params.clip, schema_asset: merged}
     return params.model_copy(update={"clip": clip})
+
+
+def decided(job: Job, decision: Decision, now: datetime) -> Job:
+    """``job`` as its decision leaves it: denied, queued or waiting for approval."""
+    state, required, expires = JobState.DENIED, 0, None
+    if decision.allow and decision.parameters is not None:
+        mode = decision.parameters.approval_mode
+        required = required_approvals(decision)
+        state = JobState.QUEUED if mode == "auto" else JobState.PENDING_APPROVAL
+        hours = decision.parameters.approval_expires_after_hours
+        expires = now + timedelta(hours=hours) if hours and required else None
+    return dataclasses.replace(
+        job,
+        state=state,
+        decision=summary(decision),
+        approvals_required=required,
+        approval_expires_at=expires,
+    )

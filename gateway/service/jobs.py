@@ -8,10 +8,8 @@ noises, charges and releases in one transaction.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import threading
-from datetime import timedelta
 from typing import Any
 
 from gateway.audit.merkle import leaf_hash
@@ -35,12 +33,11 @@ from gateway.service.decisions import out as decision_out
 from gateway.service.federated import expand
 from gateway.service.job_support import (
     asset_schema,
+    decided,
     for_schema,
     job_out,
     refused,
-    required_approvals,
     sha,
-    summary,
 )
 from gateway.service.licences import effective_status
 from gateway.service.policy_docs import visible_asset
@@ -213,30 +210,16 @@ class JobService:
             assets, job = self._draft(tx, actor, body, self.ctx.ids.new("job"))
             decision, _plan = self.decide(tx, actor, job)
             self.decisions.record(decision)
-            decided = summary(decision)
-            state, required, expires = JobState.DENIED, 0, None
-            if decision.allow and decision.parameters is not None:
-                mode = decision.parameters.approval_mode
-                required = required_approvals(decision)
-                state = JobState.QUEUED if mode == "auto" else JobState.PENDING_APPROVAL
-                hours = decision.parameters.approval_expires_after_hours
-                expires = now + timedelta(hours=hours) if hours and required else None
-            job = dataclasses.replace(
-                job,
-                state=state,
-                decision=decided,
-                approvals_required=required,
-                approval_expires_at=expires,
-            )
+            job = decided(job, decision, now)
             tx.add_job(job, {a.id: a.org_id for a in assets})
             note.target.update(job=job.id, assets=job.asset_ids)
             note.subject_org = assets[0].org_id
             note.record_decision(decision.allow, decision.reasons)
             note.detail = {
-                "state": str(state),
+                "state": str(job.state),
                 "sql_sha256": sha(body.sql),
                 "epsilon": body.epsilon,
-                "policy_versions": decided["policy_versions"],
+                "policy_versions": job.decision["policy_versions"],
             }
             return job
 

@@ -8,6 +8,7 @@ import hashlib
 import json
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from gateway.client import ApiError, Client
 from gateway.client.he import HeKeys
 from gateway.grpc.site_client import SiteClient
 from gateway.http import create_app
+from gateway.service.schemas_gov import ApprovalIn
 from gateway.store import open_store
 from sandbox.he_format import pack_bundle, unpack_bundle
 from tests.federated.conftest import Federation, build_federation
@@ -55,10 +57,13 @@ def keys() -> HeKeys:
     return HeKeys.create()
 
 
-@pytest.fixture
-def he_federation(tmp_path: Path, store_url: str) -> Iterator[Federation]:
+@contextmanager
+def he_world(
+    tmp: Path, store_url: str, mode: str = "auto", kinds: tuple[str, ...] = KINDS
+) -> Iterator[Federation]:
+    """The three hospitals under :data:`HE_POLICY`, with a running job runner."""
     store = open_store(store_url)
-    fed, agents = build_federation(tmp_path, store, policy=HE_POLICY, kinds=KINDS)
+    fed, agents = build_federation(tmp, store, mode, policy=HE_POLICY, kinds=kinds)
     fed.runner.start()
     try:
         yield fed
@@ -69,6 +74,12 @@ def he_federation(tmp_path: Path, store_url: str) -> Iterator[Federation]:
         fed.services.site_pool.close()
         fed.services.he.workspace.close()
         store.close()
+
+
+@pytest.fixture
+def he_federation(tmp_path: Path, store_url: str) -> Iterator[Federation]:
+    with he_world(tmp_path, store_url) as fed:
+        yield fed
 
 
 @pytest.fixture
@@ -379,44 +390,33 @@ def test_release_is_charged_and_nothing_secret_reaches_trace_or_logs(
 def test_a_holder_approves_an_he_job_seeing_what_it_computes(
     tmp_path: Path, store_url: str, keys: HeKeys
 ) -> None:
-    store = open_store(store_url)
-    fed, agents = build_federation(
-        tmp_path, store, mode="manual", policy=HE_POLICY, kinds=("he_aggregate",)
-    )
-    fed.runner.start()
-    try:
-        with running(create_app(fed.services)) as url, Client(url, fed.operator_key) as bg:
-            bg.upload_context(keys)
-            job = bg.he_submit(
-                {
-                    "kind": "he_aggregate",
-                    "assets": fed.asset_ids,
-                    "context_sha256": keys.bundle_sha256,
-                    "purpose": "research",
-                    "epsilon": 1.0,
-                    "columns": ["los_days"],
-                }
-            )
-            assert job["state"] == "pending_approval"
-            shown = fed.services.jobs.get(fed.hospitals[0].actor, job["id"])
-            assert shown.kind == "he_aggregate"
-            assert shown.spec is not None and shown.spec["columns"] == ["los_days"]
-            from gateway.service.schemas_gov import ApprovalIn
-
-            holder = fed.hospitals[0].actor
-            fed.services.jobs.approve(holder, job["id"], ApprovalIn(), approve=True)
-            done = bg.wait(job["id"], timeout=120)
-            assert done["state"] == "succeeded"
-            totals = bg.result(job["id"])
-            assert totals["he"]["released"] == [0]
-            assert "weights_sha256" not in shown.spec
-    finally:
-        fed.runner.stop()
-        for agent in agents:
-            agent.stop(grace=0.2)
-        fed.services.site_pool.close()
-        fed.services.he.workspace.close()
-        store.close()
+    with (
+        he_world(tmp_path, store_url, "manual", ("he_aggregate",)) as fed,
+        running(create_app(fed.services)) as url,
+        Client(url, fed.operator_key) as bg,
+    ):
+        bg.upload_context(keys)
+        job = bg.he_submit(
+            {
+                "kind": "he_aggregate",
+                "assets": fed.asset_ids,
+                "context_sha256": keys.bundle_sha256,
+                "purpose": "research",
+                "epsilon": 1.0,
+                "columns": ["los_days"],
+            }
+        )
+        assert job["state"] == "pending_approval"
+        shown = fed.services.jobs.get(fed.hospitals[0].actor, job["id"])
+        assert shown.kind == "he_aggregate"
+        assert shown.spec is not None and shown.spec["columns"] == ["los_days"]
+        holder = fed.hospitals[0].actor
+        fed.services.jobs.approve(holder, job["id"], ApprovalIn(), approve=True)
+        done = bg.wait(job["id"], timeout=120)
+        assert done["state"] == "succeeded"
+        totals = bg.result(job["id"])
+        assert totals["he"]["released"] == [0]
+        assert "weights_sha256" not in shown.spec
 
 
 def test_the_release_threshold_keeps_small_targets_out() -> None:
