@@ -34,17 +34,16 @@ import binascii
 import json
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sandbox.executors.base import FragmentError, WorkerContext, table_document
 from sandbox.he_format import (
-    MAX_BUNDLE_BYTES,
     MAX_CIPHERTEXT_BYTES,
     BundleError,
     ParameterSet,
+    bundle_layout,
     match_parameters,
-    unpack_bundle,
 )
 
 MAX_GROUPS = 4096
@@ -157,31 +156,39 @@ class Executor:
         return self._context.output_bytes
 
     # the context bundle --------------------------------------------------------------------
-    def _read_bundle(self) -> bytes:
+    def _parts(self) -> Iterator[tuple[str, bytes]]:
+        """Each serialised context of the bundle in ``<input>/data``, read one at a time."""
         if self._context.input_dir is None:
-            raise _bad("NoContext")
+            raise BundleError("no bundle")
         path = os.path.join(self._context.input_dir, "data")
         try:
-            size = os.stat(path).st_size
-            if size > MAX_BUNDLE_BYTES:
-                raise _bad("BundleTooLarge")
             with open(path, "rb") as handle:
-                return handle.read(MAX_BUNDLE_BYTES + 1)
+                size = os.fstat(handle.fileno()).st_size
+                layout = bundle_layout(handle.read(512), size)
+                for scheme, (offset, length) in layout.items():
+                    handle.seek(offset)
+                    raw = handle.read(length)
+                    if len(raw) != length:
+                        raise BundleError("the bundle is shorter than its header says")
+                    yield scheme, raw
         except OSError:
-            raise _bad("NoContext") from None
+            raise BundleError("the bundle cannot be read") from None
 
     def _load(self) -> str:
         """Deserialise and check the bundle; ``ok`` or the reason it is refused."""
         try:
-            parts = unpack_bundle(self._read_bundle())
+            return self._check(self._parts())
         except BundleError:
             return "malformed"
+
+    def _check(self, parts: Iterator[tuple[str, bytes]]) -> str:
         ts = self._ts
-        for scheme, raw in parts.items():
+        for scheme, raw in parts:
             try:
                 ctx = ts.context_from(raw, n_threads=max(1, self._context.threads))
             except Exception:
                 return "malformed"
+            del raw
             try:
                 if ctx.has_secret_key() or ctx.is_private():
                     return "secret_key"

@@ -313,6 +313,10 @@ def test_malformed_ciphertexts_fail_the_job_with_bad_input(
         "features": ["los_days"],
         "label": "age",
     }
+    oversized = base64.b64encode(b"\x01" * (5 * 1024 * 1024)).decode()
+    with pytest.raises(ApiError) as refused:
+        client.he_submit({**base, "weights": oversized, "weights_outer": oversized})
+    assert refused.value.status == 422
     noise = base64.b64encode(b"\x01" * 4096).decode()
     for weights, outer in ((w, ww), (noise, noise)):
         job = client.he_submit({**base, "weights": weights, "weights_outer": outer})
