@@ -127,7 +127,7 @@ class StageTimes:
 
 
 def _on_runner_thread() -> bool:
-    return threading.current_thread().name == "job-runner"
+    return threading.current_thread().name.startswith("job-runner")
 
 
 def instrument(runner: Any, stages: StageTimes) -> None:
@@ -318,10 +318,9 @@ def write_partition(path: Path, prefix: str, rows: int, seed: int) -> None:
 class Site:
     name: str
     process: subprocess.Popen[bytes]
-    big: Path
     log: Path
-    big_asset: str = ""
-    small_asset: str = ""
+    files: dict[str, Path] = field(default_factory=dict)  # table -> partition file
+    assets: dict[str, str] = field(default_factory=dict)  # table -> asset id
 
 
 @dataclass
@@ -333,7 +332,61 @@ class Federation:
     stages: StageTimes = field(default_factory=StageTimes)
 
     def assets(self, table: str) -> list[str]:
-        return [s.big_asset if table == BIG else s.small_asset for s in self.sites]
+        return [s.assets[table] for s in self.sites]
+
+    def files(self, table: str) -> list[Path]:
+        return [s.files[table] for s in self.sites]
+
+
+@dataclass(frozen=True)
+class Table:
+    """An asset every site holds: one partition file per site, its columns and its policy.
+
+    ``write(path, n, site)`` writes site number ``n``'s partition and returns its rows;
+    ``policy(asset_id)`` gives the policy's YAML; ``columns`` are (name, type, tag).
+    """
+
+    name: str
+    file: str
+    columns: tuple[tuple[str, str, str], ...]
+    policy: Callable[[str], str]
+    write: Callable[[Path, int, str], int]
+
+
+def share(total: int, n: int) -> int:
+    """Site ``n``'s rows of ``total`` split evenly over the sites, the first taking the rest."""
+    per_site = total // len(HOSPITALS)
+    return per_site + (total - per_site * len(HOSPITALS) if n == 0 else 0)
+
+
+ADMISSION_COLUMNS = (
+    ("patient_id", "text", "identifier"),
+    ("district", "text", "quasi_identifier"),
+    ("age", "integer", "quasi_identifier"),
+    ("los_days", "integer", "attribute"),
+)
+
+
+def admission_tables(options: argparse.Namespace) -> list[Table]:
+    """``admissions`` (``options.rows`` split over the sites) and ``admissions_small``."""
+    suffix = ".parquet" if options.format == "parquet" else ".csv"
+
+    def big(path: Path, n: int, site: str) -> int:
+        rows = share(options.rows, n)
+        write_partition(path, site[0].upper(), rows, seed=n)
+        return rows
+
+    def small(path: Path, n: int, site: str) -> int:
+        write_partition(path, site[0].lower(), options.small_rows, seed=100 + n)
+        return options.small_rows
+
+    def policy(asset: str) -> str:
+        return POLICY.format(asset=asset)
+
+    return [
+        Table(BIG, f"{BIG}{suffix}", ADMISSION_COLUMNS, policy, big),
+        Table(SMALL, f"{SMALL}{suffix}", ADMISSION_COLUMNS, policy, small),
+    ]
 
 
 def start_agent(site_dir: Path, config: dict[str, Any]) -> subprocess.Popen[bytes]:
@@ -395,9 +448,17 @@ def stop_agent(process: subprocess.Popen[bytes]) -> None:
 
 
 def build(
-    scratch: Path, options: argparse.Namespace, stack: list[Callable[[], None]]
+    scratch: Path,
+    tables: list[Table],
+    stack: list[Callable[[], None]],
+    *,
+    job_kinds: list[str],
+    pool_size: int,
+    purposes: tuple[str, ...] = ("research",),
 ) -> Federation:
-    """PKI, gateway services, three agent processes, assets, policies and licences."""
+    """PKI, gateway services, three agent processes each holding a partition of every
+    table, their organisations, assets, policies and licences (``job_kinds`` and
+    ``purposes``, all of a site's assets); the agents keep ``pool_size`` warm sandboxes."""
     from prometheus_client import CollectorRegistry
 
     from contracts import (
@@ -441,6 +502,7 @@ def build(
         site_pool=SitePool(tls, metrics.registry),
     )
     stack.append(services.site_pool.close)
+    stack.append(services.he.workspace.close)
     ids = services.identities
     boot = ids.bootstrap_admin("Platform", "root")
     admin = Actor(boot.principal.id, boot.principal.org_id, Role.ADMIN)
@@ -454,31 +516,24 @@ def build(
     fed = Federation(services, make_runner(services, owner="bench-runner"), op.api_key)
     fed.runner.poll = RUNNER_POLL_SECONDS
     now = datetime.now(UTC)
-    per_site = options.rows // len(HOSPITALS)
-    suffix = ".parquet" if options.format == "parquet" else ".csv"
-    ports = []
     for n, name in enumerate(HOSPITALS):
         site_dir = scratch / name
         site_dir.mkdir(parents=True)
         site_fp = pki.issue(ca, "site", site_dir / "tls", kind="server", hosts=["127.0.0.1"])
-        big = site_dir / f"{BIG}{suffix}"
-        big_rows = per_site + (options.rows - per_site * len(HOSPITALS) if n == 0 else 0)
-        write_partition(big, name[0].upper(), big_rows, seed=n)
-        small = site_dir / f"{SMALL}{suffix}"
-        write_partition(small, name[0].lower(), options.small_rows, seed=100 + n)
+        files = {table.name: site_dir / table.file for table in tables}
+        rows = {table.name: table.write(files[table.name], n, name) for table in tables}
         port = free_port()
         config = {
             "listen": f"127.0.0.1:{port}",
             "tls": {"cert": "tls/site.crt", "key": "tls/site.key", "ca": str(ca / "ca.crt")},
             "gateway_fingerprints": [gateway_fp],
-            "assets": {big.name: {"path": big.name}, small.name: {"path": small.name}},
+            "assets": {path.name: {"path": path.name} for path in files.values()},
             "cache_dir": "cache",
-            "pool_size": options.pool_size,
+            "pool_size": pool_size,
         }
         process = start_agent(site_dir, config)
         stack.append(lambda p=process: stop_agent(p))
-        site = Site(name, process, big, site_dir / "agent.log")
-        ports.append(port)
+        site = Site(name, process, site_dir / "agent.log", files)
         org = ids.create_org(admin, OrganisationCreate(name=name)).id
         hp = ids.create_principal(
             admin, PrincipalCreate(org_id=org, name=f"{name}-steward", role=Role.HOLDER)
@@ -490,32 +545,25 @@ def build(
                 name=f"{name}-site", grpc_address=f"127.0.0.1:{port}", tls_fingerprint=site_fp
             ),
         )
-        asset_ids = []
-        for table, path, rows in ((BIG, big, big_rows), (SMALL, small, options.small_rows)):
+        for table in tables:
             asset = services.assets.register(
                 holder,
                 AssetCreate(
-                    name=table,
+                    name=table.name,
                     domain="health",
                     site_id=registered.id,
-                    local_ref=path.name,
-                    columns=[
-                        ColumnIn(name="patient_id", type="text", tag="identifier"),
-                        ColumnIn(name="district", type="text", tag="quasi_identifier"),
-                        ColumnIn(name="age", type="integer", tag="quasi_identifier"),
-                        ColumnIn(name="los_days", type="integer", tag="attribute"),
-                    ],
+                    local_ref=files[table.name].name,
+                    columns=[ColumnIn(name=c, type=t, tag=g) for c, t, g in table.columns],
                     privacy_unit="patient_id",
-                    row_count=rows,
+                    row_count=rows[table.name],
                     update_frequency="monthly",
                     classification="important",
                     rights=RightsIn(holding=name, processing_use=name, product_operation=name),
                     content_digest="00" * 32,
                 ),
             ).asset
-            services.policies.set(holder, asset.id, POLICY.format(asset=asset.id))
-            asset_ids.append(asset.id)
-        site.big_asset, site.small_asset = asset_ids
+            services.policies.set(holder, asset.id, table.policy(asset.id))
+            site.assets[table.name] = asset.id
         keys = generate_keypair()
         ids.set_public_key(holder, org, encode_public_key(keys.public_key))
         terms = LicenceTerms.model_validate(
@@ -523,9 +571,9 @@ def build(
                 "licence_id": f"lic-{name}",
                 "holder_org_id": org,
                 "operator_org_id": op_org,
-                "asset_ids": asset_ids,
-                "purposes": ["research"],
-                "job_kinds": ["sql_aggregate"],
+                "asset_ids": list(site.assets.values()),
+                "purposes": list(purposes),
+                "job_kinds": job_kinds,
                 "valid_from": now - timedelta(days=1),
                 "valid_until": now + timedelta(days=30),
                 "fee": {"amount": "0", "currency": "CNY"},
@@ -543,6 +591,18 @@ def build(
         fed.sites.append(site)
     wait_for_agents(fed)
     return fed
+
+
+@contextmanager
+def scratch_space(prefix: str) -> Iterator[tuple[Path, list[Callable[[], None]]]]:
+    """A temporary directory and a stack of clean-ups, undone last first on the way out."""
+    stack: list[Callable[[], None]] = []
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        try:
+            yield Path(tmp), stack
+        finally:
+            for undo in reversed(stack):
+                undo()
 
 
 def wait_for_agents(fed: Federation, timeout: float = 60.0) -> None:
@@ -732,7 +792,7 @@ def lone_fragment(fed: Federation, program: str, runs: int) -> list[float]:
     for n in range(runs):
         time.sleep(0.5)
         request = FragmentRequest(
-            f"bench-lone-{n}", "bench-lone", first.big.name, "duckdb_sql", program
+            f"bench-lone-{n}", "bench-lone", first.files[BIG].name, "duckdb_sql", program
         )
         outcome = client.run_fragment(request, 120.0)
         if not outcome.ok:
@@ -883,8 +943,8 @@ def report_throughput(options: argparse.Namespace, run: Throughput) -> None:
         f"end to end p50 {ms(statistics.median(run.latencies)).strip()}"
     )
     print(
-        f"      the runner thread executed jobs {busy * 100:.0f}% of the wall time, one at "
-        f"a time; {run.pool}"
+        f"      the runner's workers executed jobs {busy * 100:.0f}% of the wall time "
+        f"(summed over its concurrent workers); {run.pool}"
     )
     print(f"      {run.cpu.describe(options.jobs)}")
 
@@ -935,43 +995,44 @@ def main() -> None:
 
     began = time.perf_counter()
     load_before = os.getloadavg()[0]
-    stack: list[Callable[[], None]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-fedsql-") as tmp:
-        try:
-            fed = build(Path(tmp), options, stack)
-            setup = time.perf_counter() - began
-            instrument(fed.runner, fed.stages)
-            fed.runner.start()
-            stack.append(fed.runner.stop)
-            files = [s.big for s in fed.sites]
-            print(
-                f"{options.rows:,} rows of {BIG} on 3 site agents ({options.format}, "
-                f"{os.path.getsize(files[0]) / 2**20:.1f} MiB per file), {options.small_rows} "
-                f"rows per {SMALL} partition; SQLite store; runner poll "
-                f"{RUNNER_POLL_SECONDS * 1000:.0f} ms (default 500); client poll "
-                f"{options.poll:.0f} ms in (a), {options.load_poll:.0f} ms in (b); "
-                f"set up in {setup:.1f} s; {len(os.sched_getaffinity(0))} cores, load "
-                f"average {load_before:.1f} at start"
-            )
-            with serving(fed.services) as url:
-                totals, memory, big_cpu, big_pool = big_query(fed, url, options)
-                big_stages = fed.stages.snapshot()
-                duck = duckdb_baseline(files, options.runs)
-                program = fed.stages.programs[files[0].name]
-                fragments = duckdb_fragments(files, program, options.runs, threads=2)
-                alone = lone_fragment(fed, program, options.runs)
-                template = small_job_sql(fed, url)
-                runs = [throughput(fed, url, t, template, options) for t in (SMALL, BIG)]
-            report_big(options, totals, duck, fragments, alone, big_cpu, big_pool)
-            for run in runs:
-                report_throughput(options, run)
-            report_memory(options, fed, memory)
-            report_stages("the GROUP BY job of (a)", big_stages)
-            for run in runs:
-                report_stages(f"the small jobs of (b) on {run.table}", run.stages)
-        finally:
-            for undo in reversed(stack):
-                undo()
+    with scratch_space("bench-fedsql-") as (tmp, stack):
+        fed = build(
+            tmp,
+            admission_tables(options),
+            stack,
+            job_kinds=["sql_aggregate"],
+            pool_size=options.pool_size,
+        )
+        setup = time.perf_counter() - began
+        instrument(fed.runner, fed.stages)
+        fed.runner.start()
+        stack.append(fed.runner.stop)
+        files = fed.files(BIG)
+        print(
+            f"{options.rows:,} rows of {BIG} on 3 site agents ({options.format}, "
+            f"{os.path.getsize(files[0]) / 2**20:.1f} MiB per file), {options.small_rows} "
+            f"rows per {SMALL} partition; SQLite store; runner poll "
+            f"{RUNNER_POLL_SECONDS * 1000:.0f} ms (default 500); client poll "
+            f"{options.poll:.0f} ms in (a), {options.load_poll:.0f} ms in (b); "
+            f"set up in {setup:.1f} s; {len(os.sched_getaffinity(0))} cores, load "
+            f"average {load_before:.1f} at start"
+        )
+        with serving(fed.services) as url:
+            totals, memory, big_cpu, big_pool = big_query(fed, url, options)
+            big_stages = fed.stages.snapshot()
+            duck = duckdb_baseline(files, options.runs)
+            program = fed.stages.programs[files[0].name]
+            fragments = duckdb_fragments(files, program, options.runs, threads=2)
+            alone = lone_fragment(fed, program, options.runs)
+            template = small_job_sql(fed, url)
+            runs = [throughput(fed, url, t, template, options) for t in (SMALL, BIG)]
+        report_big(options, totals, duck, fragments, alone, big_cpu, big_pool)
+        for run in runs:
+            report_throughput(options, run)
+        report_memory(options, fed, memory)
+        report_stages("the GROUP BY job of (a)", big_stages)
+        for run in runs:
+            report_stages(f"the small jobs of (b) on {run.table}", run.stages)
     print(f"wall time {time.perf_counter() - began:.1f} s")
 
 

@@ -36,14 +36,11 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,25 +48,28 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.federated_sql import (  # noqa: E402
+    RUNNER_POLL_SECONDS,
     Federation,
-    Site,
     StageTimes,
-    free_port,
+    Table,
+    build,
     ms,
+    scratch_space,
     serving,
-    start_agent,
-    stop_agent,
-    wait_for_agents,
+    share,
 )
 
-HOSPITALS = ("north-general", "east-clinic", "harbour-hospital")
 TABLE = "measurements"
 DISTRICTS = ("north", "south", "east", "west", "centre", "harbour")
 COLUMNS = tuple(f"c{j}" for j in range(8))
+COLUMN_TYPES = (
+    ("patient_id", "text", "identifier"),
+    ("district", "text", "quasi_identifier"),
+    *((c, "double", "attribute") for c in COLUMNS),
+)
 LOWER, UPPER = 0.0, 100.0
 EPSILON = 5.0
 PURPOSE = "research"
-RUNNER_POLL_SECONDS = 0.02
 AIM = 1.5
 TAIL = 25.0  # Laplace noise beyond 25 scales has probability e^-25
 
@@ -150,148 +150,23 @@ def true_sums(files: list[Path], column: str) -> dict[str, float]:
 
 
 # the federation --------------------------------------------------------------------------
-def build(scratch: Path, options: argparse.Namespace, stack: list[Callable[[], None]]) -> Any:
-    """PKI, gateway services, three agent processes, assets, policies and licences."""
-    from prometheus_client import CollectorRegistry
+def build_he(
+    scratch: Path, options: argparse.Namespace, stack: list[Callable[[], None]]
+) -> Federation:
+    """The federation, each site holding its CSV partition of ``measurements``."""
 
-    from contracts import (
-        LicenceTerms,
-        countersign,
-        encode_public_key,
-        generate_keypair,
-        sign_offer,
-    )
-    from gateway import pki
-    from gateway.config import Settings
-    from gateway.domain import Actor, Role
-    from gateway.grpc.site_pool import GatewayTls, SitePool
-    from gateway.metrics import GatewayMetrics
-    from gateway.service import build_services
-    from gateway.service.job_runner import make_runner
-    from gateway.service.schemas import (
-        AssetCreate,
-        ColumnIn,
-        OrganisationCreate,
-        PrincipalCreate,
-        RightsIn,
-        SiteCreate,
-    )
-    from gateway.store import open_store
+    def write(path: Path, n: int, site: str) -> int:
+        rows = share(options.rows, n)
+        write_partition(path, site[0].upper(), rows, seed=n)
+        return rows
 
-    ca = scratch / "pki" / "ca"
-    pki.init_ca(ca)
-    pki.issue(ca, "gateway", scratch / "pki", kind="client")
-    gateway_fp = pki.fingerprint((scratch / "pki" / "gateway.crt").read_bytes())
-    store = open_store(f"sqlite:///{scratch / 'gateway.db'}")
-    stack.append(store.close)
-    metrics = GatewayMetrics(CollectorRegistry())
-    tls = GatewayTls.from_files(
-        ca / "ca.crt", scratch / "pki" / "gateway.crt", scratch / "pki" / "gateway.key"
+    table = Table(TABLE, f"{TABLE}.csv", COLUMN_TYPES, policy, write)
+    return build(
+        scratch, [table], stack, job_kinds=["he_aggregate"], pool_size=1, purposes=(PURPOSE,)
     )
-    services = build_services(
-        store,
-        Settings(data_dir=scratch / "data", dev_mode=True),
-        metrics=metrics,
-        site_pool=SitePool(tls, metrics.registry),
-    )
-    stack.append(services.site_pool.close)
-    stack.append(services.he.workspace.close)
-    ids = services.identities
-    boot = ids.bootstrap_admin("Platform", "root")
-    admin = Actor(boot.principal.id, boot.principal.org_id, Role.ADMIN)
-    op_org = ids.create_org(admin, OrganisationCreate(name="Analytics Co")).id
-    op = ids.create_principal(
-        admin, PrincipalCreate(org_id=op_org, name="analyst", role=Role.OPERATOR)
-    )
-    operator = Actor(op.principal.id, op_org, Role.OPERATOR)
-    op_keys = generate_keypair()
-    ids.set_public_key(operator, op_org, encode_public_key(op_keys.public_key))
-    fed = Federation(services, make_runner(services, owner="bench-runner"), op.api_key)
-    fed.runner.poll = RUNNER_POLL_SECONDS
-    now = datetime.now(UTC)
-    per_site = options.rows // len(HOSPITALS)
-    for n, name in enumerate(HOSPITALS):
-        site_dir = scratch / name
-        site_dir.mkdir(parents=True)
-        site_fp = pki.issue(ca, "site", site_dir / "tls", kind="server", hosts=["127.0.0.1"])
-        data = site_dir / f"{TABLE}.csv"
-        rows = per_site + (options.rows - per_site * len(HOSPITALS) if n == 0 else 0)
-        write_partition(data, name[0].upper(), rows, seed=n)
-        port = free_port()
-        config = {
-            "listen": f"127.0.0.1:{port}",
-            "tls": {"cert": "tls/site.crt", "key": "tls/site.key", "ca": str(ca / "ca.crt")},
-            "gateway_fingerprints": [gateway_fp],
-            "assets": {data.name: {"path": data.name}},
-            "cache_dir": "cache",
-            "pool_size": 1,
-        }
-        process = start_agent(site_dir, config)
-        stack.append(lambda p=process: stop_agent(p))
-        site = Site(name, process, data, site_dir / "agent.log")
-        org = ids.create_org(admin, OrganisationCreate(name=name)).id
-        hp = ids.create_principal(
-            admin, PrincipalCreate(org_id=org, name=f"{name}-steward", role=Role.HOLDER)
-        )
-        holder = Actor(hp.principal.id, org, Role.HOLDER)
-        registered = services.sites.register(
-            holder,
-            SiteCreate(
-                name=f"{name}-site", grpc_address=f"127.0.0.1:{port}", tls_fingerprint=site_fp
-            ),
-        )
-        asset = services.assets.register(
-            holder,
-            AssetCreate(
-                name=TABLE,
-                domain="health",
-                site_id=registered.id,
-                local_ref=data.name,
-                columns=[
-                    ColumnIn(name="patient_id", type="text", tag="identifier"),
-                    ColumnIn(name="district", type="text", tag="quasi_identifier"),
-                    *(ColumnIn(name=c, type="double", tag="attribute") for c in COLUMNS),
-                ],
-                privacy_unit="patient_id",
-                row_count=rows,
-                update_frequency="monthly",
-                classification="important",
-                rights=RightsIn(holding=name, processing_use=name, product_operation=name),
-                content_digest="00" * 32,
-            ),
-        ).asset
-        services.policies.set(holder, asset.id, policy(asset.id))
-        site.big_asset = asset.id
-        keys = generate_keypair()
-        ids.set_public_key(holder, org, encode_public_key(keys.public_key))
-        terms = LicenceTerms.model_validate(
-            {
-                "licence_id": f"lic-{name}",
-                "holder_org_id": org,
-                "operator_org_id": op_org,
-                "asset_ids": [asset.id],
-                "purposes": [PURPOSE],
-                "job_kinds": ["he_aggregate"],
-                "valid_from": now - timedelta(days=1),
-                "valid_until": now + timedelta(days=30),
-                "fee": {"amount": "0", "currency": "CNY"},
-            }
-        )
-        hsig = sign_offer(terms, keys.private_key)
-        services.licences.offer(
-            holder, json.loads(terms.model_dump_json()), base64.b64encode(hsig).decode()
-        )
-        services.licences.accept(
-            operator,
-            terms.licence_id,
-            base64.b64encode(countersign(terms, hsig, op_keys.private_key)).decode(),
-        )
-        fed.sites.append(site)
-    wait_for_agents(fed)
-    return fed
 
 
-def instrument(fed: Any) -> StageTimes:
+def instrument(fed: Federation) -> StageTimes:
     """Timers around the gRPC calls to the sites and the gateway's own HE sandbox steps."""
     from gateway.grpc.site_client import SiteClient
 
@@ -377,13 +252,13 @@ def check(totals: dict[str, Any], counts: dict[str, int], sums: dict[str, float]
 
 
 def he_jobs(
-    fed: Any, url: str, keys: Any, options: argparse.Namespace, stages: StageTimes
+    fed: Federation, url: str, keys: Any, options: argparse.Namespace, stages: StageTimes
 ) -> dict[str, Any]:
     """(a) and (b) through the REST API and the operator's client."""
     from gateway.client import Client
 
-    assets = [s.big_asset for s in fed.sites]
-    files = [s.big for s in fed.sites]
+    assets = fed.assets(TABLE)
+    files = fed.files(TABLE)
     counts, sums = true_counts(files), true_sums(files, "c0")
     poll = options.poll / 1000
     out: dict[str, Any] = {}
@@ -597,33 +472,28 @@ def main() -> None:
 
     began = time.perf_counter()
     load_before = os.getloadavg()[0]
-    stack: list[Callable[[], None]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-he-") as tmp:
-        try:
-            fed = build(Path(tmp), options, stack)
-            stages = instrument(fed)
-            fed.runner.start()
-            stack.append(fed.runner.stop)
-            setup = time.perf_counter() - began
-            begin = time.perf_counter()
-            keys = HeKeys.create()
-            bundle = len(keys.public_bundle())
-            created = time.perf_counter() - begin
-            files = [s.big for s in fed.sites]
-            print(
-                f"{options.rows:,} rows x {len(COLUMNS)} columns of {TABLE} on 3 site agents "
-                f"(csv, {os.path.getsize(files[0]) / 2**20:.1f} MiB per file); SQLite store; "
-                f"runner poll {RUNNER_POLL_SECONDS * 1000:.0f} ms (default 500); client poll "
-                f"{options.poll:.0f} ms; set up in {setup:.1f} s; "
-                f"{len(os.sched_getaffinity(0))} cores, load average {load_before:.1f} at start"
-            )
-            with serving(fed.services) as url:
-                jobs = he_jobs(fed, url, keys, options, stages)
-            base = baseline(files, keys, options.runs)
-            report(options, bundle, created, jobs, base)
-        finally:
-            for undo in reversed(stack):
-                undo()
+    with scratch_space("bench-he-") as (tmp, stack):
+        fed = build_he(tmp, options, stack)
+        stages = instrument(fed)
+        fed.runner.start()
+        stack.append(fed.runner.stop)
+        setup = time.perf_counter() - began
+        begin = time.perf_counter()
+        keys = HeKeys.create()
+        bundle = len(keys.public_bundle())
+        created = time.perf_counter() - begin
+        files = fed.files(TABLE)
+        print(
+            f"{options.rows:,} rows x {len(COLUMNS)} columns of {TABLE} on 3 site agents "
+            f"(csv, {os.path.getsize(files[0]) / 2**20:.1f} MiB per file); SQLite store; "
+            f"runner poll {RUNNER_POLL_SECONDS * 1000:.0f} ms (default 500); client poll "
+            f"{options.poll:.0f} ms; set up in {setup:.1f} s; "
+            f"{len(os.sched_getaffinity(0))} cores, load average {load_before:.1f} at start"
+        )
+        with serving(fed.services) as url:
+            jobs = he_jobs(fed, url, keys, options, stages)
+        base = baseline(files, keys, options.runs)
+        report(options, bundle, created, jobs, base)
     print(f"wall time {time.perf_counter() - began:.1f} s")
 
 
