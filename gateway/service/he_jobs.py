@@ -15,14 +15,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.domain import Actor, Job, JobState, Role
+from gateway.domain import Actor, Asset, Job, JobState, Role
 from gateway.errors import NotFound, ValidationFailed
 from gateway.service.access import require_role
 from gateway.service.decisions import DecisionService
 from gateway.service.decisions import out as decision_out
 from gateway.service.federated import expand
 from gateway.service.he_local import HeContextRefused, HeWorkspace
-from gateway.service.job_support import asset_schema, decided, for_schema, job_out
+from gateway.service.job_support import asset_schema, for_schema
 from gateway.service.jobs import JobService
 from gateway.service.policy_docs import visible_asset
 from gateway.service.schemas_gov import ColumnUseIn, DecisionOut, JobDescriptionIn, JobOut
@@ -302,11 +302,14 @@ class HeJobs:
         return None
 
     # submit -------------------------------------------------------------------------------
-    def _draft(self, tx: Tx, actor: Actor, body: HeJobIn, job_id: str, spec: dict[str, Any]) -> Job:
+    def _draft(
+        self, tx: Tx, actor: Actor, body: HeJobIn, job_id: str, spec: dict[str, Any]
+    ) -> tuple[list[Asset], Job]:
+        """The job ``body`` describes, over the assets it names, before any decision."""
         now = self.ctx.clock.now()
         assets = [visible_asset(actor, tx, a) for a in expand(tx, body.assets)]
         licences = self.jobs.licences_for(tx, actor, body.assets, body.licence_ids)
-        return Job(
+        return assets, Job(
             id=job_id,
             operator_org_id=actor.org_id,
             principal_id=actor.principal_id,
@@ -333,37 +336,23 @@ class HeJobs:
     def submit(self, actor: Actor, body: HeJobIn) -> JobOut:
         """Decide and persist an HE job; denied jobs are kept with their reasons."""
         require_role(actor, Role.OPERATOR)
-        if body.idempotency_key is not None:
-            with self.ctx.store.read() as tx:
-                existing = tx.find_job(actor.org_id, body.idempotency_key)
-            if existing is not None:
-                return job_out(existing)
+        existing = self.jobs.existing(actor, body.idempotency_key)
+        if existing is not None:
+            return existing
         spec = {**body.spec(), **self._store_weights(body)}
         context = self.check_context(spec)
 
-        def work(tx: Tx, note: Note) -> Job:
-            now = self.ctx.clock.now()
-            job = self._draft(tx, actor, body, self.ctx.ids.new("job"), spec)
+        def build(tx: Tx) -> tuple[list[Asset], Job, Decision, dict[str, Any]]:
+            assets, job = self._draft(tx, actor, body, self.ctx.ids.new("job"), spec)
             decision = self._decide(tx, actor, job, context)
-            self.decisions.record(decision)
-            job = decided(job, decision, now)
-            holders = {a: o for a, o in ((a, tx.get_asset(a)) for a in job.asset_ids) if o}
-            tx.add_job(job, {a: asset.org_id for a, asset in holders.items()})
-            note.target.update(job=job.id, assets=job.asset_ids)
-            note.subject_org = next(iter(holders.values())).org_id if holders else None
-            note.record_decision(decision.allow, decision.reasons)
-            note.detail = {
-                "state": str(job.state),
+            detail = {
                 "kind": body.kind,
                 "context_sha256": body.context_sha256,
                 "epsilon": body.epsilon,
             }
-            return job
+            return assets, job, decision, detail
 
-        job, _ = self.tracer.write(actor, "job.submit", work, request=_digested(body))
-        if job.state == JobState.QUEUED:
-            self.jobs.wakeup.set()
-        return job_out(job)
+        return self.jobs.enter(actor, build, _digested(body))
 
     def check(self, actor: Actor, body: HeJobIn) -> DecisionOut:
         """Decide an HE job without storing, running or charging anything."""
@@ -372,7 +361,7 @@ class HeJobs:
         context = self.check_context(spec)
 
         def work(tx: Tx, note: Note) -> Decision:
-            job = self._draft(tx, actor, body, "check", spec)
+            job = self._draft(tx, actor, body, "check", spec)[1]
             decision = self._decide(tx, actor, job, context)
             note.target["assets"] = job.asset_ids
             note.record_decision(decision.allow, decision.reasons)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from gateway.audit.merkle import leaf_hash
@@ -38,6 +39,7 @@ from gateway.service.job_support import (
     job_out,
     refused,
     sha,
+    summary,
 )
 from gateway.service.licences import effective_status
 from gateway.service.policy_docs import visible_asset
@@ -196,37 +198,61 @@ class JobService:
         )
         return assets, job
 
-    def submit(self, actor: Actor, body: JobSubmitIn) -> JobOut:
-        """Analyse, decide and persist a job; denied jobs are kept with their reasons."""
-        require_role(actor, Role.OPERATOR)
-        if body.idempotency_key is not None:
-            with self.ctx.store.read() as tx:
-                existing = tx.find_job(actor.org_id, body.idempotency_key)
-            if existing is not None:
-                return job_out(existing)
+    def existing(self, actor: Actor, idempotency_key: str | None) -> JobOut | None:
+        """The job the actor's organisation submitted earlier under ``idempotency_key``."""
+        if idempotency_key is None:
+            return None
+        with self.ctx.store.read() as tx:
+            found = tx.find_job(actor.org_id, idempotency_key)
+        return job_out(found) if found is not None else None
+
+    def enter(
+        self,
+        actor: Actor,
+        build: Callable[[Tx], tuple[list[Asset], Job, Decision, dict[str, Any]]],
+        request: Any,
+    ) -> JobOut:
+        """Persist the job ``build`` drafts, as its decision leaves it, traced as ``job.submit``.
+
+        ``build`` returns the job's assets, the undecided job, its decision and the trace
+        entry's detail (after the job's state).
+        """
 
         def work(tx: Tx, note: Note) -> Job:
             now = self.ctx.clock.now()
-            assets, job = self._draft(tx, actor, body, self.ctx.ids.new("job"))
-            decision, _plan = self.decide(tx, actor, job)
+            assets, job, decision, detail = build(tx)
             self.decisions.record(decision)
             job = decided(job, decision, now)
             tx.add_job(job, {a.id: a.org_id for a in assets})
             note.target.update(job=job.id, assets=job.asset_ids)
             note.subject_org = assets[0].org_id
             note.record_decision(decision.allow, decision.reasons)
-            note.detail = {
-                "state": str(job.state),
-                "sql_sha256": sha(body.sql),
-                "epsilon": body.epsilon,
-                "policy_versions": job.decision["policy_versions"],
-            }
+            note.detail = {"state": str(job.state), **detail}
             return job
 
-        job, _ = self.tracer.write(actor, "job.submit", work, request=body)
+        job, _ = self.tracer.write(actor, "job.submit", work, request=request)
         if job.state == JobState.QUEUED:
             self.wakeup.set()
         return job_out(job)
+
+    def submit(self, actor: Actor, body: JobSubmitIn) -> JobOut:
+        """Analyse, decide and persist a job; denied jobs are kept with their reasons."""
+        require_role(actor, Role.OPERATOR)
+        existing = self.existing(actor, body.idempotency_key)
+        if existing is not None:
+            return existing
+
+        def build(tx: Tx) -> tuple[list[Asset], Job, Decision, dict[str, Any]]:
+            assets, job = self._draft(tx, actor, body, self.ctx.ids.new("job"))
+            decision, _plan = self.decide(tx, actor, job)
+            detail = {
+                "sql_sha256": sha(body.sql),
+                "epsilon": body.epsilon,
+                "policy_versions": summary(decision)["policy_versions"],
+            }
+            return assets, job, decision, detail
+
+        return self.enter(actor, build, body)
 
     def check(self, actor: Actor, body: JobSubmitIn) -> DecisionOut:
         """Analyse and decide a SQL job without storing, running or charging anything."""
