@@ -29,6 +29,7 @@ from sandbox.spec import FragmentSpec, Limits
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
+_HEAD_BYTES = 512
 REFUSALS = {
     "malformed": "The bytes are not a context bundle of serialised TenSEAL contexts.",
     "secret_key": "The context carries a secret key: send only the public context.",
@@ -99,14 +100,14 @@ class HeWorkspace:
             with self.contexts.begin(size, sha256) as pending:
                 if pending.already_present:
                     return False
-                head = b""
+                head = b""  # the header is checked as soon as it has arrived
                 async for chunk in chunks:
-                    if len(head) < 512:
-                        head += chunk[: 512 - len(head)]
-                        if len(head) >= 64:
+                    if len(head) < _HEAD_BYTES:
+                        head += chunk[: _HEAD_BYTES - len(head)]
+                        if len(head) == _HEAD_BYTES:
                             bundle_layout(head, size)
                     pending.write(chunk)
-                if len(head) < 64:
+                if len(head) < _HEAD_BYTES:
                     bundle_layout(head, size)
                 pending.commit()
         except BundleError as exc:

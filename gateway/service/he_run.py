@@ -87,6 +87,7 @@ class HeRun:
         program = plan.site_program()
         if plan.kind == "he_linear":
             program["weights"], program["weights_outer"] = self.he.weights(job)
+        weights = (program.get("weights", ""), program.get("weights_outer", ""))
         text = json.dumps(program)
         futures: list[Future[FragmentOutcome]] = []
         clients: list[tuple[Any, str]] = []
@@ -119,7 +120,7 @@ class HeRun:
         units = [_units(part.pop("units", ""), width) for part in parts]
         if plan.kind == "he_aggregate":
             return self._aggregate(plan, parts, units), compute
-        return self._linear(job, plan, parts, units), compute
+        return self._linear(plan, parts, units, weights), compute
 
     def _site(self, client: Any, bundle: Any, request: FragmentRequest) -> FragmentOutcome:
         client.upload_input(bundle, timeout=self.timeout, digest=request.input_sha256)
@@ -148,7 +149,6 @@ class HeRun:
             _charge("people", "laplace", c, people.scale, people.epsilon),
             _charge("count", "laplace", c, counts.scale, counts.epsilon),
         ]
-        cells: list[float] = []
         sums: list[float] = []
         squares: list[float] = []
         for column in columns:
@@ -212,7 +212,11 @@ class HeRun:
 
     # he_linear -----------------------------------------------------------------------------
     def _linear(
-        self, job: Job, plan: HePlan, parts: list[dict[str, str]], units: list[list[int]]
+        self,
+        plan: HePlan,
+        parts: list[dict[str, str]],
+        units: list[list[int]],
+        weights: tuple[str, str],
     ) -> dict[str, Any]:
         assert plan.label is not None
         c, k = plan.max_rows_per_unit, plan.min_group_size
@@ -254,7 +258,7 @@ class HeRun:
             noise[name] = list(drawn.values)
             charges.append(_charge(name, "laplace", sensitivity, drawn.scale, drawn.epsilon))
         noise["n"], noise["yy"] = noise["n"][0], noise["yy"][0]
-        w, ww = self.he.weights(job)
+        w, ww = weights
         combined = self._combine(
             plan,
             {
