@@ -336,13 +336,7 @@ class JobService:
                 raise InvalidState(f"the job is {job.state}, not pending approval")
             now = self.ctx.clock.now()
             if job.approval_expires_at is not None and now >= job.approval_expires_at:
-                tx.update_job(
-                    job.id,
-                    [JobState.PENDING_APPROVAL],
-                    state=JobState.DENIED,
-                    error_code="approval_expired",
-                    updated_at=now,
-                )
+                # The refusal rolls this transaction back; the runner's recovery denies it.
                 raise InvalidState("the approval window has expired; the job is denied")
             if any(a["principal"] == actor.principal_id for a in job.approvals):
                 raise InvalidState("you have already decided on this job")
