@@ -247,17 +247,8 @@ def _check_source(
             f"Read the asset table '{schema.table}' directly.",
         )
         return None
-    if not isinstance(source, exp.Table):
-        name = function_name(source)
-        out.add(
-            "table_function",
-            name,
-            f"Table functions and file readers ('{name}') are not allowed.",
-            f"Read the asset table '{schema.table}'.",
-        )
-        return None
-    inner = source.this
-    if not isinstance(inner, exp.Identifier):
+    inner = source.this if isinstance(source, exp.Table) else source
+    if not isinstance(source, exp.Table) or not isinstance(inner, exp.Identifier):
         name = function_name(inner) if isinstance(inner, exp.Expr) else "table"
         out.add(
             "table_function",
