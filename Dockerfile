@@ -7,7 +7,7 @@ COPY gateway ./gateway
 COPY sandbox ./sandbox
 COPY contracts ./contracts
 COPY policies ./policies
-COPY proto ./proto
+COPY blindgate_proto ./blindgate_proto
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim-bookworm

@@ -11,13 +11,13 @@ import grpc
 from google.protobuf import json_format, struct_pb2
 from pydantic import ValidationError
 
+from blindgate_proto.v1 import gateway_pb2, gateway_pb2_grpc
 from gateway.domain import Actor, AssetStatus
 from gateway.errors import BlindgateError, ValidationFailed, as_public
 from gateway.service import Services
 from gateway.service.context import page_request
 from gateway.service.schemas import AssetCard
 from gateway.service.schemas_gov import JobSubmitIn
-from proto.blindgate.v1 import gateway_pb2, gateway_pb2_grpc
 
 log = logging.getLogger("blindgate.grpc")
 R = TypeVar("R")

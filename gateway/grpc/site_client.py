@@ -43,8 +43,8 @@ from typing import TypeVar
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from blindgate_proto.v1 import site_pb2, site_pb2_grpc
 from gateway.errors import BadRequest, BlindgateError, Conflict, Unavailable
-from proto.blindgate.v1 import site_pb2, site_pb2_grpc
 from sandbox.agent import codec
 from sandbox.agent.messages import (
     CancelOutcome,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from proto.blindgate.v1 import site_pb2
+from blindgate_proto.v1 import site_pb2
 from sandbox.agent.messages import (
     CANCELLED,
     AssetStatus,

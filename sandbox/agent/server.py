@@ -26,7 +26,7 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 
-from proto.blindgate.v1 import site_pb2, site_pb2_grpc
+from blindgate_proto.v1 import site_pb2, site_pb2_grpc
 from sandbox.agent import codec
 from sandbox.agent.config import SiteConfig
 from sandbox.agent.fragments import AgentRunner

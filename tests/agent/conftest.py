@@ -18,9 +18,9 @@ import grpc
 import pytest
 from prometheus_client import CollectorRegistry
 
+from blindgate_proto.v1 import site_pb2_grpc
 from gateway import pki
 from gateway.grpc.site_client import SiteClient, SiteMetrics
-from proto.blindgate.v1 import site_pb2_grpc
 from sandbox.agent.config import SiteConfig, parse_config
 from sandbox.agent.server import AgentServer
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import grpc
 import pytest
 
+from blindgate_proto.v1 import site_pb2
 from gateway.errors import BlindgateError
 from gateway.grpc.site_client import SiteClient
-from proto.blindgate.v1 import site_pb2
 from sandbox.agent.messages import FragmentRequest
 from sandbox.agent.server import AgentServer
 from tests.agent.conftest import MAX_INPUT, Pki, raw_stub

@@ -6,8 +6,8 @@ import grpc
 import pytest
 from prometheus_client import CollectorRegistry
 
+from blindgate_proto.v1 import site_pb2, site_pb2_grpc
 from gateway.grpc.site_client import SiteClient, SiteIdentityMismatch, SiteMetrics, SiteUnavailable
-from proto.blindgate.v1 import site_pb2, site_pb2_grpc
 from tests.agent.conftest import Identity, Pki, metric, raw_stub
 
 

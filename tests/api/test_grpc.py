@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
+from blindgate_proto.v1 import gateway_pb2, gateway_pb2_grpc
 from gateway.grpc.server import start_grpc
-from proto.blindgate.v1 import gateway_pb2, gateway_pb2_grpc
 from tests.world import World
 
 

@@ -204,8 +204,8 @@ def test_frozen_asset_spent_budget_and_missing_licence(federation: Federation) -
 def test_jobs_over_grpc(federation: Federation) -> None:
     import grpc
 
+    from blindgate_proto.v1 import gateway_pb2, gateway_pb2_grpc
     from gateway.grpc.server import start_grpc
-    from proto.blindgate.v1 import gateway_pb2, gateway_pb2_grpc
 
     fed = federation
     server, port = start_grpc(fed.services, address="127.0.0.1:0", workers=4)

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from proto.blindgate.v1 import gateway_pb2 as proto_dot_blindgate_dot_v1_dot_gateway__pb2
+from blindgate_proto.v1 import gateway_pb2 as blindgate__proto_dot_v1_dot_gateway__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in proto/blindgate/v1/gateway_pb2_grpc.py depends on'
+        + ' but the generated code in blindgate_proto/v1/gateway_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,33 +36,33 @@ class GatewayStub:
         """
         self.WhoAmI = channel.unary_unary(
                 '/blindgate.v1.Gateway/WhoAmI',
-                request_serializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.WhoAmIRequest.SerializeToString,
-                response_deserializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.WhoAmIResponse.FromString,
+                request_serializer=blindgate__proto_dot_v1_dot_gateway__pb2.WhoAmIRequest.SerializeToString,
+                response_deserializer=blindgate__proto_dot_v1_dot_gateway__pb2.WhoAmIResponse.FromString,
                 _registered_method=True)
         self.ListAssets = channel.unary_unary(
                 '/blindgate.v1.Gateway/ListAssets',
-                request_serializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.ListAssetsRequest.SerializeToString,
-                response_deserializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.ListAssetsResponse.FromString,
+                request_serializer=blindgate__proto_dot_v1_dot_gateway__pb2.ListAssetsRequest.SerializeToString,
+                response_deserializer=blindgate__proto_dot_v1_dot_gateway__pb2.ListAssetsResponse.FromString,
                 _registered_method=True)
         self.GetAsset = channel.unary_unary(
                 '/blindgate.v1.Gateway/GetAsset',
-                request_serializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.GetAssetRequest.SerializeToString,
-                response_deserializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.AssetCard.FromString,
+                request_serializer=blindgate__proto_dot_v1_dot_gateway__pb2.GetAssetRequest.SerializeToString,
+                response_deserializer=blindgate__proto_dot_v1_dot_gateway__pb2.AssetCard.FromString,
                 _registered_method=True)
         self.SubmitJob = channel.unary_unary(
                 '/blindgate.v1.Gateway/SubmitJob',
-                request_serializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.SubmitJobRequest.SerializeToString,
-                response_deserializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.Job.FromString,
+                request_serializer=blindgate__proto_dot_v1_dot_gateway__pb2.SubmitJobRequest.SerializeToString,
+                response_deserializer=blindgate__proto_dot_v1_dot_gateway__pb2.Job.FromString,
                 _registered_method=True)
         self.GetJob = channel.unary_unary(
                 '/blindgate.v1.Gateway/GetJob',
-                request_serializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.GetJobRequest.SerializeToString,
-                response_deserializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.Job.FromString,
+                request_serializer=blindgate__proto_dot_v1_dot_gateway__pb2.GetJobRequest.SerializeToString,
+                response_deserializer=blindgate__proto_dot_v1_dot_gateway__pb2.Job.FromString,
                 _registered_method=True)
         self.GetJobResult = channel.unary_unary(
                 '/blindgate.v1.Gateway/GetJobResult',
-                request_serializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.GetJobRequest.SerializeToString,
-                response_deserializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.JobResult.FromString,
+                request_serializer=blindgate__proto_dot_v1_dot_gateway__pb2.GetJobRequest.SerializeToString,
+                response_deserializer=blindgate__proto_dot_v1_dot_gateway__pb2.JobResult.FromString,
                 _registered_method=True)
 
 
@@ -116,33 +116,33 @@ def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'WhoAmI': grpc.unary_unary_rpc_method_handler(
                     servicer.WhoAmI,
-                    request_deserializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.WhoAmIRequest.FromString,
-                    response_serializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.WhoAmIResponse.SerializeToString,
+                    request_deserializer=blindgate__proto_dot_v1_dot_gateway__pb2.WhoAmIRequest.FromString,
+                    response_serializer=blindgate__proto_dot_v1_dot_gateway__pb2.WhoAmIResponse.SerializeToString,
             ),
             'ListAssets': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAssets,
-                    request_deserializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.ListAssetsRequest.FromString,
-                    response_serializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.ListAssetsResponse.SerializeToString,
+                    request_deserializer=blindgate__proto_dot_v1_dot_gateway__pb2.ListAssetsRequest.FromString,
+                    response_serializer=blindgate__proto_dot_v1_dot_gateway__pb2.ListAssetsResponse.SerializeToString,
             ),
             'GetAsset': grpc.unary_unary_rpc_method_handler(
                     servicer.GetAsset,
-                    request_deserializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.GetAssetRequest.FromString,
-                    response_serializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.AssetCard.SerializeToString,
+                    request_deserializer=blindgate__proto_dot_v1_dot_gateway__pb2.GetAssetRequest.FromString,
+                    response_serializer=blindgate__proto_dot_v1_dot_gateway__pb2.AssetCard.SerializeToString,
             ),
             'SubmitJob': grpc.unary_unary_rpc_method_handler(
                     servicer.SubmitJob,
-                    request_deserializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.SubmitJobRequest.FromString,
-                    response_serializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.Job.SerializeToString,
+                    request_deserializer=blindgate__proto_dot_v1_dot_gateway__pb2.SubmitJobRequest.FromString,
+                    response_serializer=blindgate__proto_dot_v1_dot_gateway__pb2.Job.SerializeToString,
             ),
             'GetJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJob,
-                    request_deserializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.GetJobRequest.FromString,
-                    response_serializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.Job.SerializeToString,
+                    request_deserializer=blindgate__proto_dot_v1_dot_gateway__pb2.GetJobRequest.FromString,
+                    response_serializer=blindgate__proto_dot_v1_dot_gateway__pb2.Job.SerializeToString,
             ),
             'GetJobResult': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJobResult,
-                    request_deserializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.GetJobRequest.FromString,
-                    response_serializer=proto_dot_blindgate_dot_v1_dot_gateway__pb2.JobResult.SerializeToString,
+                    request_deserializer=blindgate__proto_dot_v1_dot_gateway__pb2.GetJobRequest.FromString,
+                    response_serializer=blindgate__proto_dot_v1_dot_gateway__pb2.JobResult.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -170,8 +170,8 @@ class Gateway:
             request,
             target,
             '/blindgate.v1.Gateway/WhoAmI',
-            proto_dot_blindgate_dot_v1_dot_gateway__pb2.WhoAmIRequest.SerializeToString,
-            proto_dot_blindgate_dot_v1_dot_gateway__pb2.WhoAmIResponse.FromString,
+            blindgate__proto_dot_v1_dot_gateway__pb2.WhoAmIRequest.SerializeToString,
+            blindgate__proto_dot_v1_dot_gateway__pb2.WhoAmIResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -197,8 +197,8 @@ class Gateway:
             request,
             target,
             '/blindgate.v1.Gateway/ListAssets',
-            proto_dot_blindgate_dot_v1_dot_gateway__pb2.ListAssetsRequest.SerializeToString,
-            proto_dot_blindgate_dot_v1_dot_gateway__pb2.ListAssetsResponse.FromString,
+            blindgate__proto_dot_v1_dot_gateway__pb2.ListAssetsRequest.SerializeToString,
+            blindgate__proto_dot_v1_dot_gateway__pb2.ListAssetsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -224,8 +224,8 @@ class Gateway:
             request,
             target,
             '/blindgate.v1.Gateway/GetAsset',
-            proto_dot_blindgate_dot_v1_dot_gateway__pb2.GetAssetRequest.SerializeToString,
-            proto_dot_blindgate_dot_v1_dot_gateway__pb2.AssetCard.FromString,
+            blindgate__proto_dot_v1_dot_gateway__pb2.GetAssetRequest.SerializeToString,
+            blindgate__proto_dot_v1_dot_gateway__pb2.AssetCard.FromString,
             options,
             channel_credentials,
             insecure,
@@ -251,8 +251,8 @@ class Gateway:
             request,
             target,
             '/blindgate.v1.Gateway/SubmitJob',
-            proto_dot_blindgate_dot_v1_dot_gateway__pb2.SubmitJobRequest.SerializeToString,
-            proto_dot_blindgate_dot_v1_dot_gateway__pb2.Job.FromString,
+            blindgate__proto_dot_v1_dot_gateway__pb2.SubmitJobRequest.SerializeToString,
+            blindgate__proto_dot_v1_dot_gateway__pb2.Job.FromString,
             options,
             channel_credentials,
             insecure,
@@ -278,8 +278,8 @@ class Gateway:
             request,
             target,
             '/blindgate.v1.Gateway/GetJob',
-            proto_dot_blindgate_dot_v1_dot_gateway__pb2.GetJobRequest.SerializeToString,
-            proto_dot_blindgate_dot_v1_dot_gateway__pb2.Job.FromString,
+            blindgate__proto_dot_v1_dot_gateway__pb2.GetJobRequest.SerializeToString,
+            blindgate__proto_dot_v1_dot_gateway__pb2.Job.FromString,
             options,
             channel_credentials,
             insecure,
@@ -305,8 +305,8 @@ class Gateway:
             request,
             target,
             '/blindgate.v1.Gateway/GetJobResult',
-            proto_dot_blindgate_dot_v1_dot_gateway__pb2.GetJobRequest.SerializeToString,
-            proto_dot_blindgate_dot_v1_dot_gateway__pb2.JobResult.FromString,
+            blindgate__proto_dot_v1_dot_gateway__pb2.GetJobRequest.SerializeToString,
+            blindgate__proto_dot_v1_dot_gateway__pb2.JobResult.FromString,
             options,
             channel_credentials,
             insecure,

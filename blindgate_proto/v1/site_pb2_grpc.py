@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from proto.blindgate.v1 import site_pb2 as proto_dot_blindgate_dot_v1_dot_site__pb2
+from blindgate_proto.v1 import site_pb2 as blindgate__proto_dot_v1_dot_site__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in proto/blindgate/v1/site_pb2_grpc.py depends on'
+        + ' but the generated code in blindgate_proto/v1/site_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,23 +36,23 @@ class SiteAgentStub:
         """
         self.Health = channel.unary_unary(
                 '/blindgate.v1.SiteAgent/Health',
-                request_serializer=proto_dot_blindgate_dot_v1_dot_site__pb2.HealthRequest.SerializeToString,
-                response_deserializer=proto_dot_blindgate_dot_v1_dot_site__pb2.HealthResponse.FromString,
+                request_serializer=blindgate__proto_dot_v1_dot_site__pb2.HealthRequest.SerializeToString,
+                response_deserializer=blindgate__proto_dot_v1_dot_site__pb2.HealthResponse.FromString,
                 _registered_method=True)
         self.RunFragment = channel.unary_unary(
                 '/blindgate.v1.SiteAgent/RunFragment',
-                request_serializer=proto_dot_blindgate_dot_v1_dot_site__pb2.RunFragmentRequest.SerializeToString,
-                response_deserializer=proto_dot_blindgate_dot_v1_dot_site__pb2.RunFragmentResponse.FromString,
+                request_serializer=blindgate__proto_dot_v1_dot_site__pb2.RunFragmentRequest.SerializeToString,
+                response_deserializer=blindgate__proto_dot_v1_dot_site__pb2.RunFragmentResponse.FromString,
                 _registered_method=True)
         self.UploadInput = channel.stream_unary(
                 '/blindgate.v1.SiteAgent/UploadInput',
-                request_serializer=proto_dot_blindgate_dot_v1_dot_site__pb2.UploadInputRequest.SerializeToString,
-                response_deserializer=proto_dot_blindgate_dot_v1_dot_site__pb2.UploadInputResponse.FromString,
+                request_serializer=blindgate__proto_dot_v1_dot_site__pb2.UploadInputRequest.SerializeToString,
+                response_deserializer=blindgate__proto_dot_v1_dot_site__pb2.UploadInputResponse.FromString,
                 _registered_method=True)
         self.Cancel = channel.unary_unary(
                 '/blindgate.v1.SiteAgent/Cancel',
-                request_serializer=proto_dot_blindgate_dot_v1_dot_site__pb2.CancelRequest.SerializeToString,
-                response_deserializer=proto_dot_blindgate_dot_v1_dot_site__pb2.CancelResponse.FromString,
+                request_serializer=blindgate__proto_dot_v1_dot_site__pb2.CancelRequest.SerializeToString,
+                response_deserializer=blindgate__proto_dot_v1_dot_site__pb2.CancelResponse.FromString,
                 _registered_method=True)
 
 
@@ -95,23 +95,23 @@ def add_SiteAgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Health': grpc.unary_unary_rpc_method_handler(
                     servicer.Health,
-                    request_deserializer=proto_dot_blindgate_dot_v1_dot_site__pb2.HealthRequest.FromString,
-                    response_serializer=proto_dot_blindgate_dot_v1_dot_site__pb2.HealthResponse.SerializeToString,
+                    request_deserializer=blindgate__proto_dot_v1_dot_site__pb2.HealthRequest.FromString,
+                    response_serializer=blindgate__proto_dot_v1_dot_site__pb2.HealthResponse.SerializeToString,
             ),
             'RunFragment': grpc.unary_unary_rpc_method_handler(
                     servicer.RunFragment,
-                    request_deserializer=proto_dot_blindgate_dot_v1_dot_site__pb2.RunFragmentRequest.FromString,
-                    response_serializer=proto_dot_blindgate_dot_v1_dot_site__pb2.RunFragmentResponse.SerializeToString,
+                    request_deserializer=blindgate__proto_dot_v1_dot_site__pb2.RunFragmentRequest.FromString,
+                    response_serializer=blindgate__proto_dot_v1_dot_site__pb2.RunFragmentResponse.SerializeToString,
             ),
             'UploadInput': grpc.stream_unary_rpc_method_handler(
                     servicer.UploadInput,
-                    request_deserializer=proto_dot_blindgate_dot_v1_dot_site__pb2.UploadInputRequest.FromString,
-                    response_serializer=proto_dot_blindgate_dot_v1_dot_site__pb2.UploadInputResponse.SerializeToString,
+                    request_deserializer=blindgate__proto_dot_v1_dot_site__pb2.UploadInputRequest.FromString,
+                    response_serializer=blindgate__proto_dot_v1_dot_site__pb2.UploadInputResponse.SerializeToString,
             ),
             'Cancel': grpc.unary_unary_rpc_method_handler(
                     servicer.Cancel,
-                    request_deserializer=proto_dot_blindgate_dot_v1_dot_site__pb2.CancelRequest.FromString,
-                    response_serializer=proto_dot_blindgate_dot_v1_dot_site__pb2.CancelResponse.SerializeToString,
+                    request_deserializer=blindgate__proto_dot_v1_dot_site__pb2.CancelRequest.FromString,
+                    response_serializer=blindgate__proto_dot_v1_dot_site__pb2.CancelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -139,8 +139,8 @@ class SiteAgent:
             request,
             target,
             '/blindgate.v1.SiteAgent/Health',
-            proto_dot_blindgate_dot_v1_dot_site__pb2.HealthRequest.SerializeToString,
-            proto_dot_blindgate_dot_v1_dot_site__pb2.HealthResponse.FromString,
+            blindgate__proto_dot_v1_dot_site__pb2.HealthRequest.SerializeToString,
+            blindgate__proto_dot_v1_dot_site__pb2.HealthResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -166,8 +166,8 @@ class SiteAgent:
             request,
             target,
             '/blindgate.v1.SiteAgent/RunFragment',
-            proto_dot_blindgate_dot_v1_dot_site__pb2.RunFragmentRequest.SerializeToString,
-            proto_dot_blindgate_dot_v1_dot_site__pb2.RunFragmentResponse.FromString,
+            blindgate__proto_dot_v1_dot_site__pb2.RunFragmentRequest.SerializeToString,
+            blindgate__proto_dot_v1_dot_site__pb2.RunFragmentResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -193,8 +193,8 @@ class SiteAgent:
             request_iterator,
             target,
             '/blindgate.v1.SiteAgent/UploadInput',
-            proto_dot_blindgate_dot_v1_dot_site__pb2.UploadInputRequest.SerializeToString,
-            proto_dot_blindgate_dot_v1_dot_site__pb2.UploadInputResponse.FromString,
+            blindgate__proto_dot_v1_dot_site__pb2.UploadInputRequest.SerializeToString,
+            blindgate__proto_dot_v1_dot_site__pb2.UploadInputResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -220,8 +220,8 @@ class SiteAgent:
             request,
             target,
             '/blindgate.v1.SiteAgent/Cancel',
-            proto_dot_blindgate_dot_v1_dot_site__pb2.CancelRequest.SerializeToString,
-            proto_dot_blindgate_dot_v1_dot_site__pb2.CancelResponse.FromString,
+            blindgate__proto_dot_v1_dot_site__pb2.CancelRequest.SerializeToString,
+            blindgate__proto_dot_v1_dot_site__pb2.CancelResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,1 @@
+"""``blindgate.v1``: the gateway API and the gateway-to-site protocol."""

@@ -1,1 +1,0 @@
-"""Blindgate protocol definitions and generated gRPC code."""
