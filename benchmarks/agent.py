@@ -101,7 +101,7 @@ def agent_process(scratch: Path, pool_size: int, gateway_fingerprint: str) -> It
 
 def measure(client: Any, pool_size: int, options: argparse.Namespace) -> list[float]:
     """Time the agent's calls; returns the fragment latencies."""
-    from sandbox.agent.messages import FragmentRequest
+    from sandbox.wire import FragmentRequest
 
     ids = (f"bench-{pool_size}-{n}" for n in itertools.count())
 

@@ -782,7 +782,7 @@ class Memory:
 
 def lone_fragment(fed: Federation, program: str, runs: int) -> list[float]:
     """The sites' fragment sent straight to one agent, alone, 0.5 s apart (pool warm)."""
-    from sandbox.agent.messages import FragmentRequest
+    from sandbox.wire import FragmentRequest
 
     first = fed.sites[0]
     with fed.services.ctx.store.read() as tx:

@@ -45,8 +45,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from blindgate_proto.v1 import site_pb2, site_pb2_grpc
 from gateway.errors import BadRequest, BlindgateError, Conflict, Unavailable
-from sandbox.agent import codec
-from sandbox.agent.messages import (
+from sandbox import wire
+from sandbox.wire import (
     CancelOutcome,
     FragmentOutcome,
     FragmentRequest,
@@ -207,7 +207,7 @@ class SiteClient:
         response = self._call(
             "Health", lambda stub, t: stub.Health(site_pb2.HealthRequest(), timeout=t), timeout
         )
-        return codec.decode_health(response)
+        return wire.decode_health(response)
 
     def healthy(self, timeout: float = 2.0) -> bool:
         """Whether the agent answers ``Health`` with its registered certificate."""
@@ -221,7 +221,7 @@ class SiteClient:
         self, request: FragmentRequest, timeout: float | None = None
     ) -> FragmentOutcome:
         """Run one fragment (retries reuse its ``fragment_id``, so it runs at most once)."""
-        message = codec.encode_request(request)
+        message = wire.encode_request(request)
         response = self._call(
             "RunFragment",
             lambda stub, t: stub.RunFragment(message, timeout=t),
@@ -229,8 +229,8 @@ class SiteClient:
             retry_busy=True,
         )
         try:
-            outcome = codec.decode_outcome(response)
-        except codec.CodecError as exc:
+            outcome = wire.decode_outcome(response)
+        except wire.CodecError as exc:
             self._count_failure("RunFragment", "malformed_response")
             raise BlindgateError("malformed response from a site agent") from exc
         if not outcome.ok and self._metrics is not None:
@@ -244,7 +244,7 @@ class SiteClient:
             lambda stub, t: stub.Cancel(site_pb2.CancelRequest(fragment_id=fragment_id), timeout=t),
             timeout,
         )
-        return codec.CANCEL_FROM_PROTO.get(response.outcome, CancelOutcome.ALREADY_FINISHED)
+        return wire.CANCEL_FROM_PROTO.get(response.outcome, CancelOutcome.ALREADY_FINISHED)
 
     def upload_input(
         self,

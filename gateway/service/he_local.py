@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import BlindgateError, NotFound, ValidationFailed
-from sandbox.agent.inputs import InputRejected, InputStore
 from sandbox.config import IsolationLevel, RunnerConfig
 from sandbox.he_format import MAX_BUNDLE_BYTES, MAX_CIPHERTEXT_BYTES, BundleError, bundle_layout
+from sandbox.inputs import InputRejected, InputStore
 from sandbox.runner import Runner
 from sandbox.spec import FragmentSpec, Limits
 

@@ -34,7 +34,7 @@ from gateway.grpc.site_pool import SitePool
 from gateway.jobs.mechanisms import NoiseSource, OpenDPNoise
 from gateway.service.he_jobs import HeJobs, HePlan
 from gateway.service.he_local import HeStepFailed
-from sandbox.agent.messages import FragmentOutcome, FragmentRequest
+from sandbox.wire import FragmentOutcome, FragmentRequest
 
 _MARGIN = 1e-9
 TARGETING_FAILURE = 1e-9

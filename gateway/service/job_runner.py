@@ -31,7 +31,7 @@ from gateway.service.jobs import JobService
 from gateway.service.ledger import Ledger
 from gateway.service.tracing import Note, Tracer
 from gateway.store import Tx
-from sandbox.agent.messages import FragmentRequest
+from sandbox.wire import FragmentRequest
 
 log = logging.getLogger(__name__)
 

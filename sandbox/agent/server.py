@@ -27,11 +27,11 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 
 from blindgate_proto.v1 import site_pb2, site_pb2_grpc
-from sandbox.agent import codec
+from sandbox import wire
 from sandbox.agent.config import SiteConfig
 from sandbox.agent.fragments import AgentRunner
-from sandbox.agent.inputs import InputRejected
 from sandbox.agent.service import AgentError, AgentService, Busy, InvalidRequest
+from sandbox.inputs import InputRejected
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -137,7 +137,7 @@ class SiteAgentServicer(site_pb2_grpc.SiteAgentServicer):
     def Health(
         self, request: site_pb2.HealthRequest, context: grpc.ServicerContext
     ) -> site_pb2.HealthResponse:
-        return self._call(context, lambda: codec.encode_health(self.service.health()))
+        return self._call(context, lambda: wire.encode_health(self.service.health()))
 
     def RunFragment(
         self, request: site_pb2.RunFragmentRequest, context: grpc.ServicerContext
@@ -147,11 +147,11 @@ class SiteAgentServicer(site_pb2_grpc.SiteAgentServicer):
                 raise Busy("too many waiting calls")
             try:
                 outcome = self.service.run(
-                    codec.decode_request(request), context.time_remaining(), context.is_active
+                    wire.decode_request(request), context.time_remaining(), context.is_active
                 )
             finally:
                 self._waiting.release()
-            return codec.encode_outcome(outcome)
+            return wire.encode_outcome(outcome)
 
         return self._call(context, run)
 
@@ -184,7 +184,7 @@ class SiteAgentServicer(site_pb2_grpc.SiteAgentServicer):
     ) -> site_pb2.CancelResponse:
         def cancel() -> site_pb2.CancelResponse:
             outcome = self.service.cancel(request.fragment_id)
-            return site_pb2.CancelResponse(outcome=codec.CANCEL_TO_PROTO[outcome])
+            return site_pb2.CancelResponse(outcome=wire.CANCEL_TO_PROTO[outcome])
 
         return self._call(context, cancel)
 

@@ -29,15 +29,6 @@ from pathlib import Path
 
 from sandbox.agent.config import FileAsset, PostgresAsset, SiteConfig
 from sandbox.agent.fragments import AgentRunner, StopReason, StopSwitch
-from sandbox.agent.inputs import InputStore, PendingInput
-from sandbox.agent.messages import (
-    CANCELLED,
-    AssetStatus,
-    CancelOutcome,
-    FragmentOutcome,
-    FragmentRequest,
-    HealthReport,
-)
 from sandbox.agent.postgres import (
     ExportFailed,
     PostgresExports,
@@ -45,12 +36,21 @@ from sandbox.agent.postgres import (
     SandboxOwner,
     run_pushdown,
 )
+from sandbox.inputs import InputStore, PendingInput
 from sandbox.spec import (
     FailureReason,
     FragmentSpec,
     Limits,
     OutputValidationError,
     validate_table,
+)
+from sandbox.wire import (
+    CANCELLED,
+    AssetStatus,
+    CancelOutcome,
+    FragmentOutcome,
+    FragmentRequest,
+    HealthReport,
 )
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""site.yaml: validation, relative paths, fingerprints, asset kinds; the codec."""
+"""site.yaml: validation, relative paths, fingerprints, asset kinds; the wire."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from sandbox.agent import codec
+from sandbox import wire
 from sandbox.agent.config import FileAsset, PostgresAsset, load_config, parse_config
-from sandbox.agent.messages import FragmentOutcome, FragmentRequest, RequestedLimits
 from sandbox.config import IsolationLevel
 from sandbox.spec import ResultTable
+from sandbox.wire import FragmentOutcome, FragmentRequest, RequestedLimits
 
 FINGERPRINT = "ab" * 32
 
@@ -91,13 +91,13 @@ def test_runner_config_carries_the_safety_settings(tmp_path: Path) -> None:
 def test_codec_round_trips_outcomes_and_requests() -> None:
     table = ResultTable(("a", "b"), ("BIGINT", "VARCHAR"), ((2**70, None), (-3, "x"), (True, 1.5)))
     outcome = FragmentOutcome("f-1", True, table, elapsed_ms=3.5)
-    assert codec.decode_outcome(codec.encode_outcome(outcome)) == outcome
+    assert wire.decode_outcome(wire.encode_outcome(outcome)) == outcome
     failed = FragmentOutcome.failed("f-2", "cancelled", 1.0)
-    assert codec.decode_outcome(codec.encode_outcome(failed)) == failed
+    assert wire.decode_outcome(wire.encode_outcome(failed)) == failed
     request = FragmentRequest(
         "f-3", "j", "a", "duckdb_sql", "SELECT 1", RequestedLimits(cpu_seconds=2), 500, "0" * 64
     )
-    assert codec.decode_request(codec.encode_request(request)) == request
+    assert wire.decode_request(wire.encode_request(request)) == request
 
 
 def test_unknown_failure_codes_do_not_exist() -> None:

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.errors import Conflict
 from gateway.grpc.site_client import SiteClient, SiteMetrics
-from sandbox.agent.messages import CancelOutcome, FragmentOutcome, FragmentRequest, RequestedLimits
+from sandbox.wire import CancelOutcome, FragmentOutcome, FragmentRequest, RequestedLimits
 from tests.agent.conftest import EXPECTED_GROUPS, GROUP_BY, Pki, metric
 
 PRELUDE = textwrap.dedent(

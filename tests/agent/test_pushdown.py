@@ -99,8 +99,8 @@ def test_the_agent_pushes_down_when_its_holder_says_so(
 
     from gateway.grpc.site_client import SiteClient, SiteMetrics
     from sandbox.agent.config import parse_config
-    from sandbox.agent.messages import FragmentRequest
     from sandbox.agent.server import AgentServer
+    from sandbox.wire import FragmentRequest
     from tests.agent.conftest import agent_document
 
     dsn, _ = admissions

@@ -17,11 +17,11 @@ import pytest
 
 from sandbox.agent.config import parse_config
 from sandbox.agent.fragments import StopSwitch
-from sandbox.agent.messages import CancelOutcome, FragmentRequest
 from sandbox.agent.service import AgentService, Busy, InvalidRequest, WaitAbandoned
 from sandbox.config import IsolationLevel
 from sandbox.isolation import LAYERS, IsolationReport
 from sandbox.spec import FailureReason, FragmentResult, FragmentSpec, ResultTable
+from sandbox.wire import CancelOutcome, FragmentRequest
 
 
 class BlockingRunner:

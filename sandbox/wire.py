@@ -1,25 +1,110 @@
-"""Conversions between :mod:`sandbox.agent.messages` and the site.proto messages.
+"""The gateway-to-site wire types and their protobuf codec, imported by both sides.
 
-Used by the agent's gRPC server and by the gateway's client, so both sides agree
-on how results, failure codes and limits are encoded.  No gRPC import here.
+The dataclasses are what the gateway and a site agent exchange, independent of the
+transport; the ``encode_*``/``decode_*`` functions convert them to and from the
+``blindgate.v1.SiteAgent`` messages (site.proto), so both sides agree on how results,
+failure codes and limits are encoded.  No gRPC import here.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from blindgate_proto.v1 import site_pb2
-from sandbox.agent.messages import (
-    CANCELLED,
-    AssetStatus,
-    CancelOutcome,
-    FragmentOutcome,
-    FragmentRequest,
-    HealthReport,
-    RequestedLimits,
-)
 from sandbox.spec import FailureReason, ResultTable, Scalar
+
+CANCELLED = "cancelled"
+"""The failure code of a fragment stopped by ``Cancel`` (besides :class:`FailureReason`)."""
+
+FAILURE_CODES = (*(reason.value for reason in FailureReason), CANCELLED)
+
+
+@dataclass(frozen=True)
+class RequestedLimits:
+    """Limits asked for by the gateway; 0 means the site's default."""
+
+    memory_bytes: int = 0
+    cpu_seconds: int = 0
+    wall_seconds: float = 0.0
+    output_bytes: int = 0
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class FragmentRequest:
+    """One fragment as the gateway sends it (see ``RunFragmentRequest`` in site.proto)."""
+
+    fragment_id: str
+    job_id: str
+    asset_id: str
+    executor: str
+    program: str
+    limits: RequestedLimits = field(default_factory=RequestedLimits)
+    deadline_ms: int = 0
+    input_sha256: str = ""
+    pushdown_program: str = ""
+
+
+@dataclass(frozen=True)
+class FragmentOutcome:
+    """A fragment's result: a table, or one failure code from :data:`FAILURE_CODES`."""
+
+    fragment_id: str
+    ok: bool
+    table: ResultTable | None = None
+    failure: str | None = None
+    elapsed_ms: float = 0.0
+    replayed: bool = False
+
+    @classmethod
+    def failed(cls, fragment_id: str, failure: str, elapsed_ms: float = 0.0) -> FragmentOutcome:
+        """A failed outcome carrying only its code."""
+        if failure not in FAILURE_CODES:
+            raise ValueError(f"unknown failure code {failure!r}")
+        return cls(fragment_id, ok=False, failure=failure, elapsed_ms=elapsed_ms)
+
+
+class CancelOutcome(enum.StrEnum):
+    """What ``Cancel`` did."""
+
+    STOPPED = "stopped"
+    NOT_STARTED = "not_started"
+    ALREADY_FINISHED = "already_finished"
+
+
+@dataclass(frozen=True)
+class AssetStatus:
+    """One asset as ``Health`` reports it."""
+
+    id: str
+    kind: str
+    format: str
+    ready: bool
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """The agent's version, isolation and assets."""
+
+    agent_version: str
+    isolation_level: str
+    isolation_backend: str
+    layers: dict[str, bool]
+    assets: tuple[AssetStatus, ...]
+    executors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StoredInput:
+    """An input stored content-addressed on the agent."""
+
+    sha256: str
+    size: int
+    already_present: bool
+
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 

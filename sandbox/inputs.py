@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
-from sandbox.agent.messages import StoredInput
+from sandbox.wire import StoredInput
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 DATA_FILE = "data"
