@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -26,6 +27,12 @@ def test_generated_code_is_current() -> None:
 @pytest.mark.slow
 def test_wheel_installs_beside_proto_plus(tmp_path: Path) -> None:
     """proto-plus owns the import package ``proto``: the wheel must not ship one."""
+    source = tmp_path / "src"  # a copy, so the build leaves nothing in the checkout
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(".*", "build", "dist", "*.egg-info", "__pycache__"),
+    )
     wheels = tmp_path / "wheels"
     subprocess.run(
         [
@@ -38,7 +45,7 @@ def test_wheel_installs_beside_proto_plus(tmp_path: Path) -> None:
             "-q",
             "-w",
             str(wheels),
-            str(ROOT),
+            str(source),
         ],
         check=True,
         capture_output=True,
