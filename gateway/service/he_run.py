@@ -31,9 +31,9 @@ from typing import Any
 
 from gateway.domain import Asset, Job, Site
 from gateway.grpc.site_pool import SitePool
-from gateway.jobs.mechanisms import NoiseSource, OpenDPNoise
 from gateway.service.he_jobs import HeJobs, HePlan
 from gateway.service.he_local import HeStepFailed
+from policies.jobs.mechanisms import NoiseSource, OpenDPNoise
 from sandbox.wire import FragmentOutcome, FragmentRequest
 
 _MARGIN = 1e-9

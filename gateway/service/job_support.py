@@ -10,11 +10,11 @@ from typing import Any
 from contracts.terms import terms_from_canonical
 from gateway.domain import Asset, Job, JobState
 from gateway.errors import ValidationFailed
-from gateway.jobs import AssetSchema, JobError
 from gateway.service.decisions import deny
 from gateway.service.schemas_gov import JobOut
 from gateway.store import Tx
 from policies import Decision, EffectiveParameters, Reason
+from policies.jobs import AssetSchema, JobError
 
 
 def asset_schema(assets: list[Asset]) -> AssetSchema:

@@ -25,7 +25,6 @@ from gateway.domain import (
     Role,
 )
 from gateway.errors import Forbidden, InvalidState, NotFound
-from gateway.jobs import AnalysisError, JobError, analyse, partial_plan
 from gateway.service.access import hide_unless, require_role
 from gateway.service.audit import AuditService
 from gateway.service.context import PageRequest, ServiceContext, encode_cursor
@@ -56,6 +55,7 @@ from gateway.service.schemas_gov import (
 from gateway.service.tracing import Note, Tracer
 from gateway.store import Tx
 from policies import Decision
+from policies.jobs import AnalysisError, JobError, analyse, partial_plan
 
 JOB_KIND = "sql_aggregate"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from gateway.jobs import analyse, combine, partial_plan
+from policies.jobs import analyse, combine, partial_plan
 from sandbox.agent.config import PostgresSource
 from sandbox.agent.postgres import PushdownFailed, pushdown_is_safe, run_pushdown
 from tests.agent.conftest import Pki

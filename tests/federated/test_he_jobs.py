@@ -424,8 +424,8 @@ def test_a_holder_approves_an_he_job_seeing_what_it_computes(
 
 
 def test_the_release_threshold_keeps_small_targets_out() -> None:
-    from gateway.jobs.mechanisms import OpenDPNoise
     from gateway.service.he_run import release_threshold
+    from policies.jobs.mechanisms import OpenDPNoise
 
     k = 10
     noised = OpenDPNoise().laplace([k - 1] * 20_000, sensitivity=1, epsilon=0.2, integer=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.jobs import AnalysisError, analyse
 from policies import ColumnUse
+from policies.jobs import AnalysisError, analyse
 from tests.jobs.world import SCHEMA
 
 

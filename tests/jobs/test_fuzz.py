@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlglot import exp
 
-from gateway.jobs import Analysis, AnalysisError, JobError, analyse, partial_plan
+from policies.jobs import Analysis, AnalysisError, JobError, analyse, partial_plan
 from tests.jobs.world import COLUMNS_SQL, SCHEMA, params
 
 VALID = [

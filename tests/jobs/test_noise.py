@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gateway.jobs import (
+from policies.jobs import (
     CombinedGroup,
     Noised,
     OpenDPNoise,
@@ -163,7 +163,7 @@ def test_min_and_max_need_explicit_permission(caplog: pytest.LogCaptureFixture) 
     with pytest.raises(ReleaseError) as info:
         release(plan, groups, params())
     assert info.value.codes == ("min_max_not_private",)
-    with caplog.at_level(logging.WARNING, logger="gateway.jobs.noise"):
+    with caplog.at_level(logging.WARNING, logger="policies.jobs.noise"):
         result = release(plan, groups, params(), unsafe_allow_min_max=True)
     assert "MIN/MAX" in caplog.text
     row = result.rows[0]

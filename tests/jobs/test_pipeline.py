@@ -9,8 +9,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from gateway.jobs import AssetSchema, analyse, combine, partial_plan, release
 from policies import evaluate
+from policies.jobs import AssetSchema, analyse, combine, partial_plan, release
 from tests.jobs.world import run_fragment
 from tests.policies.builders import build, request_dict
 

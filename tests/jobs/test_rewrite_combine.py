@@ -10,7 +10,7 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from gateway.jobs import (
+from policies.jobs import (
     AnalysisError,
     CombineError,
     PartialPlan,

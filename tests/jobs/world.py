@@ -10,8 +10,8 @@ from typing import Any
 
 import duckdb
 
-from gateway.jobs import AssetSchema
 from policies import Approval, ClipBounds, EffectiveParameters
+from policies.jobs import AssetSchema
 
 SCHEMA = AssetSchema.build(
     "admissions",

@@ -5,7 +5,7 @@ listed for it; anything else is refused. Types are tracked coarsely (:class:`Kin
 no comparison, ``IN`` list or ``CASE`` makes the engine cast *data* implicitly: DuckDB
 raises when it casts ``'abc'`` to a number, which would let the success of a job depend on
 hidden values. Numeric arithmetic and functions are later evaluated in DOUBLE (see
-:mod:`gateway.jobs.rewrite`), where overflow gives infinity instead of an error, and
+:mod:`policies.jobs.rewrite`), where overflow gives infinity instead of an error, and
 division is allowed only by a non-zero literal.
 
 While checking, every column met is recorded as a policy :class:`~policies.ColumnUse`:
@@ -20,9 +20,10 @@ from collections.abc import Callable, Mapping
 
 from sqlglot import exp
 
-from gateway.jobs.errors import Refusals
-from gateway.jobs.functions import FunctionChecks
-from gateway.jobs.kinds import (
+from policies.jobs.errors import Refusals
+from policies.jobs.functions import FunctionChecks
+from policies.jobs.schema import AssetSchema, Kind
+from policies.jobs.values import (
     BOOLEAN,
     COMPARISONS,
     FIX_FUNCTION,
@@ -37,7 +38,6 @@ from gateway.jobs.kinds import (
     sql_of,
     unify,
 )
-from gateway.jobs.schema import AssetSchema, Kind
 
 
 class ExpressionChecker(FunctionChecks):

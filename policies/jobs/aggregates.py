@@ -17,8 +17,10 @@ from typing import Final, Literal
 
 from sqlglot import exp
 
-from gateway.jobs.expressions import ExpressionChecker
-from gateway.jobs.kinds import (
+from policies import AggregateFunction
+from policies.jobs.expressions import ExpressionChecker
+from policies.jobs.schema import AssetSchema, Kind
+from policies.jobs.values import (
     FILTER,
     PLAIN,
     UNKNOWN,
@@ -31,8 +33,6 @@ from gateway.jobs.kinds import (
     sql_of,
     unwrap,
 )
-from gateway.jobs.schema import AssetSchema, Kind
-from policies import AggregateFunction
 
 AggregateName = Literal[
     "count",

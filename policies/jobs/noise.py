@@ -13,7 +13,7 @@ quantities (``epsilon / n`` each, minus a rounding margin), so by sequential com
 the job spends at most ``epsilon``. Each quantity's noise is Laplace from OpenDP,
 calibrated to its L1 sensitivity under adding or removing one person, who owns at most
 ``c`` rows after contribution bounding (per site; over the whole job this relies on the
-sites holding disjoint persons, see :mod:`gateway.jobs.combine`):
+sites holding disjoint persons, see :mod:`policies.jobs.combine`):
 
 =====================  ====================  ==========================================
 quantity               sensitivity (L1)      mechanism
@@ -66,11 +66,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from gateway.jobs.combine import CombinedGroup, variance_from
-from gateway.jobs.errors import Refusal, ReleaseError
-from gateway.jobs.mechanisms import NoiseSource, OpenDPNoise
-from gateway.jobs.rewrite import UNITS, PartialPlan, PlannedOutput
 from policies import ClipBounds, EffectiveParameters
+from policies.jobs.combine import CombinedGroup, variance_from
+from policies.jobs.errors import Refusal, ReleaseError
+from policies.jobs.mechanisms import NoiseSource, OpenDPNoise
+from policies.jobs.rewrite import UNITS, PartialPlan, PlannedOutput
 
 log = logging.getLogger(__name__)
 

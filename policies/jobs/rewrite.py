@@ -37,11 +37,11 @@ from typing import Final, Literal
 import sqlglot
 from sqlglot import exp
 
-from gateway.jobs.aggregates import AggregateName, OutputColumn
-from gateway.jobs.errors import PlanError, Refusal, Refusals
-from gateway.jobs.schema import AssetSchema, Kind
-from gateway.jobs.sql_analysis import Analysis
 from policies import ClipBounds, EffectiveParameters
+from policies.jobs.aggregates import AggregateName, OutputColumn
+from policies.jobs.errors import PlanError, Refusal, Refusals
+from policies.jobs.schema import AssetSchema, Kind
+from policies.jobs.sql_analysis import Analysis
 
 PartialKind = Literal["count", "sum", "sum_squares", "min", "max"]
 Role = Literal["count", "sum", "sum_squares", "min", "max", "units"]

@@ -8,13 +8,13 @@ fragment every site runs; :func:`combine` merges the sites' partial aggregates;
 gateway.
 """
 
-from gateway.jobs.aggregates import AggregateName, OutputColumn
-from gateway.jobs.combine import CombinedGroup, CombineError, combine
-from gateway.jobs.errors import AnalysisError, JobError, PlanError, Refusal, ReleaseError
-from gateway.jobs.mechanisms import Noised, NoiseSource, OpenDPNoise, Thresholded
-from gateway.jobs.noise import Cell, Charge, Release, release
-from gateway.jobs.query import GroupKey
-from gateway.jobs.rewrite import (
+from policies.jobs.aggregates import AggregateName, OutputColumn
+from policies.jobs.combine import CombinedGroup, CombineError, combine
+from policies.jobs.errors import AnalysisError, JobError, PlanError, Refusal, ReleaseError
+from policies.jobs.mechanisms import Noised, NoiseSource, OpenDPNoise, Thresholded
+from policies.jobs.noise import Cell, Charge, Release, release
+from policies.jobs.query import GroupKey
+from policies.jobs.rewrite import (
     UNITS,
     Partial,
     PartialPlan,
@@ -23,8 +23,8 @@ from gateway.jobs.rewrite import (
     RowValue,
     partial_plan,
 )
-from gateway.jobs.schema import AssetSchema, ColumnSpec, Kind
-from gateway.jobs.sql_analysis import Analysis, analyse
+from policies.jobs.schema import AssetSchema, ColumnSpec, Kind
+from policies.jobs.sql_analysis import Analysis, analyse
 
 __all__ = [
     "UNITS",

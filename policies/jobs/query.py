@@ -13,9 +13,10 @@ from typing import Final
 
 from sqlglot import exp
 
-from gateway.jobs.aggregates import AggregateChecker, OutputColumn
-from gateway.jobs.expressions import ExpressionChecker
-from gateway.jobs.kinds import (
+from policies.jobs.aggregates import AggregateChecker, OutputColumn
+from policies.jobs.expressions import ExpressionChecker
+from policies.jobs.schema import AssetSchema
+from policies.jobs.values import (
     FILTER,
     GROUP_BY,
     PLAIN,
@@ -25,7 +26,6 @@ from gateway.jobs.kinds import (
     sql_of,
     unwrap,
 )
-from gateway.jobs.schema import AssetSchema
 
 _MAX_NAME: Final = 128
 

@@ -9,8 +9,8 @@ from typing import Final
 
 from sqlglot import exp
 
-from gateway.jobs.schema import AssetSchema, Kind
 from policies import AggregateFunction, ColumnUsage, ColumnUse
+from policies.jobs.schema import AssetSchema, Kind
 
 Usage = tuple[ColumnUsage, AggregateFunction | None]
 

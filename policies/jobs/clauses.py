@@ -8,9 +8,9 @@ from typing import Final
 
 from sqlglot import exp
 
-from gateway.jobs.errors import Refusals
-from gateway.jobs.kinds import function_name, sql_of
-from gateway.jobs.schema import AssetSchema
+from policies.jobs.errors import Refusals
+from policies.jobs.schema import AssetSchema
+from policies.jobs.values import function_name, sql_of
 
 _ALLOWED_CLAUSES: Final = frozenset({"expressions", "from_", "where", "group", "order"})
 _PATH_LIKE = re.compile(r"[/\\.:*?~$]|^(https?|s3|gs|az|hf|file)")

@@ -1,7 +1,7 @@
 """Checks of the scalar functions and casts an operator may use: numbers, text and dates.
 
 Each check validates the arguments' kinds and refuses extra arguments; the result kind is
-returned. Numeric work is evaluated in DOUBLE at the sites (see :mod:`gateway.jobs.rewrite`),
+returned. Numeric work is evaluated in DOUBLE at the sites (see :mod:`policies.jobs.rewrite`),
 so overflow yields infinity rather than an error; division needs a non-zero literal divisor,
 ``ROUND`` a small integer literal, and casts of data may only widen to DOUBLE or VARCHAR.
 """
@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from gateway.jobs.errors import Refusals
-from gateway.jobs.kinds import (
+from policies.jobs.errors import Refusals
+from policies.jobs.schema import Kind
+from policies.jobs.values import (
     EXTRACT_PARTS,
     FIX_FUNCTION,
     MAX_ROUND_DIGITS,
@@ -25,7 +26,6 @@ from gateway.jobs.kinds import (
     sql_of,
     timestamp_literal,
 )
-from gateway.jobs.schema import Kind
 
 
 class FunctionChecks:

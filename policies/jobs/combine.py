@@ -15,7 +15,7 @@ on the whole job. If a unit can appear at several sites, unit counts are over-co
 and a unit's contribution can reach ``sites * max_rows_per_unit`` rows; such assets
 need a shared pseudonymous unit and a global bound, which v1 does not provide.
 
-The values here are exact and never leave the gateway: :func:`gateway.jobs.noise.release`
+The values here are exact and never leave the gateway: :func:`policies.jobs.noise.release`
 turns them into what may be released.
 """
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from gateway.jobs.rewrite import UNITS, PartialPlan, PlannedOutput
+from policies.jobs.rewrite import UNITS, PartialPlan, PlannedOutput
 
 Number = int | float
 SiteRows = Sequence[Mapping[str, Any]]

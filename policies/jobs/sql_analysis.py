@@ -3,14 +3,14 @@
 :func:`analyse` parses the SQL with sqlglot (DuckDB dialect), refuses every construct
 outside the v1 language and describes what is left as an :class:`Analysis`: the column
 uses the policy engine decides on, the group keys, the filter and the output columns. The
-SQL a site runs is generated from this description (:mod:`gateway.jobs.rewrite`), never
+SQL a site runs is generated from this description (:mod:`policies.jobs.rewrite`), never
 copied from the operator's text, so comments and anything sqlglot did not understand
 cannot reach a site.
 
 The v1 language: ``SELECT <group keys and aggregates> FROM <asset table> [WHERE <filter>]
 [GROUP BY <keys>] [ORDER BY <keys>]``; one statement; no joins, subqueries, CTEs, set
 operations, windows, ``HAVING``, ``DISTINCT``, ``LIMIT``/``OFFSET`` or sampling. Scalar
-expressions are limited to :mod:`gateway.jobs.expressions`. Aggregates: ``COUNT(*)``,
+expressions are limited to :mod:`policies.jobs.expressions`. Aggregates: ``COUNT(*)``,
 ``COUNT(expr)``, ``COUNT(DISTINCT <privacy unit>)``, ``SUM``, ``AVG``, ``VARIANCE``/
 ``VAR_SAMP``/``VAR_POP``, ``STDDEV``/``STDDEV_SAMP``/``STDDEV_POP``, ``MIN`` and ``MAX``
 (the last two need the policy's explicit permission to be released). The argument of a
@@ -31,14 +31,14 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.optimizer.qualify import qualify
 
-from gateway.jobs.aggregates import AggregateName, OutputColumn
-from gateway.jobs.clauses import check_from, check_select_clauses, check_statements
-from gateway.jobs.errors import AnalysisError, Refusal, Refusals
-from gateway.jobs.expressions import ExpressionChecker
-from gateway.jobs.kinds import Uses, sql_of
-from gateway.jobs.query import GroupKey, QueryBuilder
-from gateway.jobs.schema import AssetSchema
 from policies import ColumnUse
+from policies.jobs.aggregates import AggregateName, OutputColumn
+from policies.jobs.clauses import check_from, check_select_clauses, check_statements
+from policies.jobs.errors import AnalysisError, Refusal, Refusals
+from policies.jobs.expressions import ExpressionChecker
+from policies.jobs.query import GroupKey, QueryBuilder
+from policies.jobs.schema import AssetSchema
+from policies.jobs.values import Uses, sql_of
 
 MAX_SQL_LENGTH: Final = 20_000
 _CACHE_SIZE: Final = 512
