@@ -153,7 +153,7 @@ def main() -> None:
     options = parser.parse_args()
 
     from gateway import pki
-    from gateway.grpc.site_client import SiteClient
+    from gateway.siteclient.client import SiteClient
 
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)

@@ -132,8 +132,8 @@ def _on_runner_thread() -> bool:
 
 def instrument(runner: Any, stages: StageTimes) -> None:
     """Wrap the runner's calls with timers (only calls made on the runner thread count)."""
-    from gateway.grpc.site_client import SiteClient
     from gateway.service import job_runner
+    from gateway.siteclient.client import SiteClient
 
     def timed(stage: str, call: Callable[..., Any]) -> Any:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -471,7 +471,6 @@ def build(
     from gateway import pki
     from gateway.config import Settings
     from gateway.domain import Actor, Role
-    from gateway.grpc.site_pool import GatewayTls, SitePool
     from gateway.metrics import GatewayMetrics
     from gateway.service import build_services
     from gateway.service.job_runner import make_runner
@@ -483,6 +482,7 @@ def build(
         RightsIn,
         SiteCreate,
     )
+    from gateway.siteclient.pool import GatewayTls, SitePool
     from gateway.store import open_store
 
     ca = scratch / "pki" / "ca"

@@ -168,7 +168,7 @@ def build_he(
 
 def instrument(fed: Federation) -> StageTimes:
     """Timers around the gRPC calls to the sites and the gateway's own HE sandbox steps."""
-    from gateway.grpc.site_client import SiteClient
+    from gateway.siteclient.client import SiteClient
 
     stages = StageTimes()
     upload_input = SiteClient.upload_input

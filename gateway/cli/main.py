@@ -118,9 +118,9 @@ def _serve_both(services: Any) -> None:
     from gateway.audit.log import CheckpointTicker
     from gateway.domain import Site
     from gateway.grpc.server import start_grpc
-    from gateway.grpc.site_pool import SiteMonitor
     from gateway.http.server import serve_http
     from gateway.service.job_runner import make_runner
+    from gateway.siteclient.pool import SiteMonitor
 
     settings = services.ctx.settings
     ticker = CheckpointTicker(services.audit.log, settings.checkpoint_interval_seconds)

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from gateway.audit.log import TraceKey, TraceLog, load_or_create_key
 from gateway.clock import Clock, IdFactory, OsRandom, RandomSource, SystemClock
 from gateway.config import Settings
-from gateway.grpc.site_pool import GatewayTls, SitePool
 from gateway.metrics import GatewayMetrics
 from gateway.service.assets import Assets
 from gateway.service.audit import AuditService
@@ -23,6 +22,7 @@ from gateway.service.licences import LicenceService
 from gateway.service.policy_docs import PolicyService
 from gateway.service.sites import Sites
 from gateway.service.tracing import Tracer
+from gateway.siteclient.pool import GatewayTls, SitePool
 from gateway.store import Store
 
 

@@ -20,7 +20,6 @@ from typing import Any
 
 from gateway.domain import Actor, Asset, Job, JobState, Role, Site
 from gateway.errors import BlindgateError, InvalidState
-from gateway.grpc.site_pool import SitePool
 from gateway.service.audit import AuditService
 from gateway.service.context import ServiceContext
 from gateway.service.he_jobs import HE_KINDS, HeJobs
@@ -29,6 +28,7 @@ from gateway.service.job_support import covering_licences
 from gateway.service.jobs import JobService
 from gateway.service.ledger import Ledger
 from gateway.service.tracing import Note, Tracer
+from gateway.siteclient.pool import SitePool
 from gateway.store import Tx
 from policies.jobs import JobError, combine, release
 from sandbox.wire import FragmentRequest

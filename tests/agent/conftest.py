@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from blindgate_proto.v1 import site_pb2_grpc
 from gateway import pki
-from gateway.grpc.site_client import SiteClient, SiteMetrics
+from gateway.siteclient.client import SiteClient, SiteMetrics
 from sandbox.agent.config import SiteConfig, parse_config
 from sandbox.agent.server import AgentServer
 

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from gateway.errors import Conflict
-from gateway.grpc.site_client import SiteClient, SiteMetrics
+from gateway.siteclient.client import SiteClient, SiteMetrics
 from sandbox.wire import CancelOutcome, FragmentOutcome, FragmentRequest, RequestedLimits
 from tests.agent.conftest import EXPECTED_GROUPS, GROUP_BY, Pki, metric
 

@@ -6,11 +6,11 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from gateway.config import Settings
-from gateway.grpc.site_pool import GatewayTls, SiteMonitor, SitePool
 from gateway.http import create_app
 from gateway.metrics import GatewayMetrics
 from gateway.service import build_services
 from gateway.service.schemas import SiteCreate
+from gateway.siteclient.pool import GatewayTls, SiteMonitor, SitePool
 from gateway.store import SqlStore
 from tests.agent.conftest import Pki
 from tests.conftest import SeededRandom

@@ -13,7 +13,7 @@ import pytest
 
 from blindgate_proto.v1 import site_pb2
 from gateway.errors import BlindgateError
-from gateway.grpc.site_client import SiteClient
+from gateway.siteclient.client import SiteClient
 from sandbox.agent.server import AgentServer
 from sandbox.wire import FragmentRequest
 from tests.agent.conftest import MAX_INPUT, Pki, raw_stub

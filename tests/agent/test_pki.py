@@ -21,7 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from gateway import pki
 from gateway.cli.main import cli
-from gateway.grpc.site_client import SiteClient
+from gateway.siteclient.client import SiteClient
 from tests.agent.conftest import Pki, agent_document
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from gateway.grpc.site_client import SiteClient
+from gateway.siteclient.client import SiteClient
 from sandbox.agent.config import PostgresSource
 from sandbox.agent.postgres import ExportFailed, PostgresExports, SandboxOwner
 from sandbox.agent.server import AgentServer

@@ -97,7 +97,7 @@ def test_the_agent_pushes_down_when_its_holder_says_so(
     """Through the real agent over mutual TLS: a push-down asset runs the PostgreSQL form."""
     from prometheus_client import CollectorRegistry
 
-    from gateway.grpc.site_client import SiteClient, SiteMetrics
+    from gateway.siteclient.client import SiteClient, SiteMetrics
     from sandbox.agent.config import parse_config
     from sandbox.agent.server import AgentServer
     from sandbox.wire import FragmentRequest

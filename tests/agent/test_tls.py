@@ -7,7 +7,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from blindgate_proto.v1 import site_pb2, site_pb2_grpc
-from gateway.grpc.site_client import SiteClient, SiteIdentityMismatch, SiteMetrics, SiteUnavailable
+from gateway.siteclient.client import SiteClient, SiteIdentityMismatch, SiteMetrics, SiteUnavailable
 from tests.agent.conftest import Identity, Pki, metric, raw_stub
 
 

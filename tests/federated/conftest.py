@@ -18,7 +18,6 @@ from contracts import LicenceTerms, countersign, encode_public_key, generate_key
 from gateway import pki
 from gateway.config import Settings
 from gateway.domain import Actor, Role
-from gateway.grpc.site_pool import GatewayTls, SitePool
 from gateway.metrics import GatewayMetrics
 from gateway.service import Services, build_services
 from gateway.service.job_runner import JobRunner, make_runner
@@ -30,6 +29,7 @@ from gateway.service.schemas import (
     RightsIn,
     SiteCreate,
 )
+from gateway.siteclient.pool import GatewayTls, SitePool
 from gateway.store import SqlStore, open_store
 from sandbox.agent.config import parse_config
 from sandbox.agent.server import AgentServer

@@ -17,9 +17,9 @@ import tenseal as ts
 
 from gateway.client import ApiError, Client
 from gateway.client.he import HeKeys
-from gateway.grpc.site_client import SiteClient
 from gateway.http import create_app
 from gateway.service.schemas_gov import ApprovalIn
+from gateway.siteclient.client import SiteClient
 from gateway.store import open_store
 from sandbox.he_format import pack_bundle, unpack_bundle
 from tests.federated.conftest import Federation, build_federation

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from gateway.domain import Site
 from gateway.errors import Unavailable
-from gateway.grpc.site_client import SiteClient, SiteMetrics
+from gateway.siteclient.client import SiteClient, SiteMetrics
 from sandbox.wire import HealthReport
 
 log = logging.getLogger(__name__)
