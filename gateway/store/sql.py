@@ -95,7 +95,7 @@ class SqlStore:
         self.kind = "postgresql" if engine.dialect.name == "postgresql" else "sqlite"
         self._sqlite_write_lock = threading.Lock() if self.kind == "sqlite" else None
         self.trace_writer = trace_sql.TraceWriter()
-        self._writer: GroupCommitWriter | None = None
+        self._writer: GroupCommitWriter[SqlTx] | None = None
         self._writer_lock = threading.Lock()
 
     @contextmanager
@@ -143,10 +143,10 @@ class SqlStore:
         except IntegrityError as exc:
             raise Conflict("a resource with the same unique name already exists") from exc
 
-    def _group_writer(self) -> GroupCommitWriter:
+    def _group_writer(self) -> GroupCommitWriter[SqlTx]:
         with self._writer_lock:
             if self._writer is None:
-                self._writer = GroupCommitWriter(self)
+                self._writer = GroupCommitWriter(self.batch_transaction)
             return self._writer
 
     def transact(self, fn: Callable[[SqlTx], R]) -> R:

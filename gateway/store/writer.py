@@ -1,6 +1,6 @@
 """Group commit: one writer thread runs many callers' transactions in one database commit.
 
-Each caller hands over a function of a :class:`~gateway.store.sql.SqlTx` and blocks until
+Each caller hands over a function of a batch transaction and blocks until
 the batch holding it has committed (so its effects and its trace entries are durable) or
 until its own function failed. Within a batch every function runs in its own savepoint:
 one caller's failure rolls back only that caller's work.
@@ -13,45 +13,56 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from gateway.domain import PendingTrace, TraceRecord
-
-if TYPE_CHECKING:
-    from gateway.store.sql import SqlStore, SqlTx
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 
+class BatchTx(Protocol):
+    """What the writer needs of the transaction a batch runs in."""
+
+    def append_trace(self, record: TraceRecord) -> PendingTrace: ...
+
+    def run_in_savepoint(self, fn: Callable[[Any], Any]) -> tuple[bool, Any]: ...
+
+
+T = TypeVar("T", bound=BatchTx)
+
+
 @dataclass(slots=True)
-class _Unit:
-    fn: Callable[[SqlTx], Any] | None
+class _Unit(Generic[T]):
+    fn: Callable[[T], Any] | None
     future: Future[Any]
     record: TraceRecord | None = None
 
 
-class GroupCommitWriter:
-    """The single writer thread of a :class:`SqlStore`."""
+class GroupCommitWriter(Generic[T]):
+    """The single writer thread of a store; ``begin`` opens the transaction of one batch."""
 
-    def __init__(self, store: SqlStore, max_batch: int = 256) -> None:
-        self._store = store
+    def __init__(
+        self, begin: Callable[[], AbstractContextManager[T]], max_batch: int = 256
+    ) -> None:
+        self._begin = begin
         self._max_batch = max_batch
-        self._queue: queue.Queue[_Unit | None] = queue.Queue()
+        self._queue: queue.Queue[_Unit[T] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="store-writer", daemon=True)
         self._closed = False
         self._thread.start()
         self.batches = 0
         self.units = 0
 
-    def submit(self, fn: Callable[[SqlTx], R]) -> R:
+    def submit(self, fn: Callable[[T], R]) -> R:
         """Run ``fn`` in the next batch; return its result once the batch is durable."""
         if threading.current_thread() is self._thread:
             raise RuntimeError("a write unit cannot submit another write unit")
         if self._closed:
             raise RuntimeError("the store is closed")
-        unit = _Unit(fn, Future())
+        unit: _Unit[T] = _Unit(fn, Future())
         self._queue.put(unit)
         result: R = unit.future.result()
         return result
@@ -60,7 +71,7 @@ class GroupCommitWriter:
         """Append one trace entry in the next batch (no savepoint needed); durable on return."""
         if self._closed:
             raise RuntimeError("the store is closed")
-        unit = _Unit(None, Future(), record)
+        unit: _Unit[T] = _Unit(None, Future(), record)
         self._queue.put(unit)
         pending: PendingTrace = unit.future.result()
         return pending
@@ -91,10 +102,10 @@ class GroupCommitWriter:
             if stop:
                 return
 
-    def _run(self, batch: list[_Unit]) -> None:
+    def _run(self, batch: list[_Unit[T]]) -> None:
         outcomes: list[tuple[bool, Any]] = []
         try:
-            with self._store.batch_transaction() as tx:
+            with self._begin() as tx:
                 for unit in batch:
                     if unit.fn is None:
                         assert unit.record is not None
