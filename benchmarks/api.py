@@ -35,7 +35,7 @@ def serve_blindgate(port: int, data_dir: str, ready: mp.Queue) -> None:  # type:
     from gateway.config import Settings
     from gateway.http import create_app
     from gateway.service import build_services
-    from gateway.service.schemas import AssetCreate
+    from gateway.service.catalogue.schemas import AssetCreate
     from gateway.store import open_store
     from tests.world import asset_body, seed_world
 
@@ -58,8 +58,8 @@ def _same_payload() -> list[dict[str, object]]:
     from datetime import UTC, datetime
 
     from gateway.domain import Asset
-    from gateway.service.assets import asset_card
-    from gateway.service.schemas import AssetCreate
+    from gateway.service.catalogue.assets import asset_card
+    from gateway.service.catalogue.schemas import AssetCreate
     from gateway.store.mapping import asset_values
     from tests.world import asset_body
 

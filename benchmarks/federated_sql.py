@@ -473,15 +473,9 @@ def build(
     from gateway.domain import Actor, Role
     from gateway.metrics import GatewayMetrics
     from gateway.service import build_services
-    from gateway.service.job_runner import make_runner
-    from gateway.service.schemas import (
-        AssetCreate,
-        ColumnIn,
-        OrganisationCreate,
-        PrincipalCreate,
-        RightsIn,
-        SiteCreate,
-    )
+    from gateway.service.catalogue.schemas import AssetCreate, ColumnIn, RightsIn, SiteCreate
+    from gateway.service.identity.schemas import OrganisationCreate, PrincipalCreate
+    from gateway.service.jobs.runner import make_runner
     from gateway.siteclient.pool import GatewayTls, SitePool
     from gateway.store import open_store
 

@@ -39,12 +39,12 @@ from typing import Any
 from gateway.audit.checkpoint import parse_and_verify_checkpoint
 from gateway.audit.entry import digest, make_entry
 from gateway.audit.export import entry_line, write_export
-from gateway.audit.log import TraceLog, load_or_create_key
 from gateway.audit.merkle import leaf_hash, node_hash, verify_inclusion
 from gateway.audit.tree import CompactRange
 from gateway.audit.verify import verify_export
 from gateway.clock import SystemClock
 from gateway.domain import Actor, PendingTrace, Role, TraceRecord
+from gateway.service.trace.log import TraceLog, load_or_create_key
 from gateway.store import SqlStore, open_store
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,17 +17,16 @@ from gateway import pki
 from gateway.demo_federation import license_partitions, partner_holders
 from gateway.domain import Actor, Role
 from gateway.service import Services
-from gateway.service.schemas import (
+from gateway.service.catalogue.schemas import (
     AssetCard,
     AssetCreate,
     ColumnIn,
-    OrganisationCreate,
-    PrincipalCreate,
+    FederatedAssetIn,
     RightsIn,
     SiteCreate,
     SiteOut,
 )
-from gateway.service.schemas_gov import FederatedAssetIn
+from gateway.service.identity.schemas import OrganisationCreate, PrincipalCreate
 
 MARKER = ".blindgate-demo"
 DISTRICTS = ["north", "south", "east", "west", "centre", "harbour"]

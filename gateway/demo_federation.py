@@ -22,7 +22,7 @@ from contracts import (
 )
 from gateway.domain import Actor, Role
 from gateway.service import Services
-from gateway.service.schemas import OrganisationCreate, PrincipalCreate
+from gateway.service.identity.schemas import OrganisationCreate, PrincipalCreate
 
 PARTNERS = (("eastside", "Eastside Medical Centre"), ("harbour", "Harbour Hospital"))
 QUERY = (
@@ -122,7 +122,7 @@ def run_query(
     services: Services, operator: Actor, asset_ids: list[str], run_once: Callable[[], bool]
 ) -> tuple[str, dict[str, Any] | None]:
     """Submit :data:`QUERY` over every partition and run it; return (job id, result)."""
-    from gateway.service.schemas_gov import JobSubmitIn
+    from gateway.service.jobs.schemas import JobSubmitIn
 
     job = services.jobs.submit(
         operator, JobSubmitIn(sql=QUERY, assets=asset_ids, epsilon=1.0, purpose=PURPOSE)
@@ -148,7 +148,7 @@ def run_he_aggregate(
     from collections.abc import AsyncIterator
 
     from gateway.client.he import HeKeys, decode_aggregate
-    from gateway.service.schemas_he import HeJobIn
+    from gateway.service.jobs.schemas import HeJobIn
 
     keys = HeKeys.create(galois_keys=False)
     bundle = keys.public_bundle()

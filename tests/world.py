@@ -9,14 +9,8 @@ import httpx
 
 from gateway.domain import Actor, Role
 from gateway.service import Services
-from gateway.service.schemas import (
-    AssetCreate,
-    ColumnIn,
-    OrganisationCreate,
-    PrincipalCreate,
-    RightsIn,
-    SiteCreate,
-)
+from gateway.service.catalogue.schemas import AssetCreate, ColumnIn, RightsIn, SiteCreate
+from gateway.service.identity.schemas import OrganisationCreate, PrincipalCreate
 
 DIGEST = "ab" * 32
 

@@ -40,7 +40,7 @@ def _show_federated(services: Any, data_dir: Path, keys: Any) -> None:
     from gateway import demo_federation as fed
     from gateway.audit.receipt import verify_receipt
     from gateway.domain import Actor, Role
-    from gateway.service.job_runner import make_runner
+    from gateway.service.jobs.runner import make_runner
 
     operator = Actor(keys.operator_principal, keys.operator_org, Role.OPERATOR)
     runner = make_runner(services, owner="demo")
@@ -79,7 +79,7 @@ def _show_he(services: Any, data_dir: Path, keys: Any) -> None:
     """Run the demo's HE aggregate; print the decrypted totals beside the exact answer."""
     from gateway import demo_federation as fed
     from gateway.domain import Actor, Role
-    from gateway.service.job_runner import make_runner
+    from gateway.service.jobs.runner import make_runner
 
     operator = Actor(keys.operator_principal, keys.operator_org, Role.OPERATOR)
     runner = make_runner(services, owner="demo-he")
@@ -115,11 +115,11 @@ def _show_he(services: Any, data_dir: Path, keys: Any) -> None:
 
 def _serve_both(services: Any) -> None:
     """Serve gRPC in the background and REST in the foreground until interrupted."""
-    from gateway.audit.log import CheckpointTicker
     from gateway.domain import Site
     from gateway.grpc.server import start_grpc
     from gateway.http.server import serve_http
-    from gateway.service.job_runner import make_runner
+    from gateway.service.jobs.runner import make_runner
+    from gateway.service.trace.log import CheckpointTicker
     from gateway.siteclient.pool import SiteMonitor
 
     settings = services.ctx.settings

@@ -15,9 +15,9 @@ from blindgate_proto.v1 import gateway_pb2, gateway_pb2_grpc
 from gateway.domain import Actor, AssetStatus
 from gateway.errors import BlindgateError, ValidationFailed, as_public
 from gateway.service import Services
-from gateway.service.context import page_request
-from gateway.service.schemas import AssetCard
-from gateway.service.schemas_gov import JobSubmitIn
+from gateway.service.catalogue.schemas import AssetCard
+from gateway.service.core.context import page_request
+from gateway.service.jobs.schemas import JobSubmitIn
 
 log = logging.getLogger("blindgate.grpc")
 R = TypeVar("R")

@@ -8,7 +8,7 @@ from fastapi import Depends, Query, Request
 
 from gateway.domain import Actor
 from gateway.service import Services
-from gateway.service.context import PageRequest, page_request
+from gateway.service.core.context import PageRequest, page_request
 
 
 async def services(request: Request) -> Services:

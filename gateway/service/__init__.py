@@ -4,24 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.audit.log import TraceKey, TraceLog, load_or_create_key
 from gateway.clock import Clock, IdFactory, OsRandom, RandomSource, SystemClock
 from gateway.config import Settings
 from gateway.metrics import GatewayMetrics
-from gateway.service.assets import Assets
-from gateway.service.audit import AuditService
-from gateway.service.context import ServiceContext
-from gateway.service.decisions import DecisionService
-from gateway.service.federated import FederatedAssets
-from gateway.service.he_jobs import HeJobs
-from gateway.service.he_local import HeWorkspace
-from gateway.service.identities import Identities
-from gateway.service.jobs import JobService
-from gateway.service.ledger import Ledger
-from gateway.service.licences import LicenceService
-from gateway.service.policy_docs import PolicyService
-from gateway.service.sites import Sites
-from gateway.service.tracing import Tracer
+from gateway.service.catalogue.assets import Assets
+from gateway.service.catalogue.federated import FederatedAssets
+from gateway.service.catalogue.sites import Sites
+from gateway.service.core.context import ServiceContext
+from gateway.service.core.tracing import Tracer
+from gateway.service.governance.decisions import DecisionService
+from gateway.service.governance.ledger import Ledger
+from gateway.service.governance.licences import LicenceService
+from gateway.service.governance.policies import PolicyService
+from gateway.service.identity.service import Identities
+from gateway.service.jobs.he import HeJobs
+from gateway.service.jobs.he_workspace import HeWorkspace
+from gateway.service.jobs.service import JobService
+from gateway.service.trace.log import TraceKey, TraceLog, load_or_create_key
+from gateway.service.trace.service import AuditService
 from gateway.siteclient.pool import GatewayTls, SitePool
 from gateway.store import Store
 

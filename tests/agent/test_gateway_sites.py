@@ -9,7 +9,7 @@ from gateway.config import Settings
 from gateway.http import create_app
 from gateway.metrics import GatewayMetrics
 from gateway.service import build_services
-from gateway.service.schemas import SiteCreate
+from gateway.service.catalogue.schemas import SiteCreate
 from gateway.siteclient.pool import GatewayTls, SiteMonitor, SitePool
 from gateway.store import SqlStore
 from tests.agent.conftest import Pki

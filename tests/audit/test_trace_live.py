@@ -22,7 +22,7 @@ from gateway.client import Client
 from gateway.domain import Actor, Role
 from gateway.errors import BlindgateError, NotFound
 from gateway.http import create_app
-from gateway.service.schemas import OrganisationCreate
+from gateway.service.identity.schemas import OrganisationCreate
 from gateway.store import SqlStore
 from tests.server import running
 from tests.world import World, client
@@ -68,7 +68,7 @@ def test_every_change_read_and_refusal_is_traced(world: World) -> None:
 
 
 def _page(world: World):
-    from gateway.service.context import page_request
+    from gateway.service.core.context import page_request
 
     return page_request(world.services.ctx.settings, None, None)
 

@@ -20,15 +20,9 @@ from gateway.config import Settings
 from gateway.domain import Actor, Role
 from gateway.metrics import GatewayMetrics
 from gateway.service import Services, build_services
-from gateway.service.job_runner import JobRunner, make_runner
-from gateway.service.schemas import (
-    AssetCreate,
-    ColumnIn,
-    OrganisationCreate,
-    PrincipalCreate,
-    RightsIn,
-    SiteCreate,
-)
+from gateway.service.catalogue.schemas import AssetCreate, ColumnIn, RightsIn, SiteCreate
+from gateway.service.identity.schemas import OrganisationCreate, PrincipalCreate
+from gateway.service.jobs.runner import JobRunner, make_runner
 from gateway.siteclient.pool import GatewayTls, SitePool
 from gateway.store import SqlStore, open_store
 from sandbox.agent.config import parse_config

@@ -10,8 +10,8 @@ from typing import Any
 
 from gateway.domain import JobState
 from gateway.service import build_services
-from gateway.service.job_runner import make_runner
-from gateway.service.schemas_gov import JobSubmitIn
+from gateway.service.jobs.runner import make_runner
+from gateway.service.jobs.schemas import JobSubmitIn
 from gateway.store import open_store
 from tests.federated.conftest import Federation
 

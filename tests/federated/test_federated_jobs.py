@@ -8,7 +8,7 @@ import pytest
 from gateway.audit.receipt import verify_receipt
 from gateway.domain import JobState
 from gateway.errors import InvalidState
-from gateway.service.schemas_gov import ApprovalIn, JobSubmitIn
+from gateway.service.jobs.schemas import ApprovalIn, JobSubmitIn
 from tests.federated.conftest import Federation
 
 SQL = "SELECT district, COUNT(*) AS n, AVG(los_days) AS mean_los FROM admissions GROUP BY district"
@@ -88,7 +88,7 @@ def test_policy_rules_deny_at_submission(federation: Federation) -> None:
 
 def test_a_queued_job_is_decided_again_when_it_starts(federation: Federation) -> None:
     """An asset frozen after submission stops the job before anything runs or is charged."""
-    from gateway.service.schemas import FreezeIn
+    from gateway.service.catalogue.schemas import FreezeIn
 
     fed = federation
     job = submit(fed)
@@ -181,7 +181,7 @@ def test_revocation_cancels_jobs_not_yet_released(federation: Federation) -> Non
 def test_frozen_asset_spent_budget_and_missing_licence(federation: Federation) -> None:
     fed = federation
     holder = fed.hospitals[2]
-    from gateway.service.schemas import FreezeIn
+    from gateway.service.catalogue.schemas import FreezeIn
 
     fed.services.assets.freeze(holder.actor, holder.asset_id, FreezeIn(reason="incident"))
     frozen = submit(fed)
@@ -251,7 +251,7 @@ def test_jobs_over_grpc(federation: Federation) -> None:
 
 def test_federated_asset_names_its_partitions(federation: Federation) -> None:
     from gateway.errors import Forbidden, ValidationFailed
-    from gateway.service.schemas_gov import FederatedAssetIn
+    from gateway.service.catalogue.schemas import FederatedAssetIn
 
     fed = federation
     admin = fed.services.identities  # the federation's admin is the bootstrap principal

@@ -18,7 +18,7 @@ import tenseal as ts
 from gateway.client import ApiError, Client
 from gateway.client.he import HeKeys
 from gateway.http import create_app
-from gateway.service.schemas_gov import ApprovalIn
+from gateway.service.jobs.schemas import ApprovalIn
 from gateway.siteclient.client import SiteClient
 from gateway.store import open_store
 from sandbox.he_format import pack_bundle, unpack_bundle
@@ -424,7 +424,7 @@ def test_a_holder_approves_an_he_job_seeing_what_it_computes(
 
 
 def test_the_release_threshold_keeps_small_targets_out() -> None:
-    from gateway.service.he_run import release_threshold
+    from gateway.service.jobs.he_run import release_threshold
     from policies.jobs.mechanisms import OpenDPNoise
 
     k = 10

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from gateway.http.deps import Caller, Svc
-from gateway.service.schemas import (
+from gateway.service.trace.schemas import (
     CheckpointOut,
     ConsistencyProofOut,
     InclusionProofOut,

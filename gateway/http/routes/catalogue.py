@@ -6,18 +6,18 @@ from fastapi import APIRouter, Response, status
 
 from gateway.domain import AssetStatus
 from gateway.http.deps import Caller, Paging, Svc
-from gateway.service.schemas import (
+from gateway.service.catalogue.schemas import (
     AssetCard,
     AssetCreate,
     AssetRegistered,
     AssetUpdate,
     DisposeIn,
     FreezeIn,
-    PageOut,
     SiteCreate,
     SiteHealthOut,
     SiteOut,
 )
+from gateway.service.core.schemas import PageOut
 
 router = APIRouter(prefix="/v1")
 

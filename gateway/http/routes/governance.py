@@ -10,8 +10,8 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.errors import ValidationFailed
 from gateway.http.deps import Caller, Paging, Svc
-from gateway.service.schemas import PageOut
-from gateway.service.schemas_gov import (
+from gateway.service.core.schemas import PageOut
+from gateway.service.governance.schemas import (
     BudgetOut,
     DecisionOut,
     JobDescriptionIn,

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request, status
 
 from gateway.errors import BlindgateError, ValidationFailed
 from gateway.http.deps import Caller, Svc
-from gateway.service.schemas_gov import DecisionOut, JobOut
-from gateway.service.schemas_he import HeContextOut, HeJobIn
+from gateway.service.governance.schemas import DecisionOut
+from gateway.service.jobs.schemas import HeContextOut, HeJobIn, JobOut
 from sandbox.he_format import MAX_BUNDLE_BYTES
 
 router = APIRouter(prefix="/v1/he", tags=["he"])

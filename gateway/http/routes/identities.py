@@ -5,13 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from gateway.http.deps import Caller, Paging, Svc
-from gateway.service.schemas import (
+from gateway.service.core.schemas import PageOut
+from gateway.service.identity.schemas import (
     ApiKeyOut,
     IssuedKey,
     KeyRotate,
     OrganisationCreate,
     OrganisationOut,
-    PageOut,
     PrincipalCreate,
     PrincipalCreated,
     PrincipalOut,

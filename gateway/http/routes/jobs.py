@@ -6,16 +6,10 @@ from fastapi import APIRouter, status
 
 from gateway.domain import JobState
 from gateway.http.deps import Caller, Paging, Svc
-from gateway.service.schemas import PageOut
-from gateway.service.schemas_gov import (
-    ApprovalIn,
-    DecisionOut,
-    FederatedAssetIn,
-    FederatedAssetOut,
-    JobOut,
-    JobResultOut,
-    JobSubmitIn,
-)
+from gateway.service.catalogue.schemas import FederatedAssetIn, FederatedAssetOut
+from gateway.service.core.schemas import PageOut
+from gateway.service.governance.schemas import DecisionOut
+from gateway.service.jobs.schemas import ApprovalIn, JobOut, JobResultOut, JobSubmitIn
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 

@@ -30,8 +30,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from gateway.domain import Asset, Job, Site
-from gateway.service.he_jobs import HeJobs, HePlan
-from gateway.service.he_local import HeStepFailed
+from gateway.service.jobs.he import HeJobs, HePlan
+from gateway.service.jobs.he_workspace import HeStepFailed
 from gateway.siteclient.pool import SitePool
 from policies.jobs.mechanisms import NoiseSource, OpenDPNoise
 from sandbox.wire import FragmentOutcome, FragmentRequest

@@ -20,14 +20,14 @@ from typing import Any
 
 from gateway.domain import Actor, Asset, Job, JobState, Role, Site
 from gateway.errors import BlindgateError, InvalidState
-from gateway.service.audit import AuditService
-from gateway.service.context import ServiceContext
-from gateway.service.he_jobs import HE_KINDS, HeJobs
-from gateway.service.he_run import HeJobFailed, HeRun
-from gateway.service.job_support import covering_licences
-from gateway.service.jobs import JobService
-from gateway.service.ledger import Ledger
-from gateway.service.tracing import Note, Tracer
+from gateway.service.core.context import ServiceContext
+from gateway.service.core.tracing import Note, Tracer
+from gateway.service.governance.ledger import Ledger
+from gateway.service.jobs.he import HE_KINDS, HeJobs
+from gateway.service.jobs.he_run import HeJobFailed, HeRun
+from gateway.service.jobs.service import JobService
+from gateway.service.jobs.support import covering_licences
+from gateway.service.trace.service import AuditService
 from gateway.siteclient.pool import SitePool
 from gateway.store import Tx
 from policies.jobs import JobError, combine, release

@@ -1,4 +1,4 @@
-"""Request and response shapes for policies, licences, budgets and decisions."""
+"""Request and response bodies of policies, licences, decisions, budgets and settlements."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from gateway.service.schemas import Strict
+from gateway.service.core.schemas import Strict
 
 
 class PolicySetIn(Strict):
@@ -136,85 +136,3 @@ class SettlementOut(BaseModel):
     period_start: datetime
     period_end: datetime
     lines: list[SettlementLine]
-
-
-class JobSubmitIn(Strict):
-    """A federated SQL aggregate job over one asset or partitions of a federated asset."""
-
-    sql: str = Field(min_length=1, max_length=20_000)
-    assets: list[str] = Field(
-        min_length=1, max_length=50, description="The asset, or every partition (same schema)"
-    )
-    epsilon: float = Field(gt=0, le=100)
-    delta: float = Field(default=0.0, ge=0, lt=1)
-    purpose: str = Field(min_length=1, max_length=200)
-    licence_ids: list[str] | None = Field(default=None, max_length=50)
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
-
-
-class ApprovalIn(Strict):
-    reason: str = Field(default="", max_length=1000)
-
-
-class JobOut(BaseModel):
-    id: str
-    state: str
-    kind: str
-    sql: str
-    purpose: str
-    epsilon: float
-    delta: float
-    assets: list[str]
-    operator_org_id: str
-    decision: dict[str, Any]
-    approvals: list[dict[str, Any]]
-    approvals_required: int
-    approval_expires_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    error_code: str | None
-    attempts: int
-    has_result: bool
-    spec: dict[str, Any] | None = Field(
-        default=None, description="HE jobs: what is computed (columns, groups, filters, context)"
-    )
-
-
-class ReleasedCell(BaseModel):
-    value: Any
-    mechanism: str | None
-    scales: dict[str, float]
-    epsilon: float
-
-
-class JobResultOut(BaseModel):
-    job_id: str
-    columns: list[str]
-    rows: list[list[ReleasedCell]]
-    epsilon_spent: float
-    delta_spent: float
-    threshold: int = Field(
-        description="Groups whose noisy count of people is below this are not released"
-    )
-    key_release: str
-    receipt: dict[str, Any] | None
-    he: dict[str, Any] | None = Field(
-        default=None,
-        description="HE jobs: the ciphertexts under the operator's key, their layout and "
-        "the noise each quantity carries",
-    )
-
-
-class FederatedAssetIn(Strict):
-    name: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=4000)
-    partitions: list[str] = Field(min_length=2, max_length=50)
-
-
-class FederatedAssetOut(BaseModel):
-    id: str
-    name: str
-    description: str
-    partitions: list[str]
-    created_by: str
-    created_at: datetime

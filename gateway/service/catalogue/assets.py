@@ -19,11 +19,8 @@ from gateway.domain import (
     Rights,
     Role,
 )
-from gateway.errors import AssetDisposed, Forbidden, InvalidState, NotFound, ValidationFailed
-from gateway.service.access import hide_unless, require_role
-from gateway.service.audit import AuditService
-from gateway.service.context import PageRequest, ServiceContext, encode_cursor
-from gateway.service.schemas import (
+from gateway.errors import AssetDisposed, Forbidden, InvalidState, ValidationFailed
+from gateway.service.catalogue.schemas import (
     AssetCard,
     AssetCreate,
     AssetRegistered,
@@ -36,15 +33,18 @@ from gateway.service.schemas import (
     FreezeOut,
     LocationSection,
     ManagementSection,
-    PageOut,
     RightsSection,
     UsageSection,
 )
-from gateway.service.tracing import Note, Tracer
+from gateway.service.catalogue.visibility import CATALOGUE, visible_asset
+from gateway.service.core.access import hide_unless, require_role
+from gateway.service.core.context import PageRequest, ServiceContext, encode_cursor
+from gateway.service.core.schemas import PageOut
+from gateway.service.core.tracing import Note, Tracer
+from gateway.service.trace.service import AuditService
 from gateway.store import Tx
 
 _ALL = (AssetStatus.ACTIVE, AssetStatus.FROZEN, AssetStatus.DISPOSED)
-_CATALOGUE = (AssetStatus.ACTIVE, AssetStatus.FROZEN)
 _CARD_CACHE_SIZE = 4096
 
 
@@ -141,17 +141,6 @@ class Assets:
                     self._cards.popitem(last=False)
         return [out[k[0]] for k in keys if k[0] in out]
 
-    def _visible(self, actor: Actor, asset: Asset | None) -> Asset:
-        if asset is None:
-            raise NotFound("no such asset")
-        if actor.role == Role.AUDITOR:
-            return asset
-        if actor.role == Role.HOLDER and asset.org_id == actor.org_id:
-            return asset
-        if actor.role == Role.OPERATOR and asset.status in _CATALOGUE:
-            return asset
-        raise NotFound("no such asset")
-
     def _card(self, actor: Actor, asset: Asset) -> AssetCard:
         return asset_card(asset, with_location=actor.role in (Role.HOLDER, Role.AUDITOR))
 
@@ -195,16 +184,9 @@ class Assets:
         card, pending = self.tracer.write(actor, "asset.register", work, request=body)
         return AssetRegistered(asset=card, receipt=self.audit.receipt(pending))
 
-    def _read_visible(self, actor: Actor, tx: Tx, asset_id: str, note: Note) -> Asset:
-        asset = tx.get_asset(asset_id)
-        if asset is not None:
-            note.subject_org = asset.org_id
-            note.asset_id = asset.id
-        return self._visible(actor, asset)
-
     def get(self, actor: Actor, asset_id: str) -> AssetCard:
         def work(tx: Tx, note: Note) -> AssetCard:
-            asset = self._read_visible(actor, tx, asset_id, note)
+            asset = visible_asset(actor, tx, asset_id, note)
             require_role(actor, Role.HOLDER, Role.OPERATOR, Role.AUDITOR)
             note.detail = {"version": asset.version}
             return self._card(actor, asset)
@@ -217,7 +199,7 @@ class Assets:
         def work(tx: Tx, note: Note) -> PageOut[AssetCard]:
             require_role(actor, Role.HOLDER, Role.OPERATOR, Role.AUDITOR)
             org_id = actor.org_id if actor.role == Role.HOLDER else None
-            allowed = _CATALOGUE if actor.role == Role.OPERATOR else _ALL
+            allowed = CATALOGUE if actor.role == Role.OPERATOR else _ALL
             statuses = tuple(s for s in allowed if status is None or s == status)
             with_location = actor.role in (Role.HOLDER, Role.AUDITOR)
             keys = tx.list_asset_revisions(
@@ -240,7 +222,7 @@ class Assets:
         request: Any = None,
     ) -> AssetCard:
         def work(tx: Tx, note: Note) -> AssetCard:
-            asset = self._read_visible(actor, tx, asset_id, note)
+            asset = visible_asset(actor, tx, asset_id, note)
             if actor.role not in roles:
                 raise Forbidden(f"requires role {' or '.join(str(r) for r in roles)}")
             if asset.status == AssetStatus.DISPOSED:

@@ -26,11 +26,11 @@ from gateway.domain import (
     Role,
 )
 from gateway.errors import Forbidden, InvalidState, LicenceInvalid, NotFound
-from gateway.service.access import hide_unless, require_role
-from gateway.service.context import PageRequest, ServiceContext, encode_cursor
-from gateway.service.schemas import PageOut
-from gateway.service.schemas_gov import LicenceOut
-from gateway.service.tracing import Note, Tracer
+from gateway.service.core.access import hide_unless, require_role
+from gateway.service.core.context import PageRequest, ServiceContext, encode_cursor
+from gateway.service.core.schemas import PageOut
+from gateway.service.core.tracing import Note, Tracer
+from gateway.service.governance.schemas import LicenceOut
 from gateway.store import Tx
 
 JOB_KINDS = {"sql_aggregate", "he_aggregate", "he_linear"}

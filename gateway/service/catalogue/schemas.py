@@ -1,10 +1,10 @@
-"""Request and response shapes shared by every transport (REST and gRPC)."""
+"""Request and response bodies of sites, asset cards and federated assets."""
 
 from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -16,97 +16,15 @@ from gateway.domain import (
     Role,
     UpdateFrequency,
 )
-
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Text = Annotated[str, StringConstraints(max_length=4000)]
-Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
-
-T = TypeVar("T")
+from gateway.service.core.schemas import Identifier, Name, Sha256Hex, Strict, Text
+from gateway.service.trace.schemas import Receipt
 
 _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
+
+
 _ADDRESS = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):[0-9]{1,5}$")
 
 
-class Strict(BaseModel):
-    """Base for request bodies: unknown fields are errors."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
-
-
-# organisations -----------------------------------------------------------------------------
-class OrganisationCreate(Strict):
-    name: Name
-    description: Text = ""
-
-
-class PublicKeySet(Strict):
-    public_key: str | None = Field(
-        description="Ed25519 public key, 32 raw bytes in standard base64; null removes it."
-    )
-
-
-class OrganisationOut(BaseModel):
-    id: str
-    name: str
-    description: str
-    public_key: str | None
-    created_at: datetime
-
-
-# principals and keys -----------------------------------------------------------------------
-class PrincipalCreate(Strict):
-    org_id: str
-    name: Name
-    role: Role
-
-
-class PrincipalOut(BaseModel):
-    id: str
-    org_id: str
-    name: str
-    role: Role
-    disabled: bool
-    created_at: datetime
-
-
-class ApiKeyOut(BaseModel):
-    id: str
-    principal_id: str
-    created_at: datetime
-    revoked_at: datetime | None
-
-
-class IssuedKey(BaseModel):
-    """A new API key. ``api_key`` is shown this once and stored only as a hash."""
-
-    key: ApiKeyOut
-    api_key: str
-
-
-class PrincipalCreated(BaseModel):
-    principal: PrincipalOut
-    key: ApiKeyOut
-    api_key: str
-
-
-class KeyRotate(Strict):
-    revoke_existing: bool = Field(
-        default=True, description="Revoke every other active key of the principal."
-    )
-
-
-class PrincipalState(Strict):
-    disabled: bool
-
-
-class WhoAmI(BaseModel):
-    principal: PrincipalOut
-    organisation: OrganisationOut
-    key_id: str | None
-
-
-# sites ---------------------------------------------------------------------------------------
 class SiteCreate(Strict):
     name: Name
     grpc_address: str = Field(max_length=300, description="host:port of the site agent")
@@ -158,7 +76,6 @@ class SiteHealthOut(BaseModel):
     executors: list[str] = Field(default_factory=list)
 
 
-# assets --------------------------------------------------------------------------------------
 class ColumnIn(Strict):
     name: Identifier
     type: ColumnType
@@ -302,60 +219,21 @@ class AssetCard(BaseModel):
     location: LocationSection | None = None
 
 
-class PageOut(BaseModel, Generic[T]):
-    items: list[T]
-    next_cursor: str | None
-
-
-# trace ---------------------------------------------------------------------------------------
-class Receipt(BaseModel):
-    """Proof that an entry is in the trace: verify with ``blindgate audit receipt`` or
-    :func:`gateway.audit.receipt.verify_receipt` and the log's verifier key."""
-
-    leaf_index: int
-    leaf_hash: str
-    tree_size: int
-    root_hash: str
-    inclusion_proof: list[str]
-    checkpoint: str
-    entry: str = Field(description="The entry's canonical JSON: the exact leaf bytes")
-
-
 class AssetRegistered(BaseModel):
     asset: AssetCard
     receipt: Receipt
 
 
-class TraceEntryOut(BaseModel):
-    index: int
-    leaf_hash: str = Field(description="The leaf hash the tree committed to at append time")
-    entry: dict[str, Any]
+class FederatedAssetIn(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=4000)
+    partitions: list[str] = Field(min_length=2, max_length=50)
 
 
-class TracePage(BaseModel):
-    items: list[TraceEntryOut]
-    next_cursor: str | None
-
-
-class CheckpointOut(BaseModel):
-    size: int
-    checkpoint: str = Field(description="C2SP signed-note checkpoint text")
-
-
-class LogInfo(BaseModel):
-    origin: str
-    verifier_key: str = Field(description="Signed-note verifier key of the checkpoint signer")
-    size: int
-
-
-class InclusionProofOut(BaseModel):
-    index: int
-    tree_size: int
-    leaf_hash: str
-    proof: list[str]
-
-
-class ConsistencyProofOut(BaseModel):
-    from_size: int
-    to_size: int
-    proof: list[str]
+class FederatedAssetOut(BaseModel):
+    id: str
+    name: str
+    description: str
+    partitions: list[str]
+    created_by: str
+    created_at: datetime

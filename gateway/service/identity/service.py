@@ -9,20 +9,20 @@ from typing import NoReturn
 
 from gateway.domain import Actor, ApiKey, Organisation, Principal, Role
 from gateway.errors import Conflict, InvalidState, NotFound, Unauthenticated, ValidationFailed
-from gateway.service.access import hide_unless, require_role
-from gateway.service.context import PageRequest, ServiceContext, encode_cursor
-from gateway.service.schemas import (
+from gateway.service.core.access import hide_unless, require_role
+from gateway.service.core.context import PageRequest, ServiceContext, encode_cursor
+from gateway.service.core.schemas import PageOut
+from gateway.service.core.tracing import Note, Tracer
+from gateway.service.identity.schemas import (
     ApiKeyOut,
     IssuedKey,
     OrganisationCreate,
     OrganisationOut,
-    PageOut,
     PrincipalCreate,
     PrincipalCreated,
     PrincipalOut,
     WhoAmI,
 )
-from gateway.service.tracing import Note, Tracer
 from gateway.store import Tx
 
 KEY_PREFIX = "bg_"

@@ -17,17 +17,17 @@ from typing import Any
 
 from gateway.domain import Actor, Asset, Job, JobState, Role
 from gateway.errors import NotFound, ValidationFailed
-from gateway.service.access import require_role
-from gateway.service.decisions import DecisionService
-from gateway.service.decisions import out as decision_out
-from gateway.service.federated import expand
-from gateway.service.he_local import HeContextRefused, HeWorkspace
-from gateway.service.job_support import asset_schema, for_schema
-from gateway.service.jobs import JobService
-from gateway.service.policy_docs import visible_asset
-from gateway.service.schemas_gov import ColumnUseIn, DecisionOut, JobDescriptionIn, JobOut
-from gateway.service.schemas_he import HeContextOut, HeJobIn
-from gateway.service.tracing import Note, Tracer
+from gateway.service.catalogue.federated import expand
+from gateway.service.catalogue.visibility import asset_schema, visible_asset
+from gateway.service.core.access import require_role
+from gateway.service.core.tracing import Note, Tracer
+from gateway.service.governance.decisions import DecisionService
+from gateway.service.governance.decisions import out as decision_out
+from gateway.service.governance.schemas import ColumnUseIn, DecisionOut, JobDescriptionIn
+from gateway.service.jobs.he_workspace import HeContextRefused, HeWorkspace
+from gateway.service.jobs.schemas import HeContextOut, HeJobIn, JobOut
+from gateway.service.jobs.service import JobService
+from gateway.service.jobs.support import for_schema
 from gateway.store import Tx
 from policies import Decision, Reason
 from sandbox.he_format import PARAMETER_SETS

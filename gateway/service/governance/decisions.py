@@ -11,12 +11,13 @@ from contracts.terms import terms_from_canonical
 from gateway.domain import Actor, Asset, Licence, LicenceStatus, Role
 from gateway.errors import NotFound
 from gateway.metrics import GatewayMetrics
-from gateway.service.access import require_role
-from gateway.service.context import ServiceContext
-from gateway.service.ledger import total
-from gateway.service.policy_docs import parse_for_asset, visible_asset
-from gateway.service.schemas_gov import DecisionOut, JobDescriptionIn
-from gateway.service.tracing import Note, Tracer
+from gateway.service.catalogue.visibility import visible_asset
+from gateway.service.core.access import require_role
+from gateway.service.core.context import ServiceContext
+from gateway.service.core.tracing import Note, Tracer
+from gateway.service.governance.ledger import total
+from gateway.service.governance.policies import parse_for_asset
+from gateway.service.governance.schemas import DecisionOut, JobDescriptionIn
 from gateway.store import Tx
 from policies import (
     REASONS,

@@ -6,28 +6,12 @@ from typing import Any
 
 from gateway.domain import Actor, Asset, AssetStatus, PolicyVersion, Role
 from gateway.errors import AssetDisposed, Forbidden, NotFound, PolicyInvalid
-from gateway.service.context import ServiceContext
-from gateway.service.schemas_gov import PolicyVersionOut, PolicyVersionSummary
-from gateway.service.tracing import Note, Tracer
+from gateway.service.catalogue.visibility import visible_asset
+from gateway.service.core.context import ServiceContext
+from gateway.service.core.tracing import Note, Tracer
+from gateway.service.governance.schemas import PolicyVersionOut, PolicyVersionSummary
 from gateway.store import Tx
 from policies import Policy, PolicyDocumentError, load_policy, policy_schema
-
-
-def visible_asset(actor: Actor, tx: Tx, asset_id: str, note: Note | None = None) -> Asset:
-    """The asset if ``actor`` may see its card (holder: own; operator: catalogue; auditor)."""
-    asset = tx.get_asset(asset_id)
-    if asset is not None and note is not None:
-        note.subject_org = asset.org_id
-        note.asset_id = asset.id
-    if asset is None:
-        raise NotFound("no such asset")
-    if actor.role == Role.AUDITOR:
-        return asset
-    if actor.role == Role.HOLDER and asset.org_id == actor.org_id:
-        return asset
-    if actor.role == Role.OPERATOR and asset.status != AssetStatus.DISPOSED:
-        return asset
-    raise NotFound("no such asset")
 
 
 def parse_for_asset(document: str, asset: Asset) -> Policy:

@@ -8,31 +8,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from contracts.terms import terms_from_canonical
-from gateway.domain import Asset, Job, JobState
-from gateway.errors import ValidationFailed
-from gateway.service.decisions import deny
-from gateway.service.schemas_gov import JobOut
+from gateway.domain import Job, JobState
+from gateway.service.governance.decisions import deny
+from gateway.service.jobs.schemas import JobOut
 from gateway.store import Tx
 from policies import Decision, EffectiveParameters, Reason
-from policies.jobs import AssetSchema, JobError
-
-
-def asset_schema(assets: list[Asset]) -> AssetSchema:
-    """The schema the operator's SQL is checked against: the first asset's, by its name.
-
-    Every partition of a federated asset must have the same columns, tags and unit.
-    """
-    first = assets[0]
-    shape = [(c.name, str(c.type), str(c.tag)) for c in first.columns]
-    for other in assets[1:]:
-        if [(c.name, str(c.type), str(c.tag)) for c in other.columns] != shape or (
-            other.privacy_unit != first.privacy_unit
-        ):
-            raise ValidationFailed(
-                f"asset {other.id} does not have the schema of {first.id}: partitions of a "
-                "federated asset must share columns, types, tags and privacy unit"
-            )
-    return AssetSchema.build(first.id, first.name, shape, first.privacy_unit)  # type: ignore[arg-type]
+from policies.jobs import JobError
 
 
 def job_out(job: Job) -> JobOut:

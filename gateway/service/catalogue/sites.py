@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from gateway.domain import Actor, Role, Site
 from gateway.errors import BlindgateError, NotFound, Unavailable, ValidationFailed
-from gateway.service.access import hide_unless, require_role
-from gateway.service.context import PageRequest, ServiceContext, encode_cursor
-from gateway.service.schemas import PageOut, SiteAssetOut, SiteCreate, SiteHealthOut, SiteOut
-from gateway.service.tracing import Note, Tracer
+from gateway.service.catalogue.schemas import SiteAssetOut, SiteCreate, SiteHealthOut, SiteOut
+from gateway.service.core.access import hide_unless, require_role
+from gateway.service.core.context import PageRequest, ServiceContext, encode_cursor
+from gateway.service.core.schemas import PageOut
+from gateway.service.core.tracing import Note, Tracer
 from gateway.siteclient.pool import SitePool
 from gateway.store import Tx
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from gateway.domain import Actor, AssetStatus, FederatedAsset, Role
 from gateway.errors import NotFound, ValidationFailed
-from gateway.service.access import require_role
-from gateway.service.context import PageRequest, ServiceContext, encode_cursor
-from gateway.service.job_support import asset_schema
-from gateway.service.schemas import PageOut
-from gateway.service.schemas_gov import FederatedAssetIn, FederatedAssetOut
-from gateway.service.tracing import Note, Tracer
+from gateway.service.catalogue.schemas import FederatedAssetIn, FederatedAssetOut
+from gateway.service.catalogue.visibility import asset_schema
+from gateway.service.core.access import require_role
+from gateway.service.core.context import PageRequest, ServiceContext, encode_cursor
+from gateway.service.core.schemas import PageOut
+from gateway.service.core.tracing import Note, Tracer
 from gateway.store import Tx
 
 PREFIX = "fed_"

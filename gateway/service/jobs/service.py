@@ -25,34 +25,19 @@ from gateway.domain import (
     Role,
 )
 from gateway.errors import Forbidden, InvalidState, NotFound
-from gateway.service.access import hide_unless, require_role
-from gateway.service.audit import AuditService
-from gateway.service.context import PageRequest, ServiceContext, encode_cursor
-from gateway.service.decisions import DecisionService, deny
-from gateway.service.decisions import out as decision_out
-from gateway.service.federated import expand
-from gateway.service.job_support import (
-    asset_schema,
-    decided,
-    for_schema,
-    job_out,
-    refused,
-    sha,
-    summary,
-)
-from gateway.service.licences import effective_status
-from gateway.service.policy_docs import visible_asset
-from gateway.service.schemas import PageOut
-from gateway.service.schemas_gov import (
-    ApprovalIn,
-    ColumnUseIn,
-    DecisionOut,
-    JobDescriptionIn,
-    JobOut,
-    JobResultOut,
-    JobSubmitIn,
-)
-from gateway.service.tracing import Note, Tracer
+from gateway.service.catalogue.federated import expand
+from gateway.service.catalogue.visibility import asset_schema, visible_asset
+from gateway.service.core.access import hide_unless, require_role
+from gateway.service.core.context import PageRequest, ServiceContext, encode_cursor
+from gateway.service.core.schemas import PageOut
+from gateway.service.core.tracing import Note, Tracer
+from gateway.service.governance.decisions import DecisionService, deny
+from gateway.service.governance.decisions import out as decision_out
+from gateway.service.governance.licences import effective_status
+from gateway.service.governance.schemas import ColumnUseIn, DecisionOut, JobDescriptionIn
+from gateway.service.jobs.schemas import ApprovalIn, JobOut, JobResultOut, JobSubmitIn
+from gateway.service.jobs.support import decided, for_schema, job_out, refused, sha, summary
+from gateway.service.trace.service import AuditService
 from gateway.store import Tx
 from policies import Decision
 from policies.jobs import AnalysisError, JobError, analyse, partial_plan

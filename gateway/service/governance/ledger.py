@@ -11,17 +11,17 @@ from contracts.terms import terms_from_canonical
 from gateway.domain import Actor, BudgetCharge, LicenceStatus, Role
 from gateway.errors import BudgetExhausted, NotFound, ValidationFailed
 from gateway.metrics import GatewayMetrics
-from gateway.service.context import ServiceContext
-from gateway.service.licences import LicenceService, effective_status
-from gateway.service.policy_docs import parse_for_asset
-from gateway.service.schemas_gov import (
+from gateway.service.core.context import ServiceContext
+from gateway.service.core.tracing import Note, Tracer
+from gateway.service.governance.licences import LicenceService, effective_status
+from gateway.service.governance.policies import parse_for_asset
+from gateway.service.governance.schemas import (
     AssetBudget,
     BudgetOut,
     SettlementLine,
     SettlementOut,
     UsageOut,
 )
-from gateway.service.tracing import Note, Tracer
 from gateway.store import Tx
 from policies import PrivacyRules, fits, jobs_that_fit, remaining
 from policies.budget import exact

@@ -7,13 +7,14 @@ from datetime import datetime
 from typing import Any
 
 from gateway.audit.errors import ProofError
-from gateway.audit.log import TraceLog, b64
 from gateway.audit.merkle import leaf_hash
 from gateway.domain import Actor, PendingTrace, Role, StoredTrace
 from gateway.errors import BadPagination, NotFound, ValidationFailed
-from gateway.service.access import require_role
-from gateway.service.context import ServiceContext
-from gateway.service.schemas import (
+from gateway.service.core.access import require_role
+from gateway.service.core.context import ServiceContext
+from gateway.service.core.tracing import Note, Tracer
+from gateway.service.trace.log import TraceLog, b64
+from gateway.service.trace.schemas import (
     CheckpointOut,
     ConsistencyProofOut,
     InclusionProofOut,
@@ -22,7 +23,6 @@ from gateway.service.schemas import (
     TraceEntryOut,
     TracePage,
 )
-from gateway.service.tracing import Note, Tracer
 
 
 def _scope(actor: Actor) -> dict[str, str]:

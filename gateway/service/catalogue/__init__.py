@@ -1,0 +1,1 @@
+"""What holders offer: sites, asset cards, federated assets, and who may see them."""

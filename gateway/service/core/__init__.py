@@ -1,0 +1,1 @@
+"""Shared by every use case: the service context, access checks, tracing, paging."""

@@ -1,0 +1,1 @@
+"""Policies, licences, policy decisions and the privacy-budget ledger."""

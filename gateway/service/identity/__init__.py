@@ -1,0 +1,1 @@
+"""Organisations, principals and API keys."""

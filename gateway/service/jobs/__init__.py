@@ -1,0 +1,1 @@
+"""Jobs of every kind: submission, dry runs, approval, the runner and the job kinds."""
