@@ -126,63 +126,24 @@ class StageTimes:
             return {k: list(v) for k, v in self.samples.items()}
 
 
-def _on_runner_thread() -> bool:
-    return threading.current_thread().name.startswith("job-runner")
-
-
 def instrument(runner: Any, stages: StageTimes) -> None:
-    """Wrap the runner's calls with timers (only calls made on the runner thread count)."""
-    from gateway.service import job_runner
-    from gateway.siteclient.client import SiteClient
+    """Time every stage of every job the runner runs (its public stage observer)."""
+    runner.observe = stages.add
 
-    def timed(stage: str, call: Callable[..., Any]) -> Any:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if not _on_runner_thread():
-                return call(*args, **kwargs)
-            begin = time.perf_counter()
-            try:
-                return call(*args, **kwargs)
-            finally:
-                stages.add(stage, time.perf_counter() - begin)
 
-        return wrapper
+def fragment_sql(fed: Any, job_id: str) -> str:
+    """The fragment a job's sites ran: the job decided again through the public decider."""
+    from gateway.domain import Actor, Role
 
-    execute = runner.execute
-
-    def execute_timed(job: Any) -> None:
-        try:
-            waited = (runner.ctx.clock.now() - job.created_at).total_seconds()
-            stages.add("queue wait (committed -> claimed)", waited)
-        except TypeError:
-            pass
-        begin = time.perf_counter()
-        try:
-            execute(job)
-        finally:
-            stages.add("execute (claimed -> released)", time.perf_counter() - begin)
-
-    runner.execute = execute_timed
-    runner.recover = timed("recover expired leases (each poll)", runner.recover)
-    if hasattr(runner, "_wait_or_cancel"):
-        runner._wait_or_cancel = timed("fragments, fan-out to last answer", runner._wait_or_cancel)
-    runner._release = timed("release, all (transaction, receipt, store it)", runner._release)
-    runner.jobs.decide = timed("decide again (analyse, policy, plan)", runner.jobs.decide)
-    runner.tracer.write = timed("release transaction (charge, result, trace)", runner.tracer.write)
-    runner.audit.receipt = timed("receipt (inclusion proof, signature)", runner.audit.receipt)
-    job_runner.combine = timed("combine partials", job_runner.combine)
-    job_runner.release = timed("noise and release (OpenDP)", job_runner.release)
-
-    run_fragment = SiteClient.run_fragment
-
-    def run_fragment_timed(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
-        begin = time.perf_counter()
-        outcome = run_fragment(self, request, *args, **kwargs)
-        stages.add("fragment round trip (gRPC, per site)", time.perf_counter() - begin)
-        stages.add("fragment in the agent (sandbox, per site)", outcome.elapsed_ms / 1000)
-        stages.programs[request.asset_id] = request.program
-        return outcome
-
-    SiteClient.run_fragment = run_fragment_timed  # type: ignore[method-assign]
+    services = fed.services
+    with services.ctx.store.read() as tx:
+        job = tx.get_job(job_id)
+        assert job is not None
+        actor = Actor(job.principal_id, job.operator_org_id, Role.OPERATOR)
+        decided = services.jobs.decider.decide(tx, actor, job)
+    assert decided.allowed, decided.decision.reasons
+    sql: str = decided.plan.fragment.sql
+    return sql
 
 
 # process-tree memory ---------------------------------------------------------------------
@@ -806,7 +767,9 @@ def big_query(
     poll = options.poll / 1000
     roots = [s.process.pid for s in fed.sites]
     with Client(url, fed.operator_key, timeout=300.0) as client:
-        check_counts(run_job(client, sql, assets, poll)[1], options.rows)
+        first = run_job(client, sql, assets, poll)[1]
+        check_counts(first, options.rows)
+        fed.stages.programs["fragment"] = fragment_sql(fed, first["job_id"])
         time.sleep(1.0)
         fed.stages.reset()
         sampler = TreeSampler(roots)
@@ -1015,7 +978,7 @@ def main() -> None:
             totals, memory, big_cpu, big_pool = big_query(fed, url, options)
             big_stages = fed.stages.snapshot()
             duck = duckdb_baseline(files, options.runs)
-            program = fed.stages.programs[files[0].name]
+            program = fed.stages.programs["fragment"]
             fragments = duckdb_fragments(files, program, options.runs, threads=2)
             alone = lone_fragment(fed, program, options.runs)
             template = small_job_sql(fed, url)

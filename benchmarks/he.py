@@ -167,40 +167,9 @@ def build_he(
 
 
 def instrument(fed: Federation) -> StageTimes:
-    """Timers around the gRPC calls to the sites and the gateway's own HE sandbox steps."""
-    from gateway.siteclient.client import SiteClient
-
+    """Timers on every stage of every job the runner runs (its public stage observer)."""
     stages = StageTimes()
-    upload_input = SiteClient.upload_input
-    run_fragment = SiteClient.run_fragment
-
-    def upload_timed(self: Any, data: Any, *args: Any, **kwargs: Any) -> Any:
-        begin = time.perf_counter()
-        stored = upload_input(self, data, *args, **kwargs)
-        stages.add("UploadInput of the bundle (gRPC, per site)", time.perf_counter() - begin)
-        return stored
-
-    def run_timed(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
-        begin = time.perf_counter()
-        outcome = run_fragment(self, request, *args, **kwargs)
-        stages.add("site step round trip (gRPC, per site)", time.perf_counter() - begin)
-        stages.add("site step in the sandbox (per site)", outcome.elapsed_ms / 1000)
-        return outcome
-
-    SiteClient.upload_input = upload_timed  # type: ignore[method-assign]
-    SiteClient.run_fragment = run_timed  # type: ignore[method-assign]
-
-    workspace = fed.services.he.workspace
-    run = workspace.run
-
-    def workspace_timed(digest: str, program: dict[str, Any]) -> Any:
-        begin = time.perf_counter()
-        try:
-            return run(digest, program)
-        finally:
-            stages.add(f"gateway sandbox: {program.get('op')}", time.perf_counter() - begin)
-
-    workspace.run = workspace_timed
+    fed.runner.observe = stages.add
     return stages
 
 
@@ -403,8 +372,8 @@ def report(
         f"(a) one-off context transfer (bundle {bundle / 1e6:.1f} MB; keys made in {created:.1f} s)"
     )
     print(f"      upload_context (REST, streamed, sandboxed check)     {ms(jobs['upload'])}")
-    first = jobs["first_stages"].get("UploadInput of the bundle (gRPC, per site)", [])
-    again = jobs["cached_stages"].get("UploadInput of the bundle (gRPC, per site)", [])
+    first = jobs["first_stages"].get("input upload (gRPC, per site)", [])
+    again = jobs["cached_stages"].get("input upload (gRPC, per site)", [])
     print(
         f"      first job end to end {ms(jobs['first']).strip()} - cached median "
         f"{ms(cached).strip()} = {ms(transfer).strip()} (bundle to 3 sites over gRPC; "

@@ -158,7 +158,7 @@ def run_he_aggregate(
             yield bundle[start : start + (1 << 20)]
 
     asyncio.run(services.he.upload(operator, chunks(), len(bundle), keys.bundle_sha256))
-    job = services.he.submit(
+    job = services.jobs.submit(
         operator,
         HeJobIn.model_validate(
             {

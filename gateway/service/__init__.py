@@ -17,8 +17,10 @@ from gateway.service.governance.ledger import Ledger
 from gateway.service.governance.licences import LicenceService
 from gateway.service.governance.policies import PolicyService
 from gateway.service.identity.service import Identities
-from gateway.service.jobs.he import HeJobs
+from gateway.service.jobs.decide import JobDecider
+from gateway.service.jobs.he_contexts import HeContexts
 from gateway.service.jobs.he_workspace import HeWorkspace
+from gateway.service.jobs.kinds import registry
 from gateway.service.jobs.service import JobService
 from gateway.service.trace.log import TraceKey, TraceLog, load_or_create_key
 from gateway.service.trace.service import AuditService
@@ -44,7 +46,7 @@ class Services:
     site_pool: SitePool
     jobs: JobService
     federated: FederatedAssets
-    he: HeJobs
+    he: HeContexts
 
 
 def _gateway_tls(settings: Settings) -> GatewayTls | None:
@@ -78,10 +80,11 @@ def build_services(
     if site_pool is None:
         site_pool = SitePool(_gateway_tls(settings), metrics.registry)
     decisions = DecisionService(ctx, tracer, metrics)
-    jobs = JobService(ctx, tracer, decisions, audit)
     workspace = HeWorkspace(
         settings.data_dir / "he", minimum_isolation=settings.he_minimum_isolation
     )
+    decider = JobDecider(decisions, registry(workspace))
+    jobs = JobService(ctx, tracer, decisions, decider, audit)
     return Services(
         ctx=ctx,
         tracer=tracer,
@@ -97,5 +100,5 @@ def build_services(
         site_pool=site_pool,
         jobs=jobs,
         federated=FederatedAssets(ctx, tracer),
-        he=HeJobs(jobs, decisions, tracer, workspace),
+        he=HeContexts(tracer, workspace),
     )

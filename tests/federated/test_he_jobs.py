@@ -424,7 +424,7 @@ def test_a_holder_approves_an_he_job_seeing_what_it_computes(
 
 
 def test_the_release_threshold_keeps_small_targets_out() -> None:
-    from gateway.service.jobs.he_run import release_threshold
+    from gateway.service.jobs.kinds.he_common import release_threshold
     from policies.jobs.mechanisms import OpenDPNoise
 
     k = 10
@@ -433,3 +433,33 @@ def test_the_release_threshold_keeps_small_targets_out() -> None:
     assert threshold > k + noised.scale * 20
     assert max(noised.values) < threshold
     assert max(noised.values) >= k  # without the margin, some would pass
+
+
+def test_holders_see_dry_runs_of_every_kind_on_their_assets(
+    client: Client, keys: HeKeys, he_federation: Federation
+) -> None:
+    """A dry run names the holder as its trace entry's subject, for HE jobs as for SQL."""
+    fed = he_federation
+    client.upload_context(keys)
+    body = {
+        "kind": "he_aggregate",
+        "assets": fed.asset_ids,
+        "context_sha256": keys.bundle_sha256,
+        "purpose": "research",
+        "epsilon": 1.0,
+        "columns": ["los_days"],
+    }
+    assert client.he_check(body)["allow"]
+    client.dry_run(
+        {
+            "sql": "SELECT COUNT(*) AS n FROM admissions",
+            "assets": fed.asset_ids,
+            "epsilon": 1.0,
+            "purpose": "research",
+        }
+    )
+    holder = fed.hospitals[0].actor
+    page = fed.services.audit.entries(holder, limit=1000, cursor=None, action="job.check")
+    kinds = [e.entry.get("detail", {}).get("kind") for e in page.items]
+    assert "he_aggregate" in kinds  # the HE dry run
+    assert None in kinds  # the SQL dry run (its detail names the SQL by digest)

@@ -53,10 +53,10 @@ def get_context(sha256: str, svc: Svc, actor: Caller) -> HeContextOut:
 @router.post("/jobs", status_code=status.HTTP_201_CREATED)
 def submit(body: HeJobIn, svc: Svc, actor: Caller) -> JobOut:
     """Submit an ``he_aggregate`` or ``he_linear`` job; read it and its result under /v1/jobs."""
-    return svc.he.submit(actor, body)
+    return svc.jobs.submit(actor, body)
 
 
 @router.post("/jobs/check")
 def check(body: HeJobIn, svc: Svc, actor: Caller) -> DecisionOut:
     """The decision on an HE job, every reason with its fix, without running or charging."""
-    return svc.he.check(actor, body)
+    return svc.jobs.check(actor, body)

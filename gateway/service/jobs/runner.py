@@ -1,19 +1,22 @@
-"""The job runner: takes queued jobs from the store, fans fragments out to the sites,
-combines, noises, and charges and releases in one transaction.
+"""The job runner: takes queued jobs from the store, runs each kind's fragments at the
+sites, combines, and charges and releases in one transaction.
 
-Nothing is charged without a release and nothing released without a charge: the charge,
-the result and the ``job.release`` trace entry commit together. A job whose runner dies
-keeps its lease until it expires; it is then queued again (no budget was spent) or, after
-``max_attempts``, failed.
+The runner never branches on a job's kind: it decides the job again, asks the kind for
+its site steps, fans them out (uploading any input a site needs first), waits or cancels,
+asks the kind to combine the answers, and releases.  Nothing is charged without a release
+and nothing released without a charge: the charge, the result and the ``job.release``
+trace entry commit together. A job whose runner dies keeps its lease until it expires; it
+is then queued again (no budget was spent) or, after ``max_attempts``, failed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import timedelta
 from typing import Any
@@ -23,49 +26,19 @@ from gateway.errors import BlindgateError, InvalidState
 from gateway.service.core.context import ServiceContext
 from gateway.service.core.tracing import Note, Tracer
 from gateway.service.governance.ledger import Ledger
-from gateway.service.jobs.he import HE_KINDS, HeJobs
-from gateway.service.jobs.he_run import HeJobFailed, HeRun
+from gateway.service.jobs.decide import JobDecider
+from gateway.service.jobs.kind import FailureCode, JobFailed, SiteResult, SiteStep
 from gateway.service.jobs.service import JobService
 from gateway.service.jobs.support import covering_licences
 from gateway.service.trace.service import AuditService
 from gateway.siteclient.pool import SitePool
 from gateway.store import Tx
-from policies.jobs import JobError, combine, release
-from sandbox.wire import FragmentRequest
+from sandbox.wire import FragmentOutcome
 
 log = logging.getLogger(__name__)
 
-
-class JobFailed(Exception):
-    """A job cannot finish; ``code`` is what its operator is told."""
-
-    def __init__(self, code: str, reasons: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(code)
-        self.code = code
-        self.reasons = reasons or []
-
-
-def _cells(rel: Any) -> dict[str, Any]:
-    rows = [
-        [
-            {
-                "value": cell.value,
-                "mechanism": cell.mechanism,
-                "scales": dict(cell.scales),
-                "epsilon": cell.epsilon,
-            }
-            for cell in (row[name] for name in rel.columns)
-        ]
-        for row in rel.rows
-    ]
-    return {
-        "columns": list(rel.columns),
-        "rows": rows,
-        "epsilon_spent": rel.epsilon_spent,
-        "delta_spent": rel.delta_spent,
-        "threshold": rel.threshold,
-        "key_release": str(rel.key_release),
-    }
+StageObserver = Callable[[str, float], None]
+"""Told the name and duration (seconds) of each stage of each job the runner runs."""
 
 
 class JobRunner:
@@ -86,12 +59,12 @@ class JobRunner:
         fragment_timeout: float = 120.0,
         max_attempts: int = 3,
         concurrency: int = 4,
-        he: HeJobs | None = None,
+        observe: StageObserver | None = None,
     ) -> None:
-        self.he = he
         self.ctx = ctx
         self.tracer = tracer
         self.jobs = jobs
+        self.decider: JobDecider = jobs.decider
         self.ledger = ledger
         self.audit = audit
         self.pool = pool
@@ -100,6 +73,8 @@ class JobRunner:
         self.poll = poll_seconds
         self.fragment_timeout = fragment_timeout
         self.max_attempts = max_attempts
+        self.observe = observe
+        """Told each stage's duration (for benchmarks and metrics); ``None`` for none."""
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._loop, name=f"job-runner-{n}", daemon=True)
@@ -150,7 +125,7 @@ class JobRunner:
                         job.id,
                         [JobState.PENDING_APPROVAL],
                         state=JobState.DENIED,
-                        error_code="approval_expired",
+                        error_code=FailureCode.APPROVAL_EXPIRED,
                         updated_at=now,
                     )
                 )
@@ -160,7 +135,7 @@ class JobRunner:
                         job.id,
                         [JobState.RUNNING],
                         state=JobState.FAILED,
-                        error_code="timeout",
+                        error_code=FailureCode.TIMEOUT,
                         lease_owner=None,
                         lease_until=None,
                         updated_at=now,
@@ -181,7 +156,8 @@ class JobRunner:
 
     def run_once(self) -> bool:
         """Recover expired leases, then run the oldest queued job; whether one ran."""
-        self.recover()
+        with self._stage("recover expired leases (each poll)"):
+            self.recover()
         now = self.ctx.clock.now()
         job = self.ctx.store.transact(
             lambda tx: tx.claim_next_job(self.owner, now, now + self.lease)
@@ -193,6 +169,7 @@ class JobRunner:
 
     # one job -----------------------------------------------------------------------------
     def execute(self, job: Job) -> None:
+        """Run one claimed job to its release or its failure."""
         actor = Actor(job.principal_id, job.operator_org_id, Role.OPERATOR)
         try:
             self._execute(job, actor)
@@ -202,106 +179,72 @@ class JobRunner:
             self._fail(job, actor, exc.code)
         except Exception as exc:
             log.error("job %s failed: %s", job.id, type(exc).__name__)
-            self._fail(job, actor, "internal")
+            self._fail(job, actor, FailureCode.INTERNAL)
 
     def _execute(self, job: Job, actor: Actor) -> None:
         started = time.monotonic()
-        if job.kind in HE_KINDS:
-            self._execute_he(job, actor, started)
-            return
-        with self.ctx.store.read() as tx:
-            # Decided again now: a revoked or expired licence, a frozen asset or a spent
-            # budget stops the job before anything runs.
-            decision, planned = self.jobs.decide(tx, actor, job)
-            assets: list[Asset] = [a for a in (tx.get_asset(i) for i in job.asset_ids) if a]
-            sites: dict[str, Site | None] = {a.id: tx.get_site(a.site_id) for a in assets}
-            cover = covering_licences(tx, job)
-        if not decision.allow or planned is None:
-            reasons = [{"code": r.code, "clause": r.clause} for r in decision.reasons]
-            raise JobFailed("policy_denied", reasons)
-        plan, params = planned
-        missing = [a for a in job.asset_ids if a not in cover]
-        if missing:
-            raise JobFailed("licence_not_covering")
-        digest = hashlib.sha256(plan.sql.encode()).hexdigest()[:16]
-        try:  # for sites that push fragments down to the holder's PostgreSQL
-            pushdown = plan.pushdown_sql("asset")
-        except (JobError, ValueError):
-            pushdown = ""
-        futures = []
+        if self.observe is not None:
+            waited = (self.ctx.clock.now() - job.created_at).total_seconds()
+            self.observe("queue wait (committed -> claimed)", waited)
+        kind = self.decider.kind(job.kind)
+        with self._stage("decide again"):
+            precheck = kind.precheck(job.spec)
+            with self.ctx.store.read() as tx:
+                # Decided again now: a revoked or expired licence, a frozen asset or a spent
+                # budget stops the job before anything runs.
+                decided = self.decider.decide(tx, actor, job, precheck)
+                assets: list[Asset] = [a for a in (tx.get_asset(i) for i in job.asset_ids) if a]
+                sites: dict[str, Site | None] = {a.id: tx.get_site(a.site_id) for a in assets}
+                cover = covering_licences(tx, job)
+        if not decided.allowed:
+            reasons = [{"code": r.code, "clause": r.clause} for r in decided.decision.reasons]
+            raise JobFailed(FailureCode.POLICY_DENIED, reasons)
+        if [a for a in job.asset_ids if a not in cover]:
+            raise JobFailed(FailureCode.LICENCE_NOT_COVERING)
+        steps = kind.site_steps(job, decided.plan, assets, int(self.fragment_timeout * 1000))
+        with self._stage("fragments, fan-out to last answer"):
+            results = self._run_steps(job, steps, sites)
+        with self._stage("combine and noise"):
+            result = kind.combine(job, decided.plan, results)
+        compute = sum(r.elapsed_ms for r in results) / 1000
+        with self._stage("release, all (transaction, receipt, store it)"):
+            self._release(job, actor, result, cover, compute, time.monotonic() - started)
+        if self.observe is not None:
+            self.observe("execute (claimed -> released)", time.monotonic() - started)
+
+    def _run_steps(
+        self, job: Job, steps: list[SiteStep], sites: dict[str, Site | None]
+    ) -> list[SiteResult]:
+        """Run every site's fragment (after its upload, if any); all must succeed."""
+        futures: list[Future[FragmentOutcome]] = []
         clients: list[tuple[Any, str]] = []
-        for asset in assets:
-            site = sites[asset.id]
+        for step in steps:
+            site = sites.get(step.asset.id)
             if site is None:
-                raise JobFailed("site_missing")
-            request = FragmentRequest(
-                fragment_id=f"{job.id}.{asset.id}.{digest}",
-                job_id=job.id,
-                asset_id=asset.local_ref,
-                executor="duckdb_sql",
-                program=plan.sql,
-                deadline_ms=int(self.fragment_timeout * 1000),
-                pushdown_program=pushdown,
-            )
+                raise JobFailed(FailureCode.SITE_MISSING)
             client = self.pool.client(site)
-            clients.append((client, request.fragment_id))
-            futures.append(
-                self._fanout.submit(client.run_fragment, request, self.fragment_timeout + 10)
-            )
+            clients.append((client, step.request.fragment_id))
+            futures.append(self._fanout.submit(self._site_step, client, step))
         self._wait_or_cancel(job, futures, clients)
-        partials = []
-        compute = 0.0
-        for future in futures:
+        results = []
+        for step, future in zip(steps, futures, strict=True):
             outcome = future.result()
             if not outcome.ok or outcome.table is None:
-                raise JobFailed(f"fragment_{outcome.failure or 'internal'}")
-            compute += outcome.elapsed_ms / 1000
-            table = outcome.table
-            partials.append([dict(zip(table.columns, row, strict=True)) for row in table.rows])
-        try:
-            groups = combine(plan, partials)
-            if params.max_groups is not None and len(groups) > params.max_groups:
-                raise JobFailed("too_many_groups")
-            released = release(plan, groups, params)
-        except JobError as exc:
-            raise JobFailed("release_refused", [{"code": r.code} for r in exc.reasons]) from None
-        result = _cells(released)
-        self._release(
-            job,
-            actor,
-            result,
-            cover,
-            compute,
-            time.monotonic() - started,
-        )
+                raise JobFailed(FailureCode.of_fragment(outcome.failure))
+            results.append(SiteResult(step, outcome.table, outcome.elapsed_ms))
+        return results
 
-    def _execute_he(self, job: Job, actor: Actor, started: float) -> None:
-        if self.he is None:
-            raise JobFailed("he_unavailable")
-        denied = self.he.check_context(job.spec or {})
-        with self.ctx.store.read() as tx:
-            decision, plan = self.he.decide(tx, actor, job)
-            assets: list[Asset] = [a for a in (tx.get_asset(i) for i in job.asset_ids) if a]
-            sites: dict[str, Site | None] = {a.id: tx.get_site(a.site_id) for a in assets}
-            cover = covering_licences(tx, job)
-        decision = denied or decision
-        if not decision.allow or plan is None:
-            reasons = [{"code": r.code, "clause": r.clause} for r in decision.reasons]
-            raise JobFailed("policy_denied", reasons)
-        if [a for a in job.asset_ids if a not in cover]:
-            raise JobFailed("licence_not_covering")
-        run = HeRun(
-            self.he,
-            self.pool,
-            self._fanout,
-            lambda futures, clients: self._wait_or_cancel(job, futures, clients),
-            self.fragment_timeout,
-        )
-        try:
-            result, compute = run.execute(job, plan, assets, sites)
-        except HeJobFailed as exc:
-            raise JobFailed(exc.code) from None
-        self._release(job, actor, result, cover, compute, time.monotonic() - started)
+    def _site_step(self, client: Any, step: SiteStep) -> FragmentOutcome:
+        if step.upload is not None:
+            with self._stage("input upload (gRPC, per site)"):
+                client.upload_input(
+                    step.upload, timeout=self.fragment_timeout, digest=step.request.input_sha256
+                )
+        with self._stage("fragment round trip (gRPC, per site)"):
+            outcome: FragmentOutcome = client.run_fragment(step.request, self.fragment_timeout + 10)
+        if self.observe is not None:
+            self.observe("fragment in the site's sandbox (per site)", outcome.elapsed_ms / 1000)
+        return outcome
 
     def _wait_or_cancel(
         self, job: Job, futures: list[Future[Any]], clients: list[tuple[Any, str]]
@@ -320,7 +263,16 @@ class JobRunner:
                         client.cancel(fragment_id, timeout=5)
                     except Exception as exc:  # the site may be gone; the job is over anyway
                         log.warning("cancel of %s failed: %s", fragment_id, type(exc).__name__)
-                raise JobFailed("cancelled")
+                raise JobFailed(FailureCode.CANCELLED)
+
+    @contextlib.contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.observe is not None:
+                self.observe(name, time.perf_counter() - began)
 
     def _release(
         self,
@@ -370,8 +322,10 @@ class JobRunner:
                 "wall_seconds": round(wall, 3),
             }
 
-        _, pending = self.tracer.write(actor, "job.release", work)
-        receipt = self.audit.receipt(pending).model_dump()
+        with self._stage("release transaction (charge, result, trace)"):
+            _, pending = self.tracer.write(actor, "job.release", work)
+        with self._stage("receipt (inclusion proof, signature)"):
+            receipt = self.audit.receipt(pending).model_dump()
         self.ctx.store.transact(
             lambda tx: tx.update_job(job.id, [JobState.SUCCEEDED], receipt=receipt)
         )
@@ -400,7 +354,7 @@ class JobRunner:
             log.error("could not record the failure of job %s", job.id)
 
 
-def make_runner(services: Any, owner: str) -> JobRunner:
+def make_runner(services: Any, owner: str, observe: StageObserver | None = None) -> JobRunner:
     """A runner over ``services`` (a :class:`gateway.service.Services`)."""
     return JobRunner(
         services.ctx,
@@ -410,5 +364,5 @@ def make_runner(services: Any, owner: str) -> JobRunner:
         services.audit,
         services.site_pool,
         owner=owner,
-        he=services.he,
+        observe=observe,
     )

@@ -1,16 +1,17 @@
-"""Federated SQL aggregate jobs: submit, approve, cancel, read results.
+"""Jobs of every kind: submit, dry-run, read, approve, cancel.
 
-A job is analysed (sqlglot) and decided (the policy engine) at submission; it waits for
-approval when a policy asks for it, then the queue (the job table) hands it to a runner
-(:mod:`gateway.service.job_runner`), which fans fragments out to the sites, combines,
-noises, charges and releases in one transaction.
+A job is analysed and decided (:class:`~gateway.service.jobs.decide.JobDecider`) at
+submission; it waits for approval when a policy asks for it, then the queue (the job
+table) hands it to a runner (:mod:`gateway.service.jobs.runner`), which fans fragments out
+to the sites, combines, noises, charges and releases in one transaction.  What differs
+between kinds is behind :class:`~gateway.service.jobs.kind.JobKind`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from gateway.audit.merkle import leaf_hash
@@ -26,34 +27,53 @@ from gateway.domain import (
 )
 from gateway.errors import Forbidden, InvalidState, NotFound
 from gateway.service.catalogue.federated import expand
-from gateway.service.catalogue.visibility import asset_schema, visible_asset
+from gateway.service.catalogue.visibility import visible_asset
 from gateway.service.core.access import hide_unless, require_role
 from gateway.service.core.context import PageRequest, ServiceContext, encode_cursor
 from gateway.service.core.schemas import PageOut
 from gateway.service.core.tracing import Note, Tracer
-from gateway.service.governance.decisions import DecisionService, deny
+from gateway.service.governance.decisions import DecisionService
 from gateway.service.governance.decisions import out as decision_out
 from gateway.service.governance.licences import effective_status
-from gateway.service.governance.schemas import ColumnUseIn, DecisionOut, JobDescriptionIn
-from gateway.service.jobs.schemas import ApprovalIn, JobOut, JobResultOut, JobSubmitIn
-from gateway.service.jobs.support import decided, for_schema, job_out, refused, sha, summary
+from gateway.service.governance.schemas import DecisionOut
+from gateway.service.jobs.decide import JobDecider
+from gateway.service.jobs.kind import Draft
+from gateway.service.jobs.schemas import (
+    ApprovalIn,
+    HeJobIn,
+    JobOut,
+    JobResultOut,
+    JobSubmitIn,
+)
+from gateway.service.jobs.support import decided, job_out, summary
 from gateway.service.trace.service import AuditService
 from gateway.store import Tx
 from policies import Decision
-from policies.jobs import AnalysisError, JobError, analyse, partial_plan
 
-JOB_KIND = "sql_aggregate"
+JobBody = JobSubmitIn | HeJobIn
+"""A submission of any kind."""
+
+
+def kind_of(body: JobBody) -> str:
+    """The job kind a submission body asks for."""
+    return body.kind if isinstance(body, HeJobIn) else "sql_aggregate"
 
 
 class JobService:
     """Use cases for jobs."""
 
     def __init__(
-        self, ctx: ServiceContext, tracer: Tracer, decisions: DecisionService, audit: AuditService
+        self,
+        ctx: ServiceContext,
+        tracer: Tracer,
+        decisions: DecisionService,
+        decider: JobDecider,
+        audit: AuditService,
     ) -> None:
         self.ctx = ctx
         self.tracer = tracer
         self.decisions = decisions
+        self.decider = decider
         self.audit = audit
         self.wakeup = threading.Event()
         """Set when a job becomes runnable, so an idle runner starts at once."""
@@ -104,60 +124,9 @@ class JobService:
                     found[lic.id] = lic
         return list(found.values())
 
-    def decide(self, tx: Tx, actor: Actor, job: Job) -> tuple[Decision, Any]:
-        """Analyse and decide a job as it stands now: (decision, plan or None)."""
-        assets = [visible_asset(actor, tx, a) for a in job.asset_ids]
-        schema = asset_schema(assets)
-        try:
-            analysis = analyse(job.sql, schema)
-        except AnalysisError as exc:
-            return refused(exc), None
-        if analysis.needs_permission:
-            return deny(
-                "aggregate_not_allowed",
-                "MIN and MAX have no differentially private release.",
-                clause="request.sql",
-            ), None
-        # Every job counts people (thresholds, contribution bounds): the privacy unit is
-        # always used as a counted column, so COUNT(*) alone is a valid job too.
-        unit = ColumnUseIn(
-            asset=schema.asset_id,
-            column=assets[0].privacy_unit,
-            usage="aggregate",
-            function="count",
-        )
-        found: list[tuple[str, str, str | None]] = [
-            (u.column, str(u.usage), u.function) for u in analysis.column_uses
-        ]
-        if (unit.column, unit.usage, unit.function) not in found:
-            found.append((unit.column, unit.usage, unit.function))
-        uses = [
-            ColumnUseIn.model_validate({"asset": a, "column": c, "usage": usage, "function": f})
-            for a in job.asset_ids
-            for c, usage, f in found
-        ]
-        description = JobDescriptionIn(
-            kind=JOB_KIND,
-            purpose=job.purpose,
-            epsilon=job.epsilon,
-            delta=job.delta,
-            assets=job.asset_ids,
-            columns=uses,
-            licence_ids=job.licence_ids,
-        )
-        decision = self.decisions.decide(tx, actor, description)
-        if not decision.allow or decision.parameters is None:
-            return decision, None
-        params = for_schema(decision.parameters, schema.asset_id, job.asset_ids)
-        try:
-            plan = partial_plan(analysis, params)
-        except JobError as exc:
-            return refused(exc), None
-        return decision, (plan, params)
-
-    # submit ------------------------------------------------------------------------------
+    # submit and dry run ------------------------------------------------------------------
     def _draft(
-        self, tx: Tx, actor: Actor, body: JobSubmitIn, job_id: str
+        self, tx: Tx, actor: Actor, body: JobBody, draft: Draft, job_id: str
     ) -> tuple[list[Asset], Job]:
         """The job ``body`` describes, over the assets it names, before any decision."""
         now = self.ctx.clock.now()
@@ -166,11 +135,11 @@ class JobService:
             id=job_id,
             operator_org_id=actor.org_id,
             principal_id=actor.principal_id,
-            kind=JOB_KIND,
-            sql=body.sql,
+            kind=draft.kind,
+            sql=draft.sql,
             purpose=body.purpose,
             epsilon=body.epsilon,
-            delta=body.delta,
+            delta=draft.delta,
             asset_ids=[a.id for a in assets],
             licence_ids=[
                 lic.id for lic in self.licences_for(tx, actor, body.assets, body.licence_ids)
@@ -180,6 +149,7 @@ class JobService:
             decision={},
             created_at=now,
             updated_at=now,
+            spec=draft.spec,
         )
         return assets, job
 
@@ -191,65 +161,57 @@ class JobService:
             found = tx.find_job(actor.org_id, idempotency_key)
         return job_out(found) if found is not None else None
 
-    def enter(
-        self,
-        actor: Actor,
-        build: Callable[[Tx], tuple[list[Asset], Job, Decision, dict[str, Any]]],
-        request: Any,
-    ) -> JobOut:
-        """Persist the job ``build`` drafts, as its decision leaves it, traced as ``job.submit``.
-
-        ``build`` returns the job's assets, the undecided job, its decision and the trace
-        entry's detail (after the job's state).
-        """
+    def submit(self, actor: Actor, body: JobBody) -> JobOut:
+        """Analyse, decide and persist a job of any kind; denied jobs are kept with their
+        reasons.  The job and its ``job.submit`` entry commit together."""
+        require_role(actor, Role.OPERATOR)
+        existing = self.existing(actor, body.idempotency_key)
+        if existing is not None:
+            return existing
+        kind = self.decider.kind(kind_of(body))
+        draft = kind.draft(body)
+        precheck = kind.precheck(draft.spec)
 
         def work(tx: Tx, note: Note) -> Job:
             now = self.ctx.clock.now()
-            assets, job, decision, detail = build(tx)
+            assets, job = self._draft(tx, actor, body, draft, self.ctx.ids.new("job"))
+            decision = self.decider.decide(tx, actor, job, precheck).decision
             self.decisions.record(decision)
             job = decided(job, decision, now)
             tx.add_job(job, {a.id: a.org_id for a in assets})
             note.target.update(job=job.id, assets=job.asset_ids)
             note.subject_org = assets[0].org_id
             note.record_decision(decision.allow, decision.reasons)
-            note.detail = {"state": str(job.state), **detail}
+            note.detail = {
+                "state": str(job.state),
+                **draft.detail,
+                "policy_versions": summary(decision)["policy_versions"],
+            }
             return job
 
-        job, _ = self.tracer.write(actor, "job.submit", work, request=request)
+        job, _ = self.tracer.write(actor, "job.submit", work, request=draft.request)
         if job.state == JobState.QUEUED:
             self.wakeup.set()
         return job_out(job)
 
-    def submit(self, actor: Actor, body: JobSubmitIn) -> JobOut:
-        """Analyse, decide and persist a job; denied jobs are kept with their reasons."""
+    def check(self, actor: Actor, body: JobBody) -> DecisionOut:
+        """A dry run: analyse and decide a job without storing, running or charging anything.
+
+        The decision is traced (``job.check``) with the holder as the entry's subject, so
+        holders see dry runs on their assets whatever the job's kind.
+        """
         require_role(actor, Role.OPERATOR)
-        existing = self.existing(actor, body.idempotency_key)
-        if existing is not None:
-            return existing
-
-        def build(tx: Tx) -> tuple[list[Asset], Job, Decision, dict[str, Any]]:
-            assets, job = self._draft(tx, actor, body, self.ctx.ids.new("job"))
-            decision, _plan = self.decide(tx, actor, job)
-            detail = {
-                "sql_sha256": sha(body.sql),
-                "epsilon": body.epsilon,
-                "policy_versions": summary(decision)["policy_versions"],
-            }
-            return assets, job, decision, detail
-
-        return self.enter(actor, build, body)
-
-    def check(self, actor: Actor, body: JobSubmitIn) -> DecisionOut:
-        """Analyse and decide a SQL job without storing, running or charging anything."""
-        require_role(actor, Role.OPERATOR)
+        kind = self.decider.kind(kind_of(body))
+        draft = dataclasses.replace(kind.draft(body), request=None)
+        precheck = kind.precheck(draft.spec)
 
         def work(tx: Tx, note: Note) -> Decision:
-            assets, job = self._draft(tx, actor, body, "check")
-            decision = self.decide(tx, actor, job)[0]
+            assets, job = self._draft(tx, actor, body, draft, "check")
+            decision = self.decider.decide(tx, actor, job, precheck).decision
             note.target["assets"] = job.asset_ids
             note.subject_org = assets[0].org_id
             note.record_decision(decision.allow, decision.reasons)
-            note.detail = {"sql_sha256": sha(body.sql), "epsilon": body.epsilon}
+            note.detail = dict(draft.detail)
             return decision
 
         decision = self.tracer.read(actor, "job.check", work)
