@@ -34,11 +34,8 @@ CPU per job is the gateway process's own and, from ``/proc/stat``, the rest of t
 from __future__ import annotations
 
 import argparse
-import base64
-import json
 import os
 import re
-import signal
 import socket
 import statistics
 import subprocess
@@ -51,7 +48,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -258,26 +254,17 @@ class TreeSampler(threading.Thread):
 
 # data ------------------------------------------------------------------------------------
 def write_partition(path: Path, prefix: str, rows: int, seed: int) -> None:
-    """``rows`` admissions with unique patient ids, written by DuckDB (CSV or Parquet)."""
-    import duckdb
+    """``rows`` admissions with unique patient ids (the shared demo writer)."""
+    from blindgate_demo.admissions import write_compact
 
-    query = f"""
-        SELECT '{prefix}' || lpad(CAST(i AS VARCHAR), 8, '0') AS patient_id,
-               (['north', 'south', 'east'])[1 + CAST(hash(i, {seed}, 1) % 3 AS INTEGER)]
-                   AS district,
-               CAST(20 + hash(i, {seed}, 2) % 71 AS INTEGER) AS age,
-               CAST(1 + hash(i, {seed}, 3) % 20 AS INTEGER) AS los_days
-        FROM range({rows}) AS t(i)
-    """
-    options = "FORMAT parquet" if path.suffix == ".parquet" else "FORMAT csv, HEADER true"
-    with duckdb.connect() as con:
-        con.execute(f"COPY ({query}) TO '{path}' ({options})")
+    write_compact(path, prefix, rows, seed)
 
 
 # the federation --------------------------------------------------------------------------
 @dataclass
 class Site:
     name: str
+    site_id: str
     process: subprocess.Popen[bytes]
     log: Path
     files: dict[str, Path] = field(default_factory=dict)  # table -> partition file
@@ -350,23 +337,6 @@ def admission_tables(options: argparse.Namespace) -> list[Table]:
     ]
 
 
-def start_agent(site_dir: Path, config: dict[str, Any]) -> subprocess.Popen[bytes]:
-    """``python -m sandbox.agent`` at debug level (its log says which fragments found a
-    pre-started sandbox), logging to ``agent.log``."""
-    import yaml
-
-    path = site_dir / "site.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    with open(site_dir / "agent.log", "wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "sandbox.agent", "--config", str(path), "--log-level", "debug"],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-
-
 FRAGMENT_LOG = re.compile(r"fragment (\S+): (\w+) .*pooled=(True|False)")
 
 
@@ -397,17 +367,6 @@ class PoolLog:
         return f"{pooled} of {total} fragments found a pre-started sandbox"
 
 
-def stop_agent(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def build(
     scratch: Path,
     tables: list[Table],
@@ -417,134 +376,54 @@ def build(
     pool_size: int,
     purposes: tuple[str, ...] = ("research",),
 ) -> Federation:
-    """PKI, gateway services, three agent processes each holding a partition of every
-    table, their organisations, assets, policies and licences (``job_kinds`` and
-    ``purposes``, all of a site's assets); the agents keep ``pool_size`` warm sandboxes."""
+    """The shared federation builder with three agent processes (logging at debug level,
+    which says which fragments found a pre-started sandbox), each holding a partition of
+    every table; the operator is licensed for ``job_kinds`` and ``purposes``."""
     from prometheus_client import CollectorRegistry
 
-    from contracts import (
-        LicenceTerms,
-        countersign,
-        encode_public_key,
-        generate_keypair,
-        sign_offer,
-    )
-    from gateway import pki
+    from blindgate_demo import federation as shared
     from gateway.config import Settings
-    from gateway.domain import Actor, Role
     from gateway.metrics import GatewayMetrics
     from gateway.service import build_services
-    from gateway.service.catalogue.schemas import AssetCreate, ColumnIn, RightsIn, SiteCreate
-    from gateway.service.identity.schemas import OrganisationCreate, PrincipalCreate
     from gateway.service.jobs.runner import make_runner
-    from gateway.siteclient.pool import GatewayTls, SitePool
+    from gateway.siteclient.pool import SitePool
     from gateway.store import open_store
 
-    ca = scratch / "pki" / "ca"
-    pki.init_ca(ca)
-    pki.issue(ca, "gateway", scratch / "pki", kind="client")
-    gateway_fp = pki.fingerprint((scratch / "pki" / "gateway.crt").read_bytes())
+    shared.init_pki(scratch)
     store = open_store(f"sqlite:///{scratch / 'gateway.db'}")
     stack.append(store.close)
     metrics = GatewayMetrics(CollectorRegistry())
-    tls = GatewayTls.from_files(
-        ca / "ca.crt", scratch / "pki" / "gateway.crt", scratch / "pki" / "gateway.key"
-    )
     services = build_services(
         store,
         Settings(data_dir=scratch / "data", dev_mode=True),
         metrics=metrics,
-        site_pool=SitePool(tls, metrics.registry),
+        site_pool=SitePool(shared.gateway_tls(scratch), metrics.registry),
     )
     stack.append(services.site_pool.close)
     stack.append(services.he.workspace.close)
-    ids = services.identities
-    boot = ids.bootstrap_admin("Platform", "root")
-    admin = Actor(boot.principal.id, boot.principal.org_id, Role.ADMIN)
-    op_org = ids.create_org(admin, OrganisationCreate(name="Analytics Co")).id
-    op = ids.create_principal(
-        admin, PrincipalCreate(org_id=op_org, name="analyst", role=Role.OPERATOR)
+    built = shared.build(
+        scratch,
+        services,
+        holders=[shared.Party(name, name) for name in HOSPITALS],
+        tables=[shared.Table(t.name, t.file, t.columns, t.policy, t.write) for t in tables],
+        licensing=shared.Licensing(job_kinds=job_kinds, purposes=purposes),
+        agents=shared.ProcessAgents(log_level="debug"),
+        pool_size=pool_size,
     )
-    operator = Actor(op.principal.id, op_org, Role.OPERATOR)
-    op_keys = generate_keypair()
-    ids.set_public_key(operator, op_org, encode_public_key(op_keys.public_key))
-    fed = Federation(services, make_runner(services, owner="bench-runner"), op.api_key)
+    stack.append(built.close)
+    fed = Federation(services, make_runner(services, owner="bench-runner"), built.operator_key)
     fed.runner.poll = RUNNER_POLL_SECONDS
-    now = datetime.now(UTC)
-    for n, name in enumerate(HOSPITALS):
-        site_dir = scratch / name
-        site_dir.mkdir(parents=True)
-        site_fp = pki.issue(ca, "site", site_dir / "tls", kind="server", hosts=["127.0.0.1"])
-        files = {table.name: site_dir / table.file for table in tables}
-        rows = {table.name: table.write(files[table.name], n, name) for table in tables}
-        port = free_port()
-        config = {
-            "listen": f"127.0.0.1:{port}",
-            "tls": {"cert": "tls/site.crt", "key": "tls/site.key", "ca": str(ca / "ca.crt")},
-            "gateway_fingerprints": [gateway_fp],
-            "assets": {path.name: {"path": path.name} for path in files.values()},
-            "cache_dir": "cache",
-            "pool_size": pool_size,
-        }
-        process = start_agent(site_dir, config)
-        stack.append(lambda p=process: stop_agent(p))
-        site = Site(name, process, site_dir / "agent.log", files)
-        org = ids.create_org(admin, OrganisationCreate(name=name)).id
-        hp = ids.create_principal(
-            admin, PrincipalCreate(org_id=org, name=f"{name}-steward", role=Role.HOLDER)
+    for holder in built.holders:
+        fed.sites.append(
+            Site(
+                holder.party.slug,
+                holder.site_id,
+                holder.agent.process,
+                holder.agent.log,
+                holder.files,
+                holder.assets,
+            )
         )
-        holder = Actor(hp.principal.id, org, Role.HOLDER)
-        registered = services.sites.register(
-            holder,
-            SiteCreate(
-                name=f"{name}-site", grpc_address=f"127.0.0.1:{port}", tls_fingerprint=site_fp
-            ),
-        )
-        for table in tables:
-            asset = services.assets.register(
-                holder,
-                AssetCreate(
-                    name=table.name,
-                    domain="health",
-                    site_id=registered.id,
-                    local_ref=files[table.name].name,
-                    columns=[ColumnIn(name=c, type=t, tag=g) for c, t, g in table.columns],
-                    privacy_unit="patient_id",
-                    row_count=rows[table.name],
-                    update_frequency="monthly",
-                    classification="important",
-                    rights=RightsIn(holding=name, processing_use=name, product_operation=name),
-                    content_digest="00" * 32,
-                ),
-            ).asset
-            services.policies.set(holder, asset.id, table.policy(asset.id))
-            site.assets[table.name] = asset.id
-        keys = generate_keypair()
-        ids.set_public_key(holder, org, encode_public_key(keys.public_key))
-        terms = LicenceTerms.model_validate(
-            {
-                "licence_id": f"lic-{name}",
-                "holder_org_id": org,
-                "operator_org_id": op_org,
-                "asset_ids": list(site.assets.values()),
-                "purposes": list(purposes),
-                "job_kinds": job_kinds,
-                "valid_from": now - timedelta(days=1),
-                "valid_until": now + timedelta(days=30),
-                "fee": {"amount": "0", "currency": "CNY"},
-            }
-        )
-        hsig = sign_offer(terms, keys.private_key)
-        services.licences.offer(
-            holder, json.loads(terms.model_dump_json()), base64.b64encode(hsig).decode()
-        )
-        services.licences.accept(
-            operator,
-            terms.licence_id,
-            base64.b64encode(countersign(terms, hsig, op_keys.private_key)).decode(),
-        )
-        fed.sites.append(site)
-    wait_for_agents(fed)
     return fed
 
 
@@ -558,21 +437,6 @@ def scratch_space(prefix: str) -> Iterator[tuple[Path, list[Callable[[], None]]]
         finally:
             for undo in reversed(stack):
                 undo()
-
-
-def wait_for_agents(fed: Federation, timeout: float = 60.0) -> None:
-    with fed.services.ctx.store.read() as tx:
-        sites = tx.list_sites(org_id=None, after=None, limit=100)
-    by_name = {site.name: site for site in sites}
-    deadline = time.monotonic() + timeout
-    for agent in fed.sites:
-        client = fed.services.site_pool.client(by_name[f"{agent.name}-site"])
-        while not client.healthy(timeout=1.0):
-            if agent.process.poll() is not None:
-                raise RuntimeError(f"site agent {agent.name} exited ({agent.process.returncode})")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"site agent {agent.name} did not answer")
-            time.sleep(0.1)
 
 
 # REST clients ----------------------------------------------------------------------------
@@ -654,32 +518,15 @@ def load(url: str, key: str, sql: str, assets: list[str], jobs: int, clients: in
 
 @contextmanager
 def serving(services: Any) -> Iterator[str]:
-    import uvicorn
+    """The REST API on a free loopback port."""
+    from gateway.http.server import HttpServer
 
-    from gateway.http import create_app
-
-    config = uvicorn.Config(
-        create_app(services),
-        host="127.0.0.1",
-        port=0,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the REST server did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
+    server = HttpServer(services, port=0)
+    server.start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield server.url
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        server.stop()
 
 
 # the measurements ------------------------------------------------------------------------
@@ -741,8 +588,9 @@ def lone_fragment(fed: Federation, program: str, runs: int) -> list[float]:
 
     first = fed.sites[0]
     with fed.services.ctx.store.read() as tx:
-        sites = tx.list_sites(org_id=None, after=None, limit=100)
-    client = fed.services.site_pool.client(next(s for s in sites if s.name == f"{first.name}-site"))
+        site = tx.get_site(first.site_id)
+    assert site is not None
+    client = fed.services.site_pool.client(site)
     samples = []
     for n in range(runs):
         time.sleep(0.5)

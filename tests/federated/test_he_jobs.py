@@ -70,7 +70,7 @@ def he_world(
     finally:
         fed.runner.stop()
         for agent in agents:
-            agent.stop(grace=0.2)
+            agent.stop()
         fed.services.site_pool.close()
         fed.services.he.workspace.close()
         store.close()

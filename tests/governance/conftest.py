@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from blindgate_demo.seed import POLICY
 from contracts import LicenceTerms, countersign, encode_public_key, generate_keypair, sign_offer
-from gateway.demo import POLICY
 from gateway.http import create_app
 from tests.server import running
 from tests.world import World

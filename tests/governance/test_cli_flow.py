@@ -7,8 +7,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from blindgate_demo.seed import write_examples
 from gateway.cli.main import cli
-from gateway.demo import write_examples
 from gateway.http import create_app
 from tests.governance.conftest import policy_for
 from tests.server import running
