@@ -86,11 +86,11 @@ def delegate_v2(base: Path, files: CgroupFiles = REAL_FILES, *, is_root: bool = 
     Moves the processes of ``base`` into ``base/agent`` (unless ``base`` is the
     hierarchy's root, which the no-internal-processes rule exempts), enables
     memory and pids for the children of ``base`` and of ``base/fragments``, and
-    removes fragment cgroups of agents that are gone.  Idempotent: a second runner
-    in the same process finds its own cgroup to be ``base/agent`` and reuses
-    ``base``.
+    removes fragment cgroups of agents that are gone.  A runner whose own cgroup is
+    already a leaf named ``agent`` (a second runner in the same process, or systemd's
+    ``DelegateSubgroup=agent``) uses its parent as ``base``.
     """
-    if base.name == AGENT_LEAF and (base.parent / FRAGMENTS).is_dir():
+    if base.name == AGENT_LEAF:
         base = base.parent
     available = set(files.read(base / "cgroup.controllers").split())
     if not set(CONTROLLERS) <= available:

@@ -212,3 +212,13 @@ def test_real_v2_delegation() -> None:
         assert group.dirs[0].parent == manager.memory_parent
     finally:
         group.remove()
+
+
+def test_systemd_delegate_subgroup_is_used_as_the_leaf(tree: FakeCgroupTree) -> None:
+    unit = tree.root / "blindgate-site.service"
+    tree.mkdir(unit)
+    tree.mkdir(unit / "agent")
+    tree.write(unit / "agent" / "cgroup.procs", str(os.getpid()))
+    assert delegate_v2(unit / "agent", tree) == unit / "fragments"
+    assert tree.procs(unit / "agent") == [str(os.getpid())]
+    assert not (unit / "agent" / "agent").exists()
