@@ -4,16 +4,23 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo serve test lint format typecheck imports pytest bench clean
+.PHONY: install system-packages demo serve test lint format typecheck imports pytest bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert (3, 11) <= sys.version_info[:2] < (3, 14), "Python 3.11-3.13 required"'
+	@echo "install: [1/3] creating $(VENV) with $$($(PYTHON) --version)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	@echo "install: [2/3] upgrading pip"
+	$(BIN)/pip install --upgrade --progress-bar on pip
+	@echo "install: [3/3] installing Blindgate and its dev tools into $(VENV) (about two minutes)"
+	$(BIN)/pip install --progress-bar on -e '.[dev]'
 	@touch $(STAMP)
+	@echo "install: done"
 
 install: $(STAMP) ## create .venv and install Blindgate with its dev tools
+
+system-packages: ## install bubblewrap, libseccomp, PostgreSQL and util-linux if missing
+	@bash scripts/system-packages
 
 demo: install ## reset ./.blindgate-demo, seed sample data and serve on http://127.0.0.1:8080
 	$(BIN)/blindgate demo --data-dir ./.blindgate-demo
@@ -21,7 +28,7 @@ demo: install ## reset ./.blindgate-demo, seed sample data and serve on http://1
 serve: install ## serve the gateway from ./.blindgate
 	$(BIN)/blindgate serve
 
-test: install lint typecheck imports pytest ## every check CI runs
+test: system-packages install lint typecheck imports pytest ## every check CI runs
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,11 +1,24 @@
 """Per-fragment cgroups bounding memory and the number of processes.
 
-Each fragment gets its own cgroup, a child of the cgroup the runner itself is in
-(so that any limit placed on the runner still applies to its fragments).  Both
-cgroup v2 (where the memory and pids controllers are delegated to us) and v1
-(separate ``memory`` and ``pids`` hierarchies, as on hybrid hosts) are supported.
-The runner moves the launcher into the cgroup while the launcher is blocked on a
-pipe, before it executes the sandbox, so every process of the fragment is inside.
+Each fragment gets its own cgroup below the cgroup the runner was started in (so
+that any limit placed on the runner still applies to its fragments).  The runner
+moves the launcher into the cgroup while the launcher is blocked on a pipe, before
+it executes the sandbox, so every process of the fragment is inside.
+
+cgroup v2 (a *delegated* cgroup ``D``, e.g. a systemd service with
+``Delegate=yes``): the kernel's "no internal processes" rule forbids enabling
+controllers for the children of a cgroup that holds processes, so the runner first
+moves every process of ``D`` into the leaf ``D/agent``, then enables ``memory`` and
+``pids`` in ``D/cgroup.subtree_control``, creates ``D/fragments`` (no processes,
+the same controllers enabled for its children) and puts each fragment in
+``D/fragments/<name>``.  Fragment cgroups a previous agent left behind (named
+after a pid that is gone) are removed at start-up.
+
+cgroup v1 (separate ``memory`` and ``pids`` hierarchies, as on hybrid hosts): each
+fragment's cgroups are children of the runner's own cgroup in each hierarchy.
+
+Filesystem access goes through :class:`CgroupFiles`, so the delegation logic can be
+tested against a fake tree that enforces the kernel's rules.
 """
 
 from __future__ import annotations
@@ -25,6 +38,12 @@ class CgroupUnavailable(RuntimeError):
     """No writable cgroup with the memory and pids controllers was found."""
 
 
+CONTROLLERS = ("memory", "pids")
+AGENT_LEAF = "agent"
+FRAGMENTS = "fragments"
+PREFIX = "blindgate-"
+
+
 def _read(path: Path) -> str:
     return path.read_text(encoding="ascii")
 
@@ -32,6 +51,98 @@ def _read(path: Path) -> str:
 def _write(path: Path, value: str) -> None:
     with open(path, "w", encoding="ascii") as handle:
         handle.write(value)
+
+
+class CgroupFiles:
+    """The cgroup filesystem as the kernel presents it (replaceable in tests)."""
+
+    def read(self, path: Path) -> str:
+        """The content of a cgroup file."""
+        return _read(path)
+
+    def write(self, path: Path, value: str) -> None:
+        """Write one value to a cgroup file (the kernel applies it or refuses)."""
+        _write(path, value)
+
+    def mkdir(self, path: Path) -> None:
+        """Create a cgroup (the kernel fills in its files)."""
+        path.mkdir(mode=0o755)
+
+    def rmdir(self, path: Path) -> None:
+        """Remove an empty cgroup."""
+        path.rmdir()
+
+    def children(self, path: Path) -> list[Path]:
+        """The child cgroups of ``path``."""
+        return [entry for entry in path.iterdir() if entry.is_dir()]
+
+
+REAL_FILES = CgroupFiles()
+
+
+def delegate_v2(base: Path, files: CgroupFiles = REAL_FILES, *, is_root: bool = False) -> Path:
+    """Prepare delegated cgroup ``base`` and return the parent for fragment cgroups.
+
+    Moves the processes of ``base`` into ``base/agent`` (unless ``base`` is the
+    hierarchy's root, which the no-internal-processes rule exempts), enables
+    memory and pids for the children of ``base`` and of ``base/fragments``, and
+    removes fragment cgroups of agents that are gone.  A runner whose own cgroup is
+    already a leaf named ``agent`` (a second runner in the same process, or systemd's
+    ``DelegateSubgroup=agent``) uses its parent as ``base``.
+    """
+    if base.name == AGENT_LEAF:
+        base = base.parent
+    available = set(files.read(base / "cgroup.controllers").split())
+    if not set(CONTROLLERS) <= available:
+        raise OSError(0, f"the delegated cgroup lacks {' and '.join(CONTROLLERS)}")
+    if not set(CONTROLLERS) <= set(files.read(base / "cgroup.subtree_control").split()):
+        if not is_root:
+            leaf = base / AGENT_LEAF
+            if not leaf.is_dir():
+                files.mkdir(leaf)
+            for pid in files.read(base / "cgroup.procs").split():
+                with contextlib.suppress(ProcessLookupError):
+                    files.write(leaf / "cgroup.procs", pid)
+        files.write(base / "cgroup.subtree_control", _enable())
+    fragments = base / FRAGMENTS
+    if not fragments.is_dir():
+        files.mkdir(fragments)
+    if not set(CONTROLLERS) <= set(files.read(fragments / "cgroup.subtree_control").split()):
+        files.write(fragments / "cgroup.subtree_control", _enable())
+    remove_stale(fragments, files)
+    return fragments
+
+
+def _enable() -> str:
+    return " ".join("+" + name for name in CONTROLLERS)
+
+
+def _owner_pid(name: str) -> int | None:
+    """The runner pid a fragment cgroup's name carries (``blindgate-<pid>-<n>``)."""
+    if not name.startswith(PREFIX):
+        return None
+    pid, _, _ = name[len(PREFIX) :].partition("-")
+    return int(pid) if pid.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale(parent: Path, files: CgroupFiles = REAL_FILES) -> None:
+    """Remove fragment cgroups under ``parent`` whose runner is gone (empty ones only)."""
+    for child in files.children(parent):
+        owner = _owner_pid(child.name)
+        if owner is None or owner == os.getpid() or _alive(owner):
+            continue
+        with contextlib.suppress(OSError):
+            files.rmdir(child)
 
 
 def _mounts() -> list[tuple[str, str, str, set[str]]]:
@@ -75,6 +186,7 @@ class FragmentCgroup:
     version: int
     dirs: tuple[Path, ...]
     cpu_dir: Path | None = None
+    files: CgroupFiles = REAL_FILES
 
     @property
     def procs_files(self) -> list[str]:
@@ -96,7 +208,7 @@ class FragmentCgroup:
     def attach(self, pid: int) -> None:
         """Move process ``pid`` (not yet started on the fragment) into the cgroup."""
         for path in self.procs_files:
-            _write(Path(path), str(pid))
+            self.files.write(Path(path), str(pid))
 
     def cpu_seconds(self) -> float | None:
         """CPU time used by all processes of the fragment, if accounted."""
@@ -143,7 +255,7 @@ class FragmentCgroup:
         for directory in self.dirs:
             for attempt in range(100):
                 try:
-                    directory.rmdir()
+                    self.files.rmdir(directory)
                     break
                 except FileNotFoundError:
                     break
@@ -162,11 +274,13 @@ class CgroupManager:
         memory_parent: Path,
         pids_parent: Path,
         cpuacct_parent: Path | None = None,
+        files: CgroupFiles = REAL_FILES,
     ) -> None:
         self.version = version
         self.memory_parent = memory_parent
         self.pids_parent = pids_parent
         self.cpuacct_parent = cpuacct_parent
+        self.files = files
 
     @classmethod
     def detect(cls, v2_parent: Path | None = None) -> CgroupManager:
@@ -187,34 +301,42 @@ class CgroupManager:
         own = _own_paths()
         candidates: list[CgroupManager] = []
         if v2_parent is not None:
-            candidates.append(cls(2, v2_parent, v2_parent))
+            with contextlib.suppress(OSError):
+                fragments = delegate_v2(v2_parent)
+                candidates.append(cls(2, fragments, fragments))
         for root, point, fstype, _ in mounts:
             if fstype == "cgroup2" and "" in own and v2_parent is None:
                 base = _join(root, point, own[""])
-                if base is not None and _v2_has_controllers(base):
-                    candidates.append(cls(2, base, base))
+                if base is not None and _v2_available(base):
+                    with contextlib.suppress(OSError):
+                        fragments = delegate_v2(base, is_root=base == Path(point))
+                        candidates.append(cls(2, fragments, fragments))
         found: dict[str, Path | None] = {}
         for root, point, fstype, options in mounts:
             for controller in ("memory", "pids", "cpuacct"):
                 if fstype == "cgroup" and controller in options and controller in own:
                     found[controller] = _join(root, point, own[controller])
         memory, pids = found.get("memory"), found.get("pids")
+        for parent in found.values():
+            if parent is not None:
+                with contextlib.suppress(OSError):
+                    remove_stale(parent)
         if memory is not None and pids is not None:
             candidates.append(cls(1, memory, pids, found.get("cpuacct")))
         return candidates
 
     def create(self, memory_bytes: int, pids: int) -> FragmentCgroup:
         """Create and configure the cgroup of one fragment."""
-        name = f"blindgate-{os.getpid()}-{next(_COUNTER)}"
+        name = f"{PREFIX}{os.getpid()}-{next(_COUNTER)}"
         if self.version == 2:
             directory = self.memory_parent / name
-            directory.mkdir(mode=0o755)
-            group = FragmentCgroup(2, (directory,), directory)
+            self.files.mkdir(directory)
+            group = FragmentCgroup(2, (directory,), directory, self.files)
             try:
-                _write(directory / "memory.max", str(memory_bytes))
+                self.files.write(directory / "memory.max", str(memory_bytes))
                 with contextlib.suppress(FileNotFoundError):
-                    _write(directory / "memory.swap.max", "0")
-                _write(directory / "pids.max", str(pids))
+                    self.files.write(directory / "memory.swap.max", "0")
+                self.files.write(directory / "pids.max", str(pids))
             except OSError:
                 group.remove()
                 raise
@@ -247,19 +369,9 @@ class CgroupManager:
         return group
 
 
-def _v2_has_controllers(base: Path) -> bool:
-    """Whether children of ``base`` can get the memory and pids controllers."""
+def _v2_available(base: Path) -> bool:
+    """Whether ``base`` offers the memory and pids controllers to delegate."""
     try:
-        enabled = set(_read(base / "cgroup.subtree_control").split())
-        available = set(_read(base / "cgroup.controllers").split())
+        return set(CONTROLLERS) <= set(_read(base / "cgroup.controllers").split())
     except OSError:
         return False
-    if {"memory", "pids"} <= enabled:
-        return True
-    if not {"memory", "pids"} <= available:
-        return False
-    try:
-        _write(base / "cgroup.subtree_control", "+memory +pids")
-    except OSError:
-        return False
-    return True

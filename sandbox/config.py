@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import pwd
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,22 @@ class IsolationLevel(enum.StrEnum):
 
 _RANKS = {IsolationLevel.WEAK: 0, IsolationLevel.MEDIUM: 1, IsolationLevel.STRONG: 2}
 
+SANDBOX_USER = "blindgate-sandbox"
+"""The dedicated system user fragments run as, when the host has one."""
+
+NOBODY = 65534
+
+
+def sandbox_identity(user: str = SANDBOX_USER) -> tuple[int, int]:
+    """The host uid and gid of ``user`` if it exists, else those of ``nobody`` (65534)."""
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        return NOBODY, NOBODY
+    if entry.pw_uid <= 0 or entry.pw_gid <= 0:
+        return NOBODY, NOBODY
+    return entry.pw_uid, entry.pw_gid
+
 
 @dataclass(frozen=True)
 class RunnerConfig:
@@ -41,6 +58,11 @@ class RunnerConfig:
     fragment.  ``unsafe_enable_test_executor`` enables the ``python_test``
     executor, which runs arbitrary Python inside the sandbox; it exists for the
     hostile-job test suite only.
+
+    ``sandbox_uid``/``sandbox_gid`` are the *host* ids a fragment runs as when the
+    runner is root (by default the ``blindgate-sandbox`` system user if the host has
+    one, else ``nobody``); a runner that is not root runs fragments as its own uid.
+    Either way no fragment ever runs as host root.
     """
 
     backend: Backend = "auto"
@@ -49,8 +71,8 @@ class RunnerConfig:
     unsafe_enable_test_executor: bool = False
     unsafe_log_child_stderr: bool = False
     default_limits: Limits = field(default_factory=Limits)
-    sandbox_uid: int = 65534
-    sandbox_gid: int = 65534
+    sandbox_uid: int = field(default_factory=lambda: sandbox_identity()[0])
+    sandbox_gid: int = field(default_factory=lambda: sandbox_identity()[1])
     bwrap_path: str | None = None
     python_executable: Path | None = None
     use_cgroups: bool = True

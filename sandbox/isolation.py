@@ -11,6 +11,10 @@ are not, and the overall level:
   + identity separation (namespaces, a separate uid, or Landlock scoping of
   signals and abstract sockets), without the full ``strong`` set;
 * ``weak``: anything less.
+
+No fragment runs as host root: a root runner always has the launcher switch to
+the unprivileged sandbox uid (``separate_uid``), whatever the backend; a runner
+that is not root runs fragments as its own uid.
 """
 
 from __future__ import annotations
@@ -86,7 +90,8 @@ class Isolation:
         self.landlock_abi = 0
         self.bwrap = config.bwrap_path or shutil.which("bwrap")
         self.backend = "none"
-        self.separate_uid = False
+        self.separate_uid = os.geteuid() == 0
+        self.stage_dir: Path | None = None
         self.report: IsolationReport
 
     @classmethod
@@ -108,6 +113,10 @@ class Isolation:
         else:
             found.notes.append("cgroup: disabled by configuration")
         found.landlock_abi = landlock.abi_version()
+        if found.separate_uid:
+            found.stage_dir = found._make_stage_dir()
+        else:
+            found.notes.append("separate_uid: the runner is not root; fragments run as its uid")
         found._choose_backend()
         layers = {
             "namespaces": found.backend == "bwrap",
@@ -115,12 +124,8 @@ class Isolation:
             "seccomp": bool(found.programs),
             "cgroup": found.cgroups is not None,
             "rlimits": True,
-            "separate_uid": found.backend == "bwrap" or found.separate_uid,
+            "separate_uid": found.separate_uid,
         }
-        if found.backend == "bwrap" and os.geteuid() == 0:
-            found.notes.append(
-                "separate_uid: uid 65534 inside a user namespace (maps to the runner's uid)"
-            )
         found.report = IsolationReport(
             backend=found.backend,
             level=compute_level(found.backend, layers, found.landlock_abi),
@@ -144,24 +149,20 @@ class Isolation:
             if backend in ("bwrap", "landlock") and not self.programs:
                 continue
             self.backend = backend
-            self.separate_uid = backend != "bwrap" and self._separate_uid_possible()
             if self._probe():
                 return
             self.notes.append(f"{backend}: probe failed")
         self.backend = "none"
-        self.separate_uid = self._separate_uid_possible()
         if not self._probe():
-            self.separate_uid = False
-            self.notes.append("none: probe with a separate uid failed")
+            self.notes.append("none: probe failed (fragments cannot start)")
 
-    def _separate_uid_possible(self) -> bool:
-        if os.geteuid() != 0:
-            self.notes.append("separate_uid: the runner is not root")
-            return False
-        if not self.layout.reachable_by_other_users():
-            self.notes.append("separate_uid: the Python runtime is not readable by other users")
-            return False
-        return True
+    def _make_stage_dir(self) -> Path:
+        """The (always empty) host directory each launcher mounts its staging tmpfs on."""
+        base = self.config.work_dir
+        base.mkdir(mode=0o711, parents=True, exist_ok=True)
+        stage = base / "stage"
+        stage.mkdir(mode=0o755, exist_ok=True)
+        return stage
 
     def _probe(self) -> bool:
         """Run the whole launch path with a no-op interpreter."""
@@ -173,7 +174,11 @@ class Isolation:
         return outcome.exit_code == 0 and outcome.signal is None
 
     def start(self, request: LaunchRequest, command: list[str] | None = None) -> SandboxProcess:
-        """Start one sandbox for ``request`` (optionally running ``command`` instead)."""
+        """Start one sandbox for ``request`` (optionally running ``command`` instead).
+
+        ``command`` is a Python command line; its first element is replaced by the
+        interpreter as the sandbox sees it.
+        """
         asset_stat = os.stat(request.asset_path)
         identity = (
             asset_stat.st_dev,
@@ -185,6 +190,8 @@ class Isolation:
         cgroup = self.cgroups.create(limits.memory_bytes, limits.pids) if self.cgroups else None
         host_tmp: Path | None = None
         seccomp_fd: int | None = None
+        args_fd: int | None = None
+        args_write: int | None = None
         sync_read, sync_write = os.pipe() if cgroup is not None else (None, None)
         popen: subprocess.Popen[bytes] | None = None
         try:
@@ -193,6 +200,8 @@ class Isolation:
             program = self.programs.get(self.backend == "bwrap")
             if program is not None:
                 seccomp_fd = bpf_pipe(program)
+            if self.backend == "bwrap":
+                args_fd, args_write = os.pipe()
             confinement = Confinement(
                 backend=self.backend,
                 bwrap=self.bwrap,
@@ -202,23 +211,29 @@ class Isolation:
                 separate_uid=self.separate_uid,
                 seccomp_fd=seccomp_fd,
                 parent_pid=os.getpid(),
+                stage_dir=str(self.stage_dir) if self.stage_dir is not None else None,
+                args_fd=args_fd,
             )
-            plan = build_plan(
+            plan, block = build_plan(
                 self.layout,
                 request,
                 confinement,
                 sync_read,
                 host_tmp,
                 self.config.startup_cpu_allowance_seconds,
+                python_args=command[1:] if command is not None else None,
             )
-            if command is not None:
-                plan = _replace_command(plan, command)
+            if args_write is not None:
+                assert block is not None
+                _fill_pipe(args_write, block)
+                os.close(args_write)
+                args_write = None
             popen = subprocess.Popen(
                 launcher_command(self.layout, plan),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                pass_fds=tuple(fd for fd in (seccomp_fd, sync_read) if fd is not None),
+                pass_fds=tuple(fd for fd in (seccomp_fd, sync_read, args_fd) if fd is not None),
                 start_new_session=True,
                 env={},
                 cwd="/",
@@ -235,7 +250,7 @@ class Isolation:
                 shutil.rmtree(host_tmp, ignore_errors=True)
             raise
         finally:
-            for fd in (seccomp_fd, sync_read, sync_write):
+            for fd in (seccomp_fd, sync_read, sync_write, args_fd, args_write):
                 if fd is not None:
                     os.close(fd)
         return SandboxProcess(popen, cgroup, host_tmp, self.backend == "bwrap", identity)
@@ -269,6 +284,15 @@ class Isolation:
         return path
 
 
+def _fill_pipe(fd: int, data: bytes) -> None:
+    """Write ``data`` (at most one pipe buffer) to an empty pipe without blocking."""
+    if len(data) > 60 * 1024:
+        raise OSError(0, "bwrap arguments larger than a pipe buffer")
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def _abandon(popen: subprocess.Popen[bytes]) -> None:
     """Kill and reap a launcher that must not go on."""
     with contextlib.suppress(ProcessLookupError):
@@ -278,13 +302,3 @@ def _abandon(popen: subprocess.Popen[bytes]) -> None:
     for stream in (popen.stdin, popen.stdout, popen.stderr):
         if stream is not None:
             stream.close()
-
-
-def _replace_command(plan: dict[str, object], command: list[str]) -> dict[str, object]:
-    """Swap the worker command in a plan for ``command`` (probes and benchmarks)."""
-    argv = plan["exec"]
-    assert isinstance(argv, list)
-    if plan.get("confine") is None:
-        separator = argv.index("--")
-        return {**plan, "exec": [*argv[: separator + 1], *command]}
-    return {**plan, "exec": list(command)}

@@ -12,12 +12,21 @@ own single-threaded process:
    the runner confirms with one byte;
 2. sets the rlimits (CPU, open files, file size, core dumps; never an
    address-space limit, which breaks DuckDB);
-3. for the Landlock and ``none`` backends: builds the Landlock ruleset, switches
+3. when the runner is root, *stages* the fragment's sources: unshares a private
+   mount namespace, mounts a small tmpfs on the stage directory and, still as
+   root, bind-mounts every source (read-only) under it, so the unprivileged uid
+   that follows needs no access to the sources' host directories (nothing of this
+   is visible outside this process's mount namespace);
+4. for ``bwrap``: switches to the unprivileged sandbox uid/gid (when the runner is
+   root), so that ``bwrap`` runs unprivileged and its user namespace maps the
+   fragment to that uid, never to host root;
+5. for the Landlock and ``none`` backends: builds the Landlock ruleset, switches
    to the sandbox uid/gid (when configured), drops every capability, sets
    ``no_new_privs``, enforces Landlock, installs the seccomp program read from an
    inherited pipe and asks for SIGKILL when the runner dies;
-4. ``execve``\\ s the next stage: ``bwrap`` (which applies namespaces and the same
-   seccomp program itself) or the fragment worker, with a clean environment.
+6. ``execve``\\ s the next stage: ``bwrap`` (which reads its arguments from an
+   inherited pipe, applies namespaces and the same seccomp program itself) or the
+   fragment worker, with a clean environment.
 
 Any failure before ``execve`` exits with :data:`LAUNCH_FAILED` and writes only the
 failing step's name to stderr.  Standard library only (``ctypes`` is imported
@@ -39,6 +48,14 @@ LAUNCH_FAILED = 121
 JOINED = b"1"
 PR_SET_PDEATHSIG = 1
 SIGKILL = 9
+CLONE_NEWNS = 0x00020000
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
 
 
 def _wait_for_cgroup(sync_fd: int) -> None:
@@ -72,6 +89,47 @@ def _read_all(fd: int) -> bytes:
         chunks.append(chunk)
     os.close(fd)
     return b"".join(chunks)
+
+
+def _mount(libc: Any, source: str | None, target: str, fstype: str | None, flags: int) -> None:
+    import ctypes
+
+    data = b"mode=0755,size=1m" if fstype == "tmpfs" else None
+    encoded = [None if value is None else value.encode() for value in (source, target, fstype)]
+    if libc.mount(encoded[0], encoded[1], encoded[2], flags, data) != 0:
+        raise OSError(ctypes.get_errno(), "mount")
+
+
+def _stage(stage: dict[str, Any]) -> None:
+    """Bind each source under ``stage["dir"]`` in a private mount namespace (as root)."""
+    import ctypes
+    import stat
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNS) != 0:
+        raise OSError(ctypes.get_errno(), "unshare")
+    _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)
+    root = stage["dir"]
+    _mount(libc, "tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV)
+    for host, name in stage["entries"]:
+        target = f"{root}/{name}"
+        if stat.S_ISDIR(os.stat(host).st_mode):
+            os.mkdir(target, 0o755)
+        else:
+            os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+        _mount(libc, host, target, None, MS_BIND | MS_REC)
+        _mount(libc, None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def _drop(uid: int, gid: int, parent_pid: int) -> None:
+    """Become the unprivileged sandbox uid/gid (no supplementary groups, no capabilities)."""
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if os.getresuid() != (uid, uid, uid) or os.getgroups():
+        raise ValueError("the sandbox uid was not taken")
+    if os.getppid() != parent_pid:
+        os._exit(LAUNCH_FAILED)
 
 
 def _confine(confine: dict[str, Any]) -> None:
@@ -111,6 +169,12 @@ def run(plan: dict[str, Any]) -> None:
             _wait_for_cgroup(plan["sync_fd"])
         step = "rlimits"
         _set_rlimits(plan.get("rlimits", {}))
+        if plan.get("stage") is not None:
+            step = "stage"
+            _stage(plan["stage"])
+        if plan.get("drop") is not None:
+            step = "drop"
+            _drop(plan["drop"][0], plan["drop"][1], plan["parent_pid"])
         if plan.get("confine") is not None:
             step = "confine"
             _confine(plan["confine"])

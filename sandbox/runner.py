@@ -76,6 +76,26 @@ class _BadInput(Exception):
     pass
 
 
+class _Unreadable(Exception):
+    """The sandbox uid cannot read the asset or the input (a site configuration error)."""
+
+
+def readable_by(path: Path, uid: int, gid: int, *, directory: bool = False) -> bool:
+    """Whether ``uid``/``gid`` (no supplementary groups) may read ``path`` by its mode bits.
+
+    Only the file itself counts: the launcher stages sources as root, so their host
+    directories need not be open to the sandbox uid.
+    """
+    info = path.stat()
+    if info.st_uid == uid:
+        bits = stat.S_IRUSR | (stat.S_IXUSR if directory else 0)
+    elif info.st_gid == gid:
+        bits = stat.S_IRGRP | (stat.S_IXGRP if directory else 0)
+    else:
+        bits = stat.S_IROTH | (stat.S_IXOTH if directory else 0)
+    return info.st_mode & bits == bits
+
+
 def classify(outcome: RawOutcome, limits: Limits) -> tuple[ResultTable | FailureReason, str]:
     """Turn what the parent observed into a validated table or a reason code.
 
@@ -171,7 +191,7 @@ class Runner:
         )
         try:
             request = self._request(spec)
-        except _BadInput as exc:
+        except (_BadInput, _Unreadable) as exc:
             raise ValueError("cannot warm a pool for an invalid fragment") from exc
         self._pool.warm(request)
 
@@ -198,6 +218,9 @@ class Runner:
         except _BadInput as exc:
             log.debug("fragment %s rejected before start: %s", fragment, exc)
             return FragmentResult.failed(FailureReason.BAD_INPUT, _ms(begin))
+        except _Unreadable as exc:
+            log.warning("fragment %s not started: %s", fragment, exc)
+            return FragmentResult.failed(FailureReason.INTERNAL, _ms(begin))
         if guard is not None and guard.reason is not None:
             return FragmentResult.failed(FailureReason.INTERNAL, _ms(begin))
         sandbox = self._pool.take(request)
@@ -255,6 +278,15 @@ class Runner:
             raise _BadInput(f"path not usable: {type(exc).__name__}") from None
         if asset_format(asset) is None:
             raise _BadInput("unsupported asset format")
+        if self._isolation.separate_uid:
+            uid, gid = self.config.sandbox_uid, self.config.sandbox_gid
+            if not readable_by(asset, uid, gid):
+                raise _Unreadable(
+                    f"the asset {asset} is not readable by the sandbox uid {uid} (gid {gid}); "
+                    "make it readable by that group or by others"
+                )
+            if input_dir is not None and not readable_by(input_dir, uid, gid, directory=True):
+                raise _Unreadable(f"the input {input_dir} is not readable by the sandbox uid")
         return LaunchRequest(
             spec.executor,
             asset,

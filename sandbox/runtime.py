@@ -5,6 +5,11 @@ interpreter, its standard library, the site-packages holding the engines, the
 ``sandbox`` package itself and the shared libraries, and the ``sys.path`` the
 worker starts with (``python -I -S`` skips ``site`` and its ``.pth`` hooks, which
 saves several milliseconds per fragment).
+
+The worker never runs the virtualenv's ``python`` inside a namespace sandbox: that
+would need the virtualenv's ``pyvenv.cfg``, which names host paths.  It runs the
+base interpreter from its installation prefix (``base_prefix``), mounted at a
+neutral path, with the site-packages directories put on ``sys.path`` explicitly.
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ import importlib.util
 import os
 import py_compile
 import site
-import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,11 +50,31 @@ class RuntimeLayout:
     site_dirs: tuple[str, ...]
     package_dir: str
     package_parent: str
+    base_prefix: str = "/usr"
+    base_executable: str = "/usr/bin/python3"
+    system_paths: tuple[str, ...] = ()
+
+    @property
+    def relocatable(self) -> bool:
+        """Whether the base installation is mounted at a neutral path (not ``/usr``).
+
+        A system interpreter (``/usr/bin/python3.x`` with its library under
+        ``/usr/lib``) sits at standard paths that reveal nothing of the host; any
+        other installation (``/usr/local``, ``/opt/...``, a home directory) is
+        mounted whole at a neutral path instead.
+        """
+        return self.base_prefix != "/usr" and _under(self.base_executable, self.base_prefix)
+
+    @property
+    def executable_in_prefix(self) -> str:
+        """The base interpreter's path relative to ``base_prefix``."""
+        return os.path.relpath(self.base_executable, self.base_prefix)
 
     @classmethod
     def discover(cls, python: Path | None = None) -> RuntimeLayout:
         """Describe the running interpreter (or ``python``, assumed to be the same one)."""
         executable = str(python or sys.executable)
+        base_executable = os.path.realpath(getattr(sys, "_base_executable", executable))
         package_dir = Path(sandbox.__file__).resolve().parent
         package_parent = str(package_dir.parent)
         prefixes = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}
@@ -62,6 +86,7 @@ class RuntimeLayout:
             *SYSTEM_PATHS,
         ]
         read_only = _outermost([p for p in candidates if os.path.exists(p)])
+        system = _outermost([p for p in SYSTEM_PATHS if os.path.exists(p)])
         links: list[tuple[str, str | None]] = []
         for link in LIB_LINKS:
             if os.path.islink(link):
@@ -75,26 +100,10 @@ class RuntimeLayout:
             site_dirs=tuple(site_dirs),
             package_dir=str(package_dir),
             package_parent=package_parent,
+            base_prefix=os.path.realpath(sys.base_prefix),
+            base_executable=base_executable,
+            system_paths=tuple(system),
         )
-
-    def reachable_by_other_users(self) -> bool:
-        """Whether an unrelated uid can traverse to and read every runtime path.
-
-        Decided from the mode bits of each path and its ancestors ("other" needs
-        search permission on directories and read permission on the leaf).
-        """
-        paths = [*self.read_only_paths, os.path.realpath(self.python)]
-        for path in paths:
-            current = Path(path)
-            for part in [current, *current.parents]:
-                try:
-                    mode = part.stat().st_mode
-                except OSError:
-                    return False
-                needed = stat.S_IXOTH if stat.S_ISDIR(mode) else stat.S_IROTH
-                if not mode & needed:
-                    return False
-        return True
 
     def precompile(self) -> None:
         """Write bytecode for the modules the worker imports from a read-only bind."""

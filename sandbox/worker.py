@@ -4,7 +4,10 @@ Started with ``python -I -S`` (see :func:`boot_code`), it imports and prepares
 its executor first (so a pre-started worker has the engine ready), then reads the
 fragment (one JSON object with the program text) from stdin, tightens its CPU
 limit so the start-up does not count against the fragment, runs the program
-once, writes exactly one JSON document to stdout and exits.
+once, writes exactly one JSON document to stdout and exits.  Before anything
+else it moves the result channel to a private descriptor and points descriptor
+1 at stderr, so that nothing an engine or library prints can corrupt the
+document.
 
 Failures are reported as ``{"ok": false, "reason": CODE, "kind": CLASS}``; the
 kind is an exception class name for the debug log, never a message, a path or a
@@ -108,7 +111,9 @@ def serve(args: dict[str, Any], stdin_fd: int = 0, stdout_fd: int = 1) -> int:
 
 def main() -> None:
     """Entry point inside the sandbox: ``argv[1]`` is the worker's JSON arguments."""
+    result_fd = os.dup(1)
+    os.dup2(2, 1)
     args = json.loads(sys.argv[1])
-    code = serve(args)
+    code = serve(args, stdout_fd=result_fd)
     sys.stdout.flush()
     os._exit(code)

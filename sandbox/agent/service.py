@@ -429,7 +429,7 @@ class AgentService:
 def _snapshot_owner(runner: AgentRunner) -> SandboxOwner:
     """Who must read PostgreSQL snapshots: the sandbox uid when it is a separate host uid."""
     report = runner.isolation_report()
-    if report.backend != "bwrap" and report.layers.get("separate_uid"):
+    if report.layers.get("separate_uid"):
         return SandboxOwner(runner.config.sandbox_uid, runner.config.sandbox_gid)
     return SandboxOwner()
 

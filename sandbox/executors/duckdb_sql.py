@@ -3,6 +3,8 @@
 DuckDB runs with external access disabled (only the asset file is an allowed
 path), extension loading and installation off, and its configuration locked, so
 that SQL cannot reach other files even before the sandbox's own layers apply.
+Its progress bar is off: DuckDB prints it on standard output once a query runs
+longer than two seconds (as a heavy query does when fragments share the CPU).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ def open_asset(context: WorkerContext) -> duckdb.DuckDBPyConnection:
     )
     path = _quote(context.asset_path)
     source = f"{_READERS[context.asset_format]}({path})"
+    con.execute("SET enable_progress_bar = false")
     try:
         con.execute(f"SET allowed_paths = [{path}]")
         con.execute("SET enable_external_access = false")

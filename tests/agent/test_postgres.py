@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import psycopg
@@ -37,7 +38,11 @@ def test_a_postgres_table_is_exported_once_and_aggregated(
     assert outcome.table.rows == EXPECTED_GROUPS
     snapshots = list((agent.config.cache_dir / "exports" / "billing").iterdir())
     assert len(snapshots) == 1
-    assert snapshots[0].stat().st_mode & 0o777 == 0o600
+    info = snapshots[0].stat()
+    if agent.runner.isolation_report().layers["separate_uid"]:
+        assert (info.st_uid, info.st_mode & 0o777) == (agent.runner.config.sandbox_uid, 0o400)
+    else:
+        assert (info.st_uid, info.st_mode & 0o777) == (os.getuid(), 0o600)
     with psycopg.connect(billing_dsn, autocommit=True) as conn:
         conn.execute("INSERT INTO billing VALUES ('west', 4)")
     again = client.run_fragment(sql(GROUP_BY, asset="billing"))
