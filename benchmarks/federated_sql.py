@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+SITE_SERVE = [sys.executable, "-m", "gateway.cli.main", "site", "serve"]
 sys.path.insert(0, str(ROOT))
 
 HOSPITALS = ("north-general", "east-clinic", "harbour-hospital")
@@ -398,7 +399,7 @@ def start_agent(site_dir: Path, config: dict[str, Any]) -> subprocess.Popen[byte
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     with open(site_dir / "agent.log", "wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "sandbox.agent", "--config", str(path), "--log-level", "debug"],
+            [*SITE_SERVE, "--config", str(path), "--log-level", "debug"],
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdout=subprocess.DEVNULL,
@@ -845,7 +846,7 @@ def small_job_sql(fed: Federation, url: str) -> str:
     sql = COUNT_SQL.format(table=BIG)
     body = {"sql": sql, "assets": fed.assets(BIG), "epsilon": EPSILON, "purpose": "research"}
     with Client(url, fed.operator_key) as client:
-        decision = client.post("/v1/jobs/check", body)
+        decision = client.dry_run(body)
     if decision["allow"]:
         return COUNT_SQL
     reasons = "; ".join(f"{r['code']}: {r['message']}" for r in decision["reasons"])
