@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -12,11 +11,9 @@ from typing import Any
 
 import click
 
-from gateway.cli.admin import admin_commands
-from gateway.cli.audit import audit_commands
-from gateway.cli.governance import governance_commands
-from gateway.cli.jobs import federated_commands, job_commands
-from gateway.cli.pki import pki_commands
+from gateway.cli import admin, audit, governance, jobs, pki
+from gateway.cli.output import fail
+from gateway.cli.ports import demo_ports, first_busy
 from gateway.config import Settings
 from gateway.errors import BlindgateError, Conflict
 
@@ -157,8 +154,15 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--data-dir", type=click.Path(path_type=Path), help="State directory.")
-@click.option("--admin-org", default="Blindgate Platform", show_default=True)
-@click.option("--admin-name", default="platform-admin", show_default=True)
+@click.option(
+    "--admin-org",
+    default="Blindgate Platform",
+    show_default=True,
+    help="Name of the platform's organisation.",
+)
+@click.option(
+    "--admin-name", default="platform-admin", show_default=True, help="Name of the first admin."
+)
 def init(data_dir: Path | None, admin_org: str, admin_name: str) -> None:
     """Create the data directory and database, and the first admin (its key is shown once)."""
     from gateway.service import build_services
@@ -209,11 +213,24 @@ def serve(
     type=click.Path(path_type=Path),
     default=Path(".blindgate-demo"),
     show_default=True,
+    help="Demo directory (reset on every run).",
 )
-@click.option("--http-port", type=int, default=8080, show_default=True)
-@click.option("--grpc-port", type=int, default=50051, show_default=True)
-@click.option("--site-port", type=int, default=50061, show_default=True)
-@click.option("--rows", type=click.IntRange(100, 5_000_000), default=20_000, show_default=True)
+@click.option("--http-port", type=int, default=8080, show_default=True, help="REST port.")
+@click.option("--grpc-port", type=int, default=50051, show_default=True, help="gRPC port.")
+@click.option(
+    "--site-port",
+    type=int,
+    default=50061,
+    show_default=True,
+    help="First of the three site agents' ports.",
+)
+@click.option(
+    "--rows",
+    type=click.IntRange(100, 5_000_000),
+    default=20_000,
+    show_default=True,
+    help="Generated admissions per hospital.",
+)
 @click.option("--no-serve", is_flag=True, help="Seed and exit instead of serving.")
 def demo(
     data_dir: Path, http_port: int, grpc_port: int, site_port: int, rows: int, no_serve: bool
@@ -226,6 +243,11 @@ def demo(
 
     settings = _settings(data_dir=data_dir, http_port=http_port, grpc_port=grpc_port, dev_mode=True)
     _setup_logging(settings.log_level)
+    taken = first_busy(
+        demo_ports(settings.host, http_port, grpc_port, site_port, serving=not no_serve)
+    )
+    if taken:
+        fail(taken)
     _step(f"resetting {data_dir}")
     demo_mod.reset_demo_dir(data_dir)
     store = open_store(settings.resolved_database_url())
@@ -282,8 +304,9 @@ Blindgate demo is ready.
 The same values are in {env_file}. In another terminal, try:
 
   source {env_file}
-  curl -s $BLINDGATE_URL/v1/assets -H "Authorization: Bearer $OPERATOR_KEY"
-  curl -s $BLINDGATE_URL/v1/assets/$ASSET_ID -H "Authorization: Bearer $HOLDER_KEY"
+  .venv/bin/blindgate asset list --api-key $OPERATOR_KEY
+  .venv/bin/blindgate asset show $ASSET_ID --api-key $HOLDER_KEY
+  .venv/bin/blindgate job list --api-key $OPERATOR_KEY
   .venv/bin/blindgate org list --api-key $ADMIN_KEY
   open {url}/docs   (OpenAPI)
 """
@@ -302,12 +325,9 @@ The same values are in {env_file}. In another terminal, try:
         store.close()
 
 
-admin_commands(cli)
-pki_commands(cli)
-audit_commands(cli)
-governance_commands(cli)
-job_commands(cli)
-federated_commands(cli)
+for module in (admin, pki, audit, governance, jobs):
+    for group in module.COMMANDS:
+        cli.add_command(group)
 
 
 def main() -> None:
@@ -315,8 +335,8 @@ def main() -> None:
     try:
         cli(standalone_mode=True)
     except BlindgateError as exc:
-        click.echo(json.dumps(exc.public_body()), err=True)
-        sys.exit(1)
+        body = exc.public_body()["error"]
+        fail(f"{body['code']}: {body.get('detail') or body['message']}")
 
 
 if __name__ == "__main__":
