@@ -80,6 +80,15 @@ def test_unreachable_gateway_is_one_line_naming_the_url_option() -> None:
         )
 
 
+def test_a_url_without_scheme_is_named() -> None:
+    result = CliRunner().invoke(cli, ["asset", "list", "--url", "localhost:8080", "--api-key", "x"])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: the gateway URL must start with http:// or https://: localhost:8080"
+        " — set --url or BLINDGATE_URL\n"
+    )
+
+
 def test_missing_api_key_names_the_option_and_the_variable() -> None:
     runner = CliRunner(env={"BLINDGATE_API_KEY": None})
     result = runner.invoke(cli, ["job", "list", "--url", "http://127.0.0.1:9"])
@@ -116,7 +125,7 @@ def test_api_errors_are_one_line_and_refused_fields_one_line_each(world: World) 
         )
         assert refused.exit_code == 1
         lines = refused.stderr.splitlines()
-        assert lines[0] == "error: validation_failed: the gateway refused 2 field(s):"
+        assert lines[0] == "error: validation_failed: the gateway refused 2 fields:"
         assert sorted(line.split(":")[0].strip() for line in lines[1:]) == [
             "destroyed_digest",
             "method",
@@ -172,3 +181,29 @@ def test_demo_checks_its_ports_before_seeding(tmp_path: Path) -> None:
         assert f"port {busy} (site agent 1 of 3, 127.0.0.1) is in use" in site_busy.stderr
         assert "--site-port" in site_busy.stderr
         assert not demo_dir.exists()  # nothing was reset or seeded
+
+
+def test_the_client_raises_typed_errors(world: World) -> None:
+    import pytest
+
+    from gateway.client import ApiError, Client, GatewayUnreachable
+
+    url = f"http://127.0.0.1:{_closed_port()}"
+    with Client(url, "bg_x") as bg, pytest.raises(GatewayUnreachable) as unreachable:
+        bg.assets()
+    assert unreachable.value.kind == "connect"
+    assert unreachable.value.url == url
+    assert isinstance(unreachable.value, ConnectionError)
+    with running(create_app(world.services)) as live, Client(live, world.holder_a_key) as bg:
+        with pytest.raises(ApiError) as refused:
+            bg.freeze_asset(world.asset_a, "")
+        assert refused.value.status == 422
+        assert refused.value.code == "validation_failed"
+        assert [f.field for f in refused.value.fields] == ["reason"]
+        with pytest.raises(ApiError) as hidden:
+            bg.asset("ast_nothing")
+        assert (hidden.value.status, hidden.value.code, hidden.value.fields) == (
+            404,
+            "not_found",
+            [],
+        )

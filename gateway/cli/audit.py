@@ -186,6 +186,12 @@ def verify_cmd(
     try:
         if directory is not None:
             _verify_dir(directory, as_json)
+        if not api_key:
+            fail(
+                "give an export DIRECTORY, or --api-key (env BLINDGATE_API_KEY) to check the "
+                f"gateway at {url}",
+                2,
+            )
         with open_client(url, api_key) as client, failures():
             _verify_live(client, url, state_file or _default_state(), public_key, as_json)
     except TraceError as exc:

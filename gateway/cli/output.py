@@ -78,7 +78,7 @@ def report_api_error(exc: ApiError, *, source: str | None = None) -> NoReturn:
     issues = (exc.body or {}).get("issues")
     if refused:
         lines = [f"  {f.field}: {f.message}" for f in refused]
-        message = f"the gateway refused {len(refused)} field(s):"
+        message = f"the gateway refused {len(refused)} field" + ("s:" if len(refused) > 1 else ":")
     elif isinstance(issues, list) and issues:
         lines = [_issue_line(i, source) for i in issues if isinstance(i, dict)]
         message = exc.detail or exc.message
@@ -109,4 +109,4 @@ def failures(*, source: str | None = None) -> Iterator[None]:
         report_api_error(exc, source=source)
     except GatewayUnreachable as exc:
         hint = f" — {URL_HINT}" if exc.kind == "connect" else ""
-        fail(f"{exc.reason} at {exc.url}{hint}")
+        fail(exc.reason + hint)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
@@ -24,7 +23,8 @@ def decision(found: dict[str, Any]) -> None:
             fields([(f"  {k}", v) for k, v in shown])
         return
     reasons = found["reasons"]
-    click.echo(click.style("DENY", fg="red", bold=True) + f" ({len(reasons)} reason(s))")
+    count = f"{len(reasons)} reason" + ("" if len(reasons) == 1 else "s")
+    click.echo(click.style("DENY", fg="red", bold=True) + f": {count}")
     for n, reason in enumerate(reasons, 1):
         where = f" [{reason['asset']}]" if reason.get("asset") else ""
         click.echo(f"{n:>2}. {reason['code']}{where}: {reason['message']}")
@@ -68,8 +68,7 @@ def job(found: dict[str, Any]) -> None:
     if found.get("sql"):
         pairs.insert(3, ("sql", found["sql"]))
     if found.get("spec"):
-        spec = {k: v for k, v in found["spec"].items() if k not in ("weights", "weights_outer")}
-        pairs.insert(3, ("computes", json.dumps(spec, ensure_ascii=False)))
+        pairs.insert(3, ("computes", _he_spec(found["spec"])))
     if found["approvals_required"]:
         votes = len([a for a in found["approvals"] if a["decision"] == "approve"])
         expiry = found.get("approval_expires_at")
@@ -84,12 +83,55 @@ def job(found: dict[str, Any]) -> None:
         decision(found["decision"])
 
 
+def _he_spec(spec: dict[str, Any]) -> str:
+    """What an HE job computes, in one line (never its encrypted weights)."""
+    if spec.get("features"):
+        what = f"a linear model on {', '.join(spec['features'])} against {spec.get('label')}"
+    else:
+        what = "counts and sums of " + (", ".join(spec.get("columns") or []) or "rows")
+    for group in spec.get("groups") or []:
+        what += f" per {group['column']} ({len(group['values'])} keys)"
+    conditions = [f"{w['column']} {w['op']} {w['value']}" for w in spec.get("where") or []]
+    if conditions:
+        what += " where " + " and ".join(conditions)
+    context = str(spec.get("context_sha256") or "")[:12]
+    return what + (f"; context {context}…" if context else "")
+
+
+def _he_released(result: dict[str, Any]) -> None:
+    """An HE result holds ciphertexts only the operator's secret key opens: say what was
+    released and how it was noised, and where to decrypt it."""
+    he = result["he"]
+    click.echo(
+        f"{he['kind']} result, encrypted under your key: decrypt it in the process that holds "
+        "the key (gateway.client.he)"
+    )
+    if he.get("suppressed"):
+        click.echo(
+            f"suppressed: fewer than {result['threshold']} people (noisy count) were selected"
+        )
+    elif "keys" in he:
+        shown = [" / ".join(str(k) for k in he["keys"][g]) for g in he["released"]]
+        click.echo(
+            f"released {len(shown)} of {len(he['keys'])} groups: {', '.join(shown) or 'none'}"
+        )
+    click.echo(f"epsilon spent {result['epsilon_spent']:.3f}")
+    for charge in he.get("charges") or []:
+        click.echo(
+            f"  {charge['quantity']}: {charge['mechanism']} noise (scale {charge['scale']:.3g}), "
+            f"epsilon {charge['epsilon']:.3f}"
+        )
+
+
 def _cell(value: Any) -> str:
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
 def released(result: dict[str, Any]) -> None:
     """The released table, then how it was noised."""
+    if result.get("he"):
+        _he_released(result)
+        return
     rows = [[_cell(cell["value"]) for cell in row] for row in result["rows"]]
     table(result["columns"], rows, empty="no group passed the threshold: nothing released")
     click.echo(
@@ -194,6 +236,7 @@ def asset(card: dict[str, Any]) -> None:
         loc = card["location"]
         pairs.append(("location", f"site {loc['site_id']}, {loc['local_ref']}"))
     fields(pairs)
+    click.echo()
     table(
         ["COLUMN", "TYPE", "TAG"],
         [[c["name"], c["type"], c["tag"]] for c in basic["columns"]],

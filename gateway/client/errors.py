@@ -65,12 +65,13 @@ class ApiError(ClientError):
 class GatewayUnreachable(ClientError, ConnectionError):
     """No answer: the gateway could not be reached at ``url``, or did not answer in time.
 
-    ``kind`` is ``connect`` (nothing listens there, or the name does not resolve),
-    ``timeout`` or ``broken`` (the connection failed mid-way).
+    ``reason`` says which, naming the URL; ``kind`` is ``connect`` (nothing listens there,
+    the name does not resolve or the URL is not http(s)), ``timeout`` or ``broken`` (the
+    connection failed mid-way).
     """
 
     def __init__(self, url: str, reason: str, *, kind: str = "connect") -> None:
         self.url = url
         self.reason = reason
         self.kind = kind
-        super().__init__(f"{reason}: {url}")
+        super().__init__(reason)

@@ -37,15 +37,19 @@ class Transport:
         """
         try:
             response = self._http.request(method, path, **kwargs)
+        except httpx.UnsupportedProtocol:
+            raise GatewayUnreachable(
+                self.url, f"the gateway URL must start with http:// or https://: {self.url}"
+            ) from None
         except (httpx.ConnectError, httpx.ConnectTimeout):
-            raise GatewayUnreachable(self.url, "cannot reach the gateway") from None
+            raise GatewayUnreachable(self.url, f"cannot reach the gateway at {self.url}") from None
         except httpx.TimeoutException:
             raise GatewayUnreachable(
-                self.url, "no answer in time from the gateway", kind="timeout"
+                self.url, f"no answer in time from the gateway at {self.url}", kind="timeout"
             ) from None
         except httpx.TransportError:
             raise GatewayUnreachable(
-                self.url, "the connection to the gateway failed", kind="broken"
+                self.url, f"the connection to the gateway at {self.url} failed", kind="broken"
             ) from None
         if response.status_code >= 400:
             try:

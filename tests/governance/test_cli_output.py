@@ -30,7 +30,7 @@ def test_jobs_read_as_tables_cards_and_reasons(gov: Gov, gov_url: str) -> None:
     denied = _run(gov_url, w.operator_key, "job", "dry-run", *job, "--purpose", "marketing")
     assert denied.exit_code == 1
     lines = denied.stdout.splitlines()
-    assert lines[0].startswith("DENY (")
+    assert lines[0].startswith("DENY: ")
     assert any(line.startswith(" 1. purpose_not_allowed") for line in lines)
     assert any(line.strip().startswith("clause: ") for line in lines)
     assert any(line.strip().startswith("fix: ") for line in lines)
