@@ -53,7 +53,7 @@ def create_app(services: Services) -> FastAPI:
     app.add_middleware(
         BodyLimit,
         max_bytes=services.ctx.settings.max_body_bytes,
-        larger={he.JOBS: 16 << 20, he.JOBS + "/check": 16 << 20},
+        larger={he.JOBS: 16 << 20, he.JOBS + "/dry-run": 16 << 20, he.JOBS + "/check": 16 << 20},
         streamed=frozenset({he.CONTEXTS}),
     )
     return app

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from gateway.grpc.site_client import SiteClient
+from gateway.siteclient.client import SiteClient
 from sandbox.cgroups import CgroupManager
 from tests.agent.conftest import Pki, agent_document
 from tests.agent.test_fragments import python
@@ -48,7 +48,7 @@ def test_sigterm_leaves_no_fragment_cgroups(
     config = tmp_path / "site.yaml"
     config.write_text(yaml.safe_dump(doc), encoding="utf-8")
     process = subprocess.Popen(
-        [sys.executable, "-m", "sandbox.agent", "--config", str(config)],
+        [sys.executable, "-m", "gateway.cli.main", "site", "serve", "--config", str(config)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL,

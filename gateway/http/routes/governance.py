@@ -1,4 +1,4 @@
-"""Policies, licences, budgets, decisions (dry runs) and settlements."""
+"""Policies, licences, budgets and settlements."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ from gateway.http.deps import Caller, Paging, Svc
 from gateway.service.core.schemas import PageOut
 from gateway.service.governance.schemas import (
     BudgetOut,
-    DecisionOut,
-    JobDescriptionIn,
     LicenceAcceptIn,
     LicenceOfferIn,
     LicenceOut,
@@ -133,10 +131,3 @@ def settlement(
 ) -> SettlementOut:
     """A holder's statement for revenue sharing over [period_start, period_end)."""
     return svc.ledger.settlement(actor, period_start, period_end)
-
-
-@router.post("/jobs/dry-run", tags=["jobs"])
-def dry_run(body: JobDescriptionIn, svc: Svc, actor: Caller) -> DecisionOut:
-    """The policy decision for a job, with every reason and its fix; nothing runs or is
-    charged."""
-    return svc.decisions.dry_run(actor, body)
