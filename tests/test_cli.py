@@ -65,7 +65,12 @@ def free_ports(count: int) -> int:
 def test_demo_seeds_and_refuses_foreign_directories(tmp_path: Path) -> None:
     runner = CliRunner()
     demo_dir = tmp_path / "demo"
-    ports = ["--site-port", str(free_ports(3))]
+    base = free_ports(5)
+    ports = [
+        *("--site-port", str(base)),
+        *("--http-port", str(base + 3)),
+        *("--grpc-port", str(base + 4)),
+    ]
     result = runner.invoke(
         cli, ["demo", "--data-dir", str(demo_dir), "--rows", "500", "--no-serve", *ports]
     )

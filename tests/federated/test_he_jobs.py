@@ -30,7 +30,9 @@ version: 1
 asset: admissions
 columns:
   patient_id: {control: join_key}
-  district: {control: group_by}
+  district:
+    control: group_by
+    keys: {values: [north, south, east, west, nowhere]}
   age:
     control: aggregate
     clip: {lower: 0, upper: 100}
@@ -183,6 +185,10 @@ def test_operator_cannot_target_fewer_than_k_rows(
     )
     assert out["suppressed"] is True
     assert "score_sum" not in out
+    # A suppressed he_linear spent only the ε of its count of people, and is charged that.
+    charged = fed.services.ledger.usage(fed.operator, fed.licences[0]).epsilon_spent
+    assert charged == pytest.approx(out["epsilon_spent"])
+    assert charged < 1.0 * 0.51
     totals = client.he_aggregate(
         keys,
         fed.asset_ids,

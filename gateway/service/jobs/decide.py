@@ -2,8 +2,9 @@
 when it starts.
 
 The assets must be visible to the operator and share one schema; the kind says which
-column uses the job implies; the privacy unit is always counted (thresholds and
-contribution bounds count people, so ``COUNT(*)`` alone is a valid job); the policy engine
+column uses and group keys the job implies; the privacy unit bounds and counts people
+whatever its control (it is not an operator's use: ``COUNT(*)`` alone is a valid job, and
+a unit with control ``never`` still bounds contributions); the policy engine
 decides over every partition (the most restrictive rule wins); and an allowed job gets the
 kind's plan under the decision's parameters, with the tightest clip bounds of all
 partitions.
@@ -66,7 +67,10 @@ class JobDecider:
         analysed = kind.analyse(job, schema)
         if not isinstance(analysed, Analysed):
             return Decided(analysed)
-        uses = list(dict.fromkeys([*analysed.uses, (schema.unit.name, "aggregate", "count")]))
+        # The privacy unit bounds and counts people whatever its control: that is not an
+        # operator's use of it, so it is not decided on (an explicit COUNT(DISTINCT unit)
+        # is, and a policy can forbid it with control `never`).
+        uses = list(dict.fromkeys(analysed.uses))
         description = JobDescriptionIn(
             kind=job.kind,
             purpose=job.purpose,
@@ -79,6 +83,7 @@ class JobDecider:
                 for c, u, f in uses
             ],
             licence_ids=job.licence_ids,
+            group_keys=[list(key) for key in analysed.keys],
         )
         decision = self.decisions.decide(tx, actor, description)
         if not decision.allow or decision.parameters is None:
