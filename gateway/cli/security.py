@@ -175,7 +175,7 @@ def check_copy_cmd(s: Session, file: Path, public_key: str | None) -> None:
                 )
                 break
             checked += 1
-    report = {"ok": not problems, "checked": checked, "tree_size": checkpoint.size}
+    report: dict[str, Any] = {"ok": not problems, "checked": checked, "size": checkpoint.size}
     if problems:
         report["failure"] = problems[0]
     if s.as_json:
