@@ -2,9 +2,11 @@
 all served by the gateway itself, nothing from a CDN) over a JSON API under
 ``/console/api`` that only an auditor's console session can read.
 
-Sign-in: the auditor pastes an API key into the form; :class:`ConsoleSessions` accepts
-only an auditor's key and the answer sets an ``HttpOnly``, ``SameSite=Strict`` session
-cookie scoped to ``/console`` (``Secure`` over HTTPS).  State-changing calls (suspend,
+Sign-in: the auditor pastes an API key into the form, which posts it as JSON (so another
+origin cannot post it without a CORS preflight the gateway never grants);
+:class:`ConsoleSessions` accepts only an auditor's key and the answer sets an
+``HttpOnly``, ``SameSite=Strict`` session cookie scoped to ``/console`` (``Secure`` over
+HTTPS).  State-changing calls (suspend,
 lift, sign out) need the session's CSRF token in ``X-CSRF-Token`` and, when the browser
 sends one, an ``Origin`` equal to the gateway's own.  Every console answer forbids
 framing and caching and carries a strict Content-Security-Policy (scripts, styles and
@@ -13,23 +15,21 @@ images from the gateway only).
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from starlette.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import StringConstraints
 
-from gateway.errors import BadRequest, BlindgateError, Forbidden
+from gateway.errors import BlindgateError, Forbidden
 from gateway.service import Services
 from gateway.service.brakes.schemas import LiftIn, SuspensionIn
+from gateway.service.core.schemas import Strict
 from gateway.service.watch.sessions import ConsoleSession
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "blindgate_console"
-MAX_LOGIN_BYTES = 4096
 HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -44,6 +44,10 @@ HEADERS = {
 router = APIRouter(prefix="/console", include_in_schema=False)
 
 
+class LoginIn(Strict):
+    api_key: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
 def _svc(request: Request) -> Services:
     svc: Services = request.app.state.services
     return svc
@@ -54,17 +58,17 @@ def _secure(response: Response) -> Response:
     return response
 
 
-def _page(name: str, **values: str) -> str:
-    text = (STATIC / name).read_text(encoding="utf-8")
-    for key, value in values.items():
-        text = text.replace("{{" + key + "}}", html.escape(value))
-    return text
+def _page(name: str) -> str:
+    return (STATIC / name).read_text(encoding="utf-8")
 
 
-def _login_page(message: str = "", status_code: int = 200) -> Response:
-    error = f'<p class="error" role="alert">{html.escape(message)}</p>' if message else ""
-    body = _page("login.html").replace("{{error}}", error)
-    return _secure(HTMLResponse(body, status_code=status_code))
+def _login_page() -> Response:
+    return _secure(HTMLResponse(_page("login.html")))
+
+
+def _refusal(status_code: int, code: str, message: str) -> Response:
+    body = {"error": {"code": code, "message": message, "detail": message}}
+    return _secure(JSONResponse(body, status_code=status_code))
 
 
 def _same_origin(request: Request) -> None:
@@ -99,22 +103,17 @@ def console(request: Request) -> Response:
 
 
 @router.post("/login")
-async def login(request: Request) -> Response:
-    body = await request.body()
-    if len(body) > MAX_LOGIN_BYTES:
-        return _login_page("The sign-in form was too large.", 413)
+def login(request: Request, body: LoginIn) -> Response:
+    """Open a console session for an auditor's key (JSON ``{"api_key": ...}``)."""
     try:
         _same_origin(request)
-        key = parse_qs(body.decode("utf-8", "replace")).get("api_key", [""])[0]
-        if not key.strip():
-            raise BadRequest("paste an auditor's API key")
-        session_id, _ = await run_in_threadpool(_svc(request).console.login, key)
+        session_id, _ = _svc(request).console.login(body.api_key)
     except Forbidden:
-        return _login_page("Only an auditor's key opens the security console.", 403)
+        return _refusal(403, "forbidden", "Only an auditor's key opens the security console.")
     except BlindgateError as exc:
         message = "That key is not valid." if exc.code == "unauthenticated" else "Sign-in failed."
-        return _login_page(message, exc.spec.http_status)
-    response = RedirectResponse("/console", status_code=303)
+        return _refusal(exc.spec.http_status, exc.code, message)
+    response = JSONResponse({"signed_in": True})
     response.set_cookie(
         COOKIE,
         session_id,
