@@ -51,8 +51,8 @@ function renderAlerts(alerts) {
   }
   for (const a of alerts) {
     const labels = Object.entries(a.labels)
-      .filter(([k]) => k !== "operator_org" || !a.labels.operator)
-      .map(([k, v]) => `${k}=${v}`)
+      .filter(([k]) => k !== "operator")
+      .map(([k, v]) => (k === "operator_org" && a.labels.operator ? `operator=${a.labels.operator} (${v})` : `${k}=${v}`))
       .join(" ");
     list.append(
       el("li", { class: a.severity, "data-alert": a.name },
