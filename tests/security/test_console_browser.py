@@ -99,9 +99,7 @@ def test_console_in_chromium(watched: Watched, browser: Any) -> None:
     w, d = watched, browser
     # an operator's key does not open it
     sign_in(d, w.url, w.operator_key)
-    error = wait_for(
-        lambda: d.find_element(By.ID, "login-error").text, what="the refusal message"
-    )
+    error = wait_for(lambda: d.find_element(By.ID, "login-error").text, what="the refusal message")
     assert "Only an auditor" in error
     assert d.get_cookies() == []
     shot(d, "1-operator-refused")
@@ -139,9 +137,11 @@ def test_console_in_chromium(watched: Watched, browser: Any) -> None:
     d.find_element(By.ID, "f-decision").send_keys("deny")
     d.find_element(By.CSS_SELECTOR, "#filters button").click()
     wait_for(
-        lambda: (rows := d.find_elements(By.CSS_SELECTOR, "#feed tbody tr"))
-        and all("deny" in r.text for r in rows)
-        and len(rows) >= 22,
+        lambda: (
+            (rows := d.find_elements(By.CSS_SELECTOR, "#feed tbody tr"))
+            and all("deny" in r.text for r in rows)
+            and len(rows) >= 22
+        ),
         what="the filtered feed",
     )
     shot(d, "3-probing-alert")
@@ -177,17 +177,13 @@ def test_console_in_chromium(watched: Watched, browser: Any) -> None:
     )
     assert status == 403
     # every resource the page loaded came from the gateway itself
-    resources = d.execute_script(
-        "return performance.getEntriesByType('resource').map(e => e.name)"
-    )
+    resources = d.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert resources and all(r.startswith(w.url) for r in resources), resources
 
     # the API docs page too
     d.get(f"{w.url}/docs")
     wait_for(lambda: d.find_elements(By.CSS_SELECTOR, ".opblock"), what="Swagger UI")
-    resources = d.execute_script(
-        "return performance.getEntriesByType('resource').map(e => e.name)"
-    )
+    resources = d.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert all(r.startswith(w.url) for r in resources), resources
 
     # lift it again so the gateway is left as found
