@@ -203,10 +203,10 @@ function feedRow(item, fresh) {
   const reasons = (e.reasons || []).map((r) => r.code).join(", ");
   return el("tr", { class: fresh ? "new" : "", "data-index": item.index },
     el("td", {}, item.index),
-    el("td", { class: "mono" }, e.time.slice(0, 19).replace("T", " ")),
+    el("td", { class: "mono", title: e.time }, e.time.slice(11, 19)),
     el("td", {}, actor),
     el("td", { class: "mono" }, e.action),
-    el("td", { class: "mono" }, short(target, 90)),
+    el("td", { class: "mono", title: target }, short(target, 60)),
     el("td", { class: e.decision }, e.decision),
     el("td", { class: "mono" }, reasons));
 }
