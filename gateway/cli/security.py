@@ -106,7 +106,9 @@ def _line(item: dict[str, Any]) -> str:
 @click.option("--org", default=None, help="Only entries by or about this organisation.")
 @click.option("--asset", "asset_id", default=None, help="Only entries on this asset.")
 @click.option("--action", default=None, help="Only this action (job.submit, job.release…).")
-@click.option("--decision", type=click.Choice(["allow", "deny"]), default=None)
+@click.option(
+    "--decision", type=click.Choice(["allow", "deny"]), default=None, help="Only this decision."
+)
 @gateway_command
 def tail_cmd(s: Session, lines: int, follow: bool, poll: float, **filters: str | None) -> None:
     """The newest trace entries (auditors: all; others: those their role may read), then

@@ -48,6 +48,12 @@ def test_session_cookie_csrf_and_revocation(watched: Watched) -> None:
         c.cookies.set("blindgate_console", session_id)
         me = c.get("/console/api/session").json()
         assert me["principal"] == w.fed.auditor.principal_id
+        feed = c.get("/console/api/feed", params={"limit": 5}).json()["items"]
+        assert len(feed) == 5 and feed[0]["index"] > feed[-1]["index"]  # newest first
+        after = c.get("/console/api/feed", params={"after": feed[1]["index"]}).json()["items"]
+        assert [i["index"] for i in after][:1] == [feed[0]["index"]]  # then in log order
+        nothing = c.get("/console/api/feed", params={"after": -1, "principal": "prn_nobody"})
+        assert nothing.status_code == 200 and nothing.json()["items"] == []
         overview = c.get("/console/api/overview").json()
         assert {"alerts", "budgets", "sites", "checkpoint", "activity"} <= set(overview)
         assert overview["checkpoint"]["verified"] in (True, False)

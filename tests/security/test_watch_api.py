@@ -4,11 +4,16 @@ emergency brakes (the console's browser test is test_console_browser.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
+from datetime import timedelta
 
 import pytest
 
+from contracts.terms import terms_from_canonical
+from gateway.clock import FixedClock
+from gateway.service.watch.collector import StoreCollector
 from tests.security.conftest import PROBE, SQL, Watched
 
 pytestmark = pytest.mark.slow
@@ -228,3 +233,22 @@ def test_api_docs_load_nothing_from_a_cdn(watched: Watched) -> None:
         for src in scripts:
             assert src.startswith("/"), src
             assert c.get(src).status_code == 200
+
+
+def test_licences_expiring_within_seven_days(watched: Watched) -> None:
+    w = watched
+    services = w.fed.services
+    with services.ctx.store.read() as tx:
+        licence = tx.get_licence(w.fed.licences[0])
+    assert licence is not None
+    until = terms_from_canonical(licence.terms.encode()).valid_until
+    collector = StoreCollector(
+        dataclasses.replace(services.ctx, clock=FixedClock(until - timedelta(days=3))),
+        services.audit.log,
+    )
+    assert collector.snapshot().licences_expiring == {w.fed.operator.org_id: 3}
+    later = StoreCollector(
+        dataclasses.replace(services.ctx, clock=FixedClock(until - timedelta(days=30))),
+        services.audit.log,
+    )
+    assert later.snapshot().licences_expiring == {}

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +28,8 @@ DECIDING_ACTIONS = ("job.submit", "job.check", "job.dry_run")
 """Trace actions that carry a policy decision on an operator's job."""
 ACTIVITY_LIMIT = 20_000
 """At most this many entries per action are read for the activity chart."""
+ACTIVITY_TTL = 3.0
+"""Seconds one reading of the activity chart serves every console."""
 
 
 class Watch:
@@ -49,6 +53,8 @@ class Watch:
         self.collector = collector
         self.history = history
         self.brakes = brakes
+        self._activity: dict[tuple[int, int], tuple[float, dict[str, Any]]] = {}
+        self._activity_lock = threading.Lock()
 
     def feed(
         self, actor: Actor, *, after: int | None, limit: int, filters: dict[str, Any]
@@ -58,15 +64,28 @@ class Watch:
         require_role(actor, Role.AUDITOR)
         if after is None:
             page = self.audit.entries(actor, limit=limit, cursor=None, newest=True, **filters)
-        else:
-            page = self.audit.entries(actor, limit=limit, cursor=str(after), **filters)
+        else:  # after=-1: from the start (nothing matched when the feed was opened)
+            cursor = str(after) if after >= 0 else None
+            page = self.audit.entries(actor, limit=limit, cursor=cursor, **filters)
         return [item.model_dump(mode="json") for item in page.items]
 
     def activity(
         self, actor: Actor, *, minutes: int = 60, bucket_minutes: int = 5
     ) -> dict[str, Any]:
-        """Denied decisions and releases per operator organisation, per bucket."""
+        """Denied decisions and releases per operator organisation, per bucket (read from
+        the trace; shared by every console for ``ACTIVITY_TTL`` seconds)."""
         require_role(actor, Role.AUDITOR)
+        key = (minutes, bucket_minutes)
+        with self._activity_lock:
+            cached = self._activity.get(key)
+            if cached is not None and time.monotonic() - cached[0] < ACTIVITY_TTL:
+                return cached[1]
+        found = self._read_activity(minutes, bucket_minutes)
+        with self._activity_lock:
+            self._activity[key] = (time.monotonic(), found)
+        return found
+
+    def _read_activity(self, minutes: int, bucket_minutes: int) -> dict[str, Any]:
         now = self.ctx.clock.now()
         start = now - timedelta(minutes=minutes)
         buckets = [start + timedelta(minutes=m) for m in range(0, minutes, bucket_minutes)]
