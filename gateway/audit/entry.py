@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.audit.jcs import canonical_json
+from contracts.tlog.jcs import canonical_json
 from gateway.domain import Actor, TraceRecord
 
 ENTRY_VERSION = 1

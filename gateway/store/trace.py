@@ -14,10 +14,10 @@ from datetime import datetime
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from gateway.audit.errors import ProofError
-from gateway.audit.jcs import canonical_json
-from gateway.audit.merkle import NodeId, frontier_ids, leaf_hash
-from gateway.audit.tree import CompactRange
+from contracts.tlog.errors import ProofError
+from contracts.tlog.jcs import canonical_json
+from contracts.tlog.merkle import NodeId, frontier_ids, leaf_hash
+from contracts.tlog.tree import CompactRange
 from gateway.domain import PendingTrace, StoredTrace, TraceRecord
 from gateway.store.models import TraceCheckpointRow, TraceEntryRow, TraceHeadRow, TraceNodeRow
 

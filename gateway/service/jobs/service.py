@@ -14,7 +14,7 @@ import json
 import threading
 from typing import Any
 
-from gateway.audit.merkle import leaf_hash
+from contracts.tlog.merkle import leaf_hash
 from gateway.domain import (
     TERMINAL_STATES,
     Actor,

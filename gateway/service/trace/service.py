@@ -6,8 +6,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from gateway.audit.errors import ProofError
-from gateway.audit.merkle import leaf_hash
+from contracts.tlog.errors import ProofError
+from contracts.tlog.merkle import leaf_hash
 from gateway.domain import Actor, PendingTrace, Role, StoredTrace
 from gateway.errors import BadPagination, NotFound, ValidationFailed
 from gateway.service.core.access import require_role
