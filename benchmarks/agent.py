@@ -5,6 +5,7 @@ from the development PKI; the gateway's :class:`SiteClient` calls it over loopba
 Measures, in the same run:
 
 * ``Health`` (one mTLS round trip, no sandbox);
+* ``Prove`` (a signature over the challenge and a durable entry in the site's own log);
 * a replayed fragment (an already answered ``fragment_id``: round trip plus the
   agent's idempotency lookup, no sandbox);
 * a fresh fragment with the pool warm (requests spaced by ``--gap`` ms so the
@@ -70,9 +71,13 @@ def free_port() -> int:
 def agent_process(scratch: Path, pool_size: int, gateway_fingerprint: str) -> Iterator[str]:
     """Start ``python -m sandbox.agent`` with ``pool_size``; yield its address."""
     import yaml
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from blindgate_demo.federation import endorse_agent
 
     port = free_port()
     tls = scratch / "tls"
+    identity = endorse_agent(scratch, "org_bench", Ed25519PrivateKey.generate(), "bench")
     config = {
         "listen": f"127.0.0.1:{port}",
         "tls": {"cert": str(tls / "site.crt"), "key": str(tls / "site.key"), "ca": "ca/ca.crt"},
@@ -80,6 +85,7 @@ def agent_process(scratch: Path, pool_size: int, gateway_fingerprint: str) -> It
         "assets": {"bench": {"path": "bench.csv"}},
         "cache_dir": f"cache-{pool_size}",
         "pool_size": pool_size,
+        **identity,
     }
     path = scratch / f"site-{pool_size}.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -121,6 +127,10 @@ def measure(client: Any, pool_size: int, options: argparse.Namespace) -> list[fl
         f"{health.isolation_backend} ({health.isolation_level}), loopback mTLS"
     )
     report("Health", timed(client.health, options.runs))
+    report(
+        "Prove (signature, durable log entry)",
+        timed(lambda: client.prove(os.urandom(32)), options.runs),
+    )
     answered = fragment("bench-replayed")
     client.run_fragment(answered)
     report(

@@ -73,4 +73,5 @@ def make_entry(
         actor_org=actor.org_id if actor else None,
         subject_org=subject_org,
         asset_id=asset_id,
+        job_id=job if isinstance(job := entry["target"].get("job"), str) else None,
     )

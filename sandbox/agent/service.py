@@ -29,6 +29,7 @@ from pathlib import Path
 
 from sandbox.agent.config import FileAsset, PostgresAsset, SiteConfig
 from sandbox.agent.fragments import AgentRunner, StopReason, StopSwitch
+from sandbox.agent.identity import load_identity
 from sandbox.agent.postgres import (
     ExportFailed,
     PostgresExports,
@@ -36,6 +37,7 @@ from sandbox.agent.postgres import (
     SandboxOwner,
     run_pushdown,
 )
+from sandbox.agent.sitelog import LOG_FILE, SiteLog, utc_now
 from sandbox.inputs import InputStore, PendingInput
 from sandbox.spec import (
     FailureReason,
@@ -46,6 +48,7 @@ from sandbox.spec import (
 )
 from sandbox.wire import (
     CANCELLED,
+    AgentProof,
     AssetStatus,
     CancelOutcome,
     FragmentOutcome,
@@ -146,6 +149,18 @@ class AgentService:
     def __init__(self, config: SiteConfig, runner: AgentRunner) -> None:
         self.config = config
         self.runner = runner
+        self.identity = load_identity(config)
+        self.log = SiteLog.open(config.state / LOG_FILE, self.identity.private_key)
+        self.log.append(
+            {
+                "at": utc_now(),
+                "event": "start",
+                "agent_key": self.identity.public_key,
+                "organisation": self.identity.organisation,
+                "assets": sorted(config.assets),
+                "version": agent_version(),
+            }
+        )
         self.inputs = InputStore(
             config.cache_dir / "inputs", config.max_input_bytes, config.max_cache_bytes
         )
@@ -274,6 +289,22 @@ class AgentService:
             return CancelOutcome.STOPPED
         return CancelOutcome.ALREADY_FINISHED
 
+    def prove(self, challenge: bytes) -> AgentProof:
+        """Answer the gateway's challenge with this agent's key and endorsement (logged)."""
+        try:
+            proof = self.identity.prove(challenge)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+        self.log.append(
+            {
+                "at": utc_now(),
+                "event": "prove",
+                "challenge_sha256": hashlib.sha256(challenge).hexdigest(),
+                "tls_fingerprint": proof.tls_fingerprint,
+            }
+        )
+        return proof
+
     @contextlib.contextmanager
     def upload(self, total_size: int, sha256: str) -> Iterator[PendingInput]:
         """Receive one input (at most ``max_concurrent_uploads`` at a time)."""
@@ -295,6 +326,7 @@ class AgentService:
         self._workers.shutdown(wait=True, cancel_futures=True)
         self.runner.close()
         self.exports.clear()
+        self.log.close()
 
     def _stop(self, execution: Execution, reason: StopReason) -> bool:
         if not execution.switch.stop(reason):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sandbox.agent.config import parse_config
 from sandbox.agent.fragments import StopSwitch
@@ -22,6 +23,7 @@ from sandbox.config import IsolationLevel
 from sandbox.isolation import LAYERS, IsolationReport
 from sandbox.spec import FailureReason, FragmentResult, FragmentSpec, ResultTable
 from sandbox.wire import CancelOutcome, FragmentRequest
+from tests.agent.conftest import agent_identity
 
 
 class BlockingRunner:
@@ -58,6 +60,7 @@ def make_service(tmp_path: Path, **settings: Any) -> tuple[AgentService, Blockin
         "assets": {"a": {"path": "a.csv"}},
         "cache_dir": "cache",
         "pool_size": 0,
+        **agent_identity(tmp_path, "org_test", Ed25519PrivateKey.generate()),
         **settings,
     }
     runner = BlockingRunner()
