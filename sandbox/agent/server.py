@@ -9,7 +9,9 @@ with ``UNAUTHENTICATED`` unless it equals one of the configured gateway
 fingerprints, before the handler sees any request data.  So another client
 certificate from the same CA is not enough.
 
-The servicer is a thin shell over :class:`sandbox.agent.service.AgentService`.
+The servicer is a thin shell over :class:`sandbox.agent.service.AgentService`, which
+refuses to start without its holder's endorsement (:mod:`sandbox.agent.identity`) and keeps
+the site's own log (:mod:`sandbox.agent.sitelog`).
 """
 
 from __future__ import annotations

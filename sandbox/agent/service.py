@@ -4,8 +4,10 @@
 runner, keeps every fragment's outcome by ``fragment_id`` (a repeated id returns
 the stored outcome, or waits for the running one, instead of running again),
 stops fragments on ``Cancel`` or at their deadline, stores uploaded inputs, and
-reports health.  The gRPC server (:mod:`sandbox.agent.server`) is a thin shell
-over it.
+reports health.  At start-up it checks the agent's identity and endorsement
+(:mod:`sandbox.agent.identity`) and opens the site's own log (``self.log``,
+:mod:`sandbox.agent.sitelog`), where it records its start and every ``Prove``.  The gRPC
+server (:mod:`sandbox.agent.server`) is a thin shell over it.
 """
 
 from __future__ import annotations
@@ -150,17 +152,6 @@ class AgentService:
         self.config = config
         self.runner = runner
         self.identity = load_identity(config)
-        self.log = SiteLog.open(config.state / LOG_FILE, self.identity.private_key)
-        self.log.append(
-            {
-                "at": utc_now(),
-                "event": "start",
-                "agent_key": self.identity.public_key,
-                "organisation": self.identity.organisation,
-                "assets": sorted(config.assets),
-                "version": agent_version(),
-            }
-        )
         self.inputs = InputStore(
             config.cache_dir / "inputs", config.max_input_bytes, config.max_cache_bytes
         )
@@ -176,6 +167,17 @@ class AgentService:
         )
         self._uploads = threading.BoundedSemaphore(config.max_concurrent_uploads)
         self._closed = False
+        self.log = SiteLog.open(config.state / LOG_FILE, self.identity.private_key)
+        self.log.append(
+            {
+                "at": utc_now(),
+                "event": "start",
+                "agent_key": self.identity.public_key,
+                "organisation": self.identity.organisation,
+                "assets": sorted(config.assets),
+                "version": agent_version(),
+            }
+        )
 
     def warm(self) -> None:
         """Pre-start sandboxes for plain SQL fragments on every file asset."""

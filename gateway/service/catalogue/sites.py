@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from contracts.endorsement import CHALLENGE_SIZE
 from gateway.domain import Actor, Organisation, Role, Site
-from gateway.errors import BlindgateError, Conflict, NotFound, Unavailable, ValidationFailed
+from gateway.errors import (
+    BlindgateError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unavailable,
+    ValidationFailed,
+)
 from gateway.service.catalogue.claims import AgentProver, Claim, ClaimRefused, ask, verify_claim
 from gateway.service.catalogue.schemas import SiteAssetOut, SiteCreate, SiteHealthOut, SiteOut
 from gateway.service.core.access import hide_unless, require_role
@@ -57,7 +64,11 @@ class Sites:
         organisation endorsed it; every refusal is traced."""
         note = Note(target={"address": body.grpc_address})
         try:
-            require_role(actor, Role.HOLDER)
+            if actor.role != Role.HOLDER:
+                raise Forbidden(
+                    "sites are registered by their holder: its agent proves the holder's key "
+                    "endorsed it"
+                )
             with self.ctx.store.read() as tx:
                 org = tx.get_org(actor.org_id)
             if org is None:
