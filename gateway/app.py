@@ -55,7 +55,11 @@ class Gateway:
         if runner:
             owner = owner or f"{socket.gethostname()}:{os.getpid()}"
             self.runner = make_runner(services, owner=owner, observe=observe)
-        self._ticker = CheckpointTicker(services.audit.log, settings.checkpoint_interval_seconds)
+        self._ticker = CheckpointTicker(
+            services.audit.log,
+            settings.checkpoint_interval_seconds,
+            failed=services.metrics.checkpoint_failures.inc,
+        )
         self._monitor = SiteMonitor(
             services.site_pool, self._sites, settings.site_check_interval_seconds
         )
@@ -80,6 +84,8 @@ class Gateway:
         try:
             self._ticker.start()
             self._started.append("ticker")
+            self.services.watch.history.start()
+            self._started.append("history")
             if self.services.site_pool.tls is not None:
                 self._monitor.start()
                 self._started.append("monitor")
@@ -121,6 +127,8 @@ class Gateway:
             self._monitor.stop()
         if "ticker" in started:
             self._ticker.stop()
+        if "history" in started:
+            self.services.watch.history.stop()
         if started:
             self.services.site_pool.close()
             self.services.he.workspace.close()

@@ -74,4 +74,5 @@ def make_entry(
         subject_org=subject_org,
         asset_id=asset_id,
         job_id=job if isinstance(job := entry["target"].get("job"), str) else None,
+        decision=decision,
     )

@@ -123,7 +123,10 @@ def _he_released(result: dict[str, Any]) -> None:
         )
 
 
-def _cell(value: Any) -> str:
+def _cell(cell: dict[str, Any]) -> str:
+    value = cell["value"]
+    if value is None and cell.get("mechanism") == "suppressed":
+        return "-"
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
@@ -132,15 +135,21 @@ def released(result: dict[str, Any]) -> None:
     if result.get("he"):
         _he_released(result)
         return
-    rows = [[_cell(cell["value"]) for cell in row] for row in result["rows"]]
+    rows = [[_cell(cell) for cell in row] for row in result["rows"]]
     table(result["columns"], rows, empty="no group passed the threshold: nothing released")
+    keys = {
+        "declared_keys": "every key the policy declares (empty ones too)",
+        "stability_histogram": "keys chosen by a differentially private selection (delta)",
+        "no_group_keys": "one group",
+    }.get(result["key_release"], result["key_release"])
     click.echo(
-        f"\nepsilon spent {result['epsilon_spent']:.3f}; groups with fewer than "
-        f"{result['threshold']} people (noisy count) are not released; keys: "
-        f"{result['key_release']}"
+        f"\nepsilon spent {result['epsilon_spent']:.3f}, delta {result['delta_spent']:.3g}; "
+        f"keys released: {keys}; '-': fewer than {result['threshold']} people (noisy count), "
+        "values withheld"
     )
-    if result["rows"]:
-        for column, cell in zip(result["columns"], result["rows"][0], strict=True):
+    shown = next((r for r in result["rows"] if r[-1]["mechanism"] != "suppressed"), None)
+    if shown is not None:
+        for column, cell in zip(result["columns"], shown, strict=True):
             if cell["mechanism"]:
                 scales = ", ".join(f"{k} {v:.3g}" for k, v in cell["scales"].items())
                 click.echo(
@@ -164,14 +173,32 @@ def budget(found: dict[str, Any]) -> None:
         [
             a["asset_id"],
             number(a["epsilon_spent"]),
+            number(a.get("epsilon_spent_by_licence", a["epsilon_spent"])),
             number(a["epsilon_budget"]),
             number(a["epsilon_remaining"]),
             f"{a['period_days']} days",
             number(a["epsilon_per_job_max"]),
+            (a.get("renews_at") or "-")[:16].replace("T", " "),
         ]
         for a in found["assets"]
     ]
-    table(["ASSET", "SPENT", "BUDGET", "LEFT", "PERIOD", "MAX PER JOB"], rows, empty="no assets")
+    table(
+        [
+            "ASSET",
+            "SPENT",
+            "THIS-LICENCE",
+            "BUDGET",
+            "LEFT",
+            "PERIOD",
+            "MAX PER JOB",
+            "RENEWS",
+        ],
+        rows,
+        empty="no assets",
+    )
+    click.echo(
+        "SPENT counts every licence and operator: an asset's budget belongs to its data subjects"
+    )
     if found.get("epsilon_per_job") is not None:
         click.echo(
             f"jobs of epsilon {number(found['epsilon_per_job'])} that still fit: "

@@ -114,6 +114,7 @@ class TraceWriter:
                     "subject_org": record.subject_org,
                     "asset_id": record.asset_id,
                     "job_id": record.job_id,
+                    "decision": record.decision,
                 }
             )
             for node, digest in compact.append(pending.leaf_hash):
@@ -152,31 +153,42 @@ def trace_entries(
     subject_org: str | None = None,
     holder_org: str | None = None,
     asset_id: str | None = None,
+    decision: str | None = None,
+    org: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    before: int | None = None,
+    newest: bool = False,
 ) -> list[StoredTrace]:
-    """Entries in log order; ``holder_org`` keeps those whose subject is that organisation
-    and those of every job on its assets (a job across several holders names one subject)."""
+    """Entries in log order after ``after`` (or, with ``newest``, the newest first, before
+    ``before``) that match every filter given; ``org`` matches the actor's organisation or
+    the subject's; ``holder_org`` keeps the entries whose subject is that organisation and
+    those of every job on its assets (a job across several holders names one subject)."""
     q = (
         select(_entry.c.idx, _entry.c.leaf, _node.c.hash)
         .outerjoin(_node, _node.c.key == _entry.c.idx)
-        .order_by(_entry.c.idx)
+        .order_by(_entry.c.idx.desc() if newest else _entry.c.idx)
         .limit(limit)
     )
     if after is not None:
         q = q.where(_entry.c.idx > after)
+    if before is not None:
+        q = q.where(_entry.c.idx < before)
     for column, value in (
         (_entry.c.action, action),
         (_entry.c.actor_principal, actor_principal),
         (_entry.c.actor_org, actor_org),
         (_entry.c.subject_org, subject_org),
         (_entry.c.asset_id, asset_id),
+        (_entry.c.decision, decision),
     ):
         if value is not None:
             q = q.where(column == value)
     if holder_org is not None:
         jobs = select(_job_asset.c.job_id).where(_job_asset.c.holder_org_id == holder_org)
         q = q.where(or_(_entry.c.subject_org == holder_org, _entry.c.job_id.in_(jobs)))
+    if org is not None:
+        q = q.where(or_(_entry.c.actor_org == org, _entry.c.subject_org == org))
     if since is not None:
         q = q.where(_entry.c.time >= since)
     if until is not None:

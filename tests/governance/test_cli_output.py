@@ -98,8 +98,19 @@ def test_assets_licences_and_budget_read_as_lines(gov: Gov, gov_url: str) -> Non
     assert budget.exit_code == 0, budget.output
     lines = budget.stdout.splitlines()
     assert lines[0] == f"licence {gov.licence_id}: epsilon used 0 of 10, 10 left"
-    assert lines[1].split() == ["ASSET", "SPENT", "BUDGET", "LEFT", "PERIOD", "MAX", "PER", "JOB"]
-    assert lines[2].split()[:4] == [w.asset_a, "0", "3", "3"]
+    assert lines[1].split() == [
+        "ASSET",
+        "SPENT",
+        "THIS-LICENCE",
+        "BUDGET",
+        "LEFT",
+        "PERIOD",
+        "MAX",
+        "PER",
+        "JOB",
+        "RENEWS",
+    ]
+    assert lines[2].split()[:5] == [w.asset_a, "0", "0", "3", "3"]
     assert lines[-1] == "jobs of epsilon 0.5 that still fit: 6"
 
 

@@ -195,6 +195,7 @@ class DecisionService:
 
         decision = self.tracer.read(actor, "job.dry_run", work)
         self.record(decision)
+        self.metrics.decided(actor.org_id, decision.allow)
         return out(decision)
 
 

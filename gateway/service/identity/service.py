@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections.abc import Callable
 from typing import NoReturn
 
 from gateway.domain import Actor, ApiKey, Organisation, Principal, Role
@@ -75,6 +76,9 @@ def validate_ed25519_public_key(value: str) -> str:
 class Identities:
     """Use cases for organisations, principals and keys."""
 
+    refused: Callable[[str | None, str | None], None] | None = None
+    """Told of each failed authentication (key hash, key id): the metrics hook."""
+
     def __init__(self, ctx: ServiceContext, tracer: Tracer) -> None:
         self.ctx = ctx
         self.tracer = tracer
@@ -119,6 +123,8 @@ class Identities:
         elif key_hash is not None:
             note.detail["key_hash_prefix"] = key_hash[:16]
         self.tracer.deny(None, "auth.authenticate", error, note)
+        if self.refused is not None:
+            self.refused(key_hash, key_id)
         raise error
 
     # bootstrap -------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any
 
 from gateway.domain import Actor, Job
 from gateway.errors import ValidationFailed
+from gateway.service.brakes.service import Brakes
 from gateway.service.catalogue.visibility import asset_schema, visible_asset
 from gateway.service.governance.decisions import DecisionService
 from gateway.service.governance.schemas import ColumnUseIn, JobDescriptionIn
@@ -42,9 +43,16 @@ class Decided:
 class JobDecider:
     """Decides jobs of every registered kind."""
 
-    def __init__(self, decisions: DecisionService, kinds: Mapping[str, JobKind[Any, Any]]):
+    def __init__(
+        self,
+        decisions: DecisionService,
+        kinds: Mapping[str, JobKind[Any, Any]],
+        brakes: Brakes | None = None,
+    ):
         self.decisions = decisions
         self.kinds = kinds
+        self.brakes = brakes
+        """Emergency suspensions, checked before anything else."""
 
     def kind(self, name: str) -> JobKind[Any, Any]:
         """The registered kind ``name``; an unknown kind is a validation error."""
@@ -60,6 +68,8 @@ class JobDecider:
         caller outside the transaction); when given, it is the decision.
         """
         kind = self.kind(job.kind)
+        if self.brakes is not None and (stop := self.brakes.check(tx, actor, job.licence_ids)):
+            return Decided(stop)
         assets = [visible_asset(actor, tx, a) for a in job.asset_ids]
         schema = asset_schema(assets)
         if precheck is not None:

@@ -326,6 +326,8 @@ class JobRunner:
 
         with self._stage("release transaction (charge, result, trace)"):
             _, pending = self.tracer.write(actor, "job.release", work)
+        charged = [(asset_id, job.epsilon, job.delta) for asset_id in cover]
+        self.ledger.metrics.released(job.kind, job.operator_org_id, charged, result, wall)
         with self._stage("receipt (inclusion proof, signature)"):
             receipt = self.audit.receipt(pending).model_dump()
         self.ctx.store.transact(
@@ -360,6 +362,9 @@ class JobRunner:
             self.tracer.write(actor, "job.fail", work)
         except BlindgateError:
             log.error("could not record the failure of job %s", job.id)
+        if code != FailureCode.CANCELLED:
+            self.ledger.metrics.finished(job.kind, "failed", code)
+        self.pool.metrics.violation("gateway", code)
 
 
 def spent(job: Job, result: dict[str, Any]) -> tuple[float, float]:
