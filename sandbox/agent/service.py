@@ -4,8 +4,10 @@
 runner, keeps every fragment's outcome by ``fragment_id`` (a repeated id returns
 the stored outcome, or waits for the running one, instead of running again),
 stops fragments on ``Cancel`` or at their deadline, stores uploaded inputs, and
-reports health.  The gRPC server (:mod:`sandbox.agent.server`) is a thin shell
-over it.
+reports health.  At start-up it checks the agent's identity and endorsement
+(:mod:`sandbox.agent.identity`) and opens the site's own log (``self.log``,
+:mod:`sandbox.agent.sitelog`), where it records its start and every ``Prove``.  The gRPC
+server (:mod:`sandbox.agent.server`) is a thin shell over it.
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from contracts.terms import rfc3339_utc
 from policies.jobs import JobError, OpenDPNoise, combine, site_release
 from policies.jobs.he import SiteNoise, site_noise
 from sandbox.agent.config import FileAsset, PostgresAsset, SiteConfig
 from sandbox.agent.fragments import AgentRunner, StopReason, StopSwitch
+from sandbox.agent.identity import load_identity
 from sandbox.agent.ledger import LedgerRefused, SiteLedger
 from sandbox.agent.postgres import (
     ExportFailed,
@@ -42,6 +45,7 @@ from sandbox.agent.postgres import (
     SandboxOwner,
     run_pushdown,
 )
+from sandbox.agent.sitelog import LOG_FILE, SiteLog, utc_now
 from sandbox.agent.tickets import Admitted, TicketRefused, admit, describe, read_ticket
 from sandbox.inputs import InputStore, PendingInput
 from sandbox.spec import (
@@ -55,6 +59,7 @@ from sandbox.spec import (
 from sandbox.wire import (
     CANCELLED,
     REFUSED,
+    AgentProof,
     AssetStatus,
     CancelOutcome,
     FragmentOutcome,
@@ -67,12 +72,6 @@ log = logging.getLogger(__name__)
 FRAGMENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MAX_DEADLINE_MS = 24 * 3600 * 1000
 _WAIT_SLICE = 0.25
-
-
-class SiteLogLike(Protocol):
-    """The site's log as the service uses it: append one entry, durably."""
-
-    def append(self, entry: dict[str, Any]) -> int: ...
 
 
 class AgentError(Exception):
@@ -160,6 +159,7 @@ class AgentService:
     def __init__(self, config: SiteConfig, runner: AgentRunner) -> None:
         self.config = config
         self.runner = runner
+        self.identity = load_identity(config)
         self.inputs = InputStore(
             config.cache_dir / "inputs", config.max_input_bytes, config.max_cache_bytes
         )
@@ -176,10 +176,19 @@ class AgentService:
         self._uploads = threading.BoundedSemaphore(config.max_concurrent_uploads)
         self._closed = False
         self.ledger = SiteLedger(config.state / "ledger.db")
-        self.log: SiteLogLike | None = None
-        """The site's own tamper-evident log of every ticket (set when the agent starts)."""
         self._noise: OpenDPNoise | None = None
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self.log = SiteLog.open(config.state / LOG_FILE, self.identity.private_key)
+        self.log.append(
+            {
+                "at": utc_now(),
+                "event": "start",
+                "agent_key": self.identity.public_key,
+                "organisation": self.identity.organisation,
+                "assets": sorted(config.assets),
+                "version": agent_version(),
+            }
+        )
 
     def warm(self) -> None:
         """Pre-start sandboxes for plain SQL fragments on every file asset."""
@@ -293,6 +302,22 @@ class AgentService:
             return CancelOutcome.STOPPED
         return CancelOutcome.ALREADY_FINISHED
 
+    def prove(self, challenge: bytes) -> AgentProof:
+        """Answer the gateway's challenge with this agent's key and endorsement (logged)."""
+        try:
+            proof = self.identity.prove(challenge)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+        self.log.append(
+            {
+                "at": utc_now(),
+                "event": "prove",
+                "challenge_sha256": hashlib.sha256(challenge).hexdigest(),
+                "tls_fingerprint": proof.tls_fingerprint,
+            }
+        )
+        return proof
+
     @contextlib.contextmanager
     def upload(self, total_size: int, sha256: str) -> Iterator[PendingInput]:
         """Receive one input (at most ``max_concurrent_uploads`` at a time)."""
@@ -315,6 +340,7 @@ class AgentService:
         self.runner.close()
         self.exports.clear()
         self.ledger.close()
+        self.log.close()
 
     def _stop(self, execution: Execution, reason: StopReason) -> bool:
         if not execution.switch.stop(reason):
@@ -351,16 +377,22 @@ class AgentService:
         except ValueError:
             log.debug("fragment %s: no sandbox kept for its HE context", request.fragment_id)
 
-    def _record(self, ticket: Any, digest: str, decision: str, reason: str, **extra: Any) -> None:
+    def _record(
+        self,
+        fragment_id: str,
+        ticket: Any,
+        digest: str,
+        decision: str,
+        reason: str,
+        **extra: Any,
+    ) -> None:
         """Append a ticket's fate to the site's log (ids and digests only)."""
-        if self.log is None:
-            return
         job = getattr(ticket, "job", None)
         self.log.append(
             {
                 "at": rfc3339_utc(self.clock()),
                 "event": "ticket",
-                "fragment": getattr(ticket, "fragment_id", ""),
+                "fragment": fragment_id,
                 "job": getattr(job, "id", ""),
                 "asset": getattr(ticket, "asset_id", ""),
                 "kind": getattr(job, "kind", ""),
@@ -393,13 +425,15 @@ class AgentService:
                 budget=admitted.budget,
             )
         except LedgerRefused as exc:
-            self._record(ticket, digest, "refuse", exc.code)
+            self._record(request.fragment_id, ticket, digest, "refuse", exc.code)
             raise TicketRefused(exc.code) from None
         except TicketRefused as exc:
             log.info("fragment %s refused: %s %s", request.fragment_id, exc.code, exc.reasons)
-            self._record(ticket, digest, "refuse", exc.code, reasons=list(exc.reasons))
+            self._record(
+                request.fragment_id, ticket, digest, "refuse", exc.code, reasons=list(exc.reasons)
+            )
             raise
-        self._record(ticket, digest, "accept", "ok", **describe(admitted))
+        self._record(request.fragment_id, ticket, digest, "accept", "ok", **describe(admitted))
         return admitted
 
     def _run(

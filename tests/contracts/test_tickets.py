@@ -143,5 +143,5 @@ def test_a_ticket_names_a_well_formed_fragment_id() -> None:
     ticket = Minter().ticket()
     payload = ticket.model_dump()
     for bad in ("", "a/b", "x" * 129, "a b"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="fragment_id"):
             Ticket.model_validate({**payload, "fragment_id": bad})
