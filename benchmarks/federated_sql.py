@@ -73,7 +73,7 @@ version: 1
 asset: {asset}
 columns:
   patient_id: {{control: join_key}}
-  district: {{control: group_by}}
+  district: {{control: group_by, keys: {{values: [north, south, east]}}}}
   age: {{control: filter}}
   los_days:
     control: aggregate

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sandbox.plans import LaunchRequest
 from sandbox.process import SandboxProcess
-from sandbox.spec import Limits
+from sandbox.spec import Bound, Limits
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +32,20 @@ class PoolKey:
     asset_path: Path
     input_dir: Path | None
     limits: Limits
+    bound: Bound | None = None
+    forks: bool = False
 
     @classmethod
     def of(cls, request: LaunchRequest) -> PoolKey:
         """The key of a launch request."""
-        return cls(request.executor, request.asset_path, request.input_dir, request.limits)
+        return cls(
+            request.executor,
+            request.asset_path,
+            request.input_dir,
+            request.limits,
+            request.bound,
+            request.forks,
+        )
 
 
 def asset_identity(path: Path) -> tuple[int, ...]:

@@ -14,6 +14,8 @@ PRODUCTION_EXECUTORS: dict[str, str] = {
     "tenseal_he": "sandbox.executors.tenseal_he",
 }
 TEST_EXECUTORS: dict[str, str] = {"python_test": "sandbox.executors.python_test"}
+FORK_EXECUTORS: frozenset[str] = frozenset({"duckdb_sql", "python_test"})
+"""Executors whose engine is safe to prepare once and fork (no threads before the fork)."""
 
 
 def module_for(name: str, *, allow_test: bool) -> str | None:
