@@ -468,13 +468,10 @@ def check_counts(result: Any, rows: int) -> None:
 
 
 def wait_done(client: Any, job_id: str, poll: float) -> None:
-    while True:
-        state = client.get(f"/v1/jobs/{job_id}")
-        if state["state"] == "succeeded":
-            return
-        if state["state"] in FAILED:
-            raise RuntimeError(f"job {job_id} {state['state']}: {state['error_code']}")
-        time.sleep(poll)
+    """Wait as the client does: a long poll answered when the job finishes."""
+    state = client.wait(job_id, timeout=300.0, poll=poll)
+    if state["state"] != "succeeded":
+        raise RuntimeError(f"job {job_id} {state['state']}: {state['error_code']}")
 
 
 def load(url: str, key: str, sql: str, assets: list[str], jobs: int, clients: int, poll: float):
