@@ -47,7 +47,6 @@ from contracts.tickets import (
 from policies import (
     AssetContext,
     AssetFacts,
-    AssetShape,
     Decision,
     EffectiveParameters,
     LicenceFacts,
@@ -55,11 +54,11 @@ from policies import (
     PolicyDocumentError,
     UsageCounters,
     evaluate,
-    load_policy_for,
 )
-from policies.jobs import AssetSchema, JobError, PartialPlan, analyse, partial_plan
+from policies.jobs import AssetSchema, JobError, PartialPlan, analyse
 from policies.jobs.errors import Refusal
 from policies.jobs.he import HePlan, analyse_spec, plan_spec
+from sandbox.agent.caches import PLANS, parsed_policy
 from sandbox.agent.config import SiteConfig
 from sandbox.agent.ledger import Charge, SiteLedger
 
@@ -167,11 +166,13 @@ def admit(
         raise TicketRefused("policy_denied", decision.codes)
     params = decision.parameters
     _check_approvals(ticket, decision, organisation, keys)
-    ledger.note_policy(ticket.asset_id, ticket.policy.statement.signed_at)
+    signed_at = ticket.policy.statement.signed_at
+    if ledger.newest_policy(ticket.asset_id) != signed_at:
+        ledger.note_policy(ticket.asset_id, signed_at)
     charges = [Charge(ticket.asset_id, licences[0].licence_id, job.epsilon, job.delta)]
     if job.kind == SQL_KIND:
         try:
-            sql_plan = partial_plan(analysis, params)
+            sql_plan = PLANS.plan(job.sql, schema, analysis, params)
         except JobError as exc:
             raise TicketRefused("plan_refused", exc.codes) from None
         return Admitted(ticket, digest, params, schema, charges, limits, sql=sql_plan)
@@ -201,15 +202,13 @@ def _policy(
     newest = ledger.newest_policy(ticket.asset_id)
     if newest is not None and statement.signed_at < newest:
         raise TicketRefused("stale_policy")
-    columns = {name: (kind, tag) for name, kind, tag in statement.columns}
     try:
-        parsed = load_policy_for(
+        parsed = parsed_policy(
             policy.document,
-            AssetShape(
-                names=(statement.asset_id, statement.asset_name),
-                columns=columns,
-                privacy_unit=statement.privacy_unit,
-            ),
+            statement.asset_id,
+            statement.asset_name,
+            tuple((name, kind, tag) for name, kind, tag in statement.columns),
+            statement.privacy_unit,
         )
         schema = AssetSchema.build(
             statement.asset_id,
