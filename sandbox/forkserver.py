@@ -35,6 +35,8 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -43,7 +45,7 @@ from sandbox.plans import LaunchRequest
 from sandbox.pool import PoolKey, asset_identity
 from sandbox.process import RawOutcome
 from sandbox.spec import Limits
-from sandbox.zygote import EXITED, FRAGMENT, READY, credentials_pid, exit_report
+from sandbox.zygote import EXITED, GO, PREPARE, READY, credentials_pid, exit_report
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,7 @@ class ForkServer:
         self.last_used = time.monotonic()
         self.broken = False
         self._closed = False
+        self._spare: _Spare | None = None
 
     @property
     def pid(self) -> int:
@@ -112,27 +115,56 @@ class ForkServer:
         if message != READY:
             raise ServerBroken("the server did not become ready")
 
+    def prepare(self, limits: Limits) -> None:
+        """Have a child forked, confined and moved into a fresh cgroup, ready for the next
+        fragment (done between fragments, off their critical path)."""
+        if self._spare is not None:
+            return
+        group = self._cgroups.create(limits.memory_bytes, limits.pids)
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            mine.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+            payload = PREPARE + json.dumps({"cpu_seconds": limits.cpu_seconds}).encode()
+            rights = array.array("i", [theirs.fileno()])
+            try:
+                self._control.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
+            except OSError as exc:
+                raise ServerBroken("no child prepared") from exc
+            theirs.close()
+            pid = self._child_pid(mine, time.monotonic() + READY_SECONDS)
+            group.attach(pid)
+        except BaseException:
+            self.broken = True
+            theirs.close()
+            mine.close()
+            group.remove()
+            raise
+        self._spare = _Spare(mine, group, pid)
+
     def execute(
         self, program: str, limits: Limits, stderr_keep: int, guard: Attachable | None
     ) -> RawOutcome:
-        """Run one fragment in a fresh child of the server."""
+        """Run one fragment in the prepared child (prepared now if there is none)."""
         outcome = RawOutcome()
         begin = time.monotonic()
-        group = self._cgroups.create(limits.memory_bytes, limits.pids)
-        channels = _Channels()
+        if self._spare is None:
+            self.prepare(limits)
+        spare, self._spare = self._spare, None
+        assert spare is not None
+        channels = _Channels(spare.socket)
         try:
-            self._run_child(outcome, group, channels, program, limits, stderr_keep, guard)
+            self._run_child(outcome, spare, channels, program, limits, stderr_keep, guard)
         except ServerBroken:
             self.broken = True
-            group.kill_all()
+            spare.group.kill_all()
             raise
         finally:
             channels.close()
-            outcome.oom_killed = group.oom_killed()
-            accounted = group.cpu_seconds()
+            outcome.oom_killed = spare.group.oom_killed()
+            accounted = spare.group.cpu_seconds()
             if accounted is not None:
                 outcome.cpu_seconds = max(outcome.cpu_seconds, accounted)
-            group.remove()
+            spare.group.remove()
             self.served += 1
             self.last_used = time.monotonic()
         outcome.elapsed = time.monotonic() - begin
@@ -141,7 +173,7 @@ class ForkServer:
     def _run_child(
         self,
         outcome: RawOutcome,
-        group: FragmentCgroup,
+        spare: _Spare,
         channels: _Channels,
         program: str,
         limits: Limits,
@@ -149,34 +181,28 @@ class ForkServer:
         guard: Attachable | None,
     ) -> None:
         deadline = time.monotonic() + limits.wall_seconds
-        self._send_fragment(limits, channels.theirs())
-        channels.close_theirs()
-        pid = self._child_pid(channels.mine, deadline)
-        group.attach(pid)
-        if guard is not None and not guard.attach(pid):
-            group.kill_all()
+        if guard is not None and not guard.attach(spare.pid):
+            spare.group.kill_all()
             self._await_exit(outcome, deadline + EXIT_REPORT_SECONDS)
             raise Stopped
         try:
+            rights = array.array("i", channels.theirs())
+            try:
+                spare.socket.sendmsg([GO], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
+            except OSError as exc:
+                raise ServerBroken("the prepared child is gone") from exc
+            channels.close_theirs()
             request = json.dumps({"program": program}).encode("utf-8")
             try:
-                channels.mine.sendall(request)
-                channels.mine.shutdown(socket.SHUT_WR)
+                spare.socket.sendall(request)
+                spare.socket.shutdown(socket.SHUT_WR)
             except OSError:
                 outcome.notes.append("program not delivered")
             fds = [channels.out_read, channels.err_read]
-            self._collect(outcome, group, deadline, limits.output_bytes, stderr_keep, fds)
+            self._collect(outcome, spare.group, deadline, limits.output_bytes, stderr_keep, fds)
         finally:
             if guard is not None:
                 guard.detach()
-
-    def _send_fragment(self, limits: Limits, fds: list[int]) -> None:
-        payload = FRAGMENT + json.dumps({"cpu_seconds": limits.cpu_seconds}).encode()
-        rights = array.array("i", fds)
-        try:
-            self._control.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
-        except OSError as exc:
-            raise ServerBroken("fragment not handed over") from exc
 
     def _child_pid(self, mine: socket.socket, deadline: float) -> int:
         mine.settimeout(max(0.001, deadline - time.monotonic()))
@@ -277,6 +303,10 @@ class ForkServer:
         if self._closed:
             return
         self._closed = True
+        if self._spare is not None:
+            self._spare.socket.close()
+            self._spare.group.remove()
+            self._spare = None
         with contextlib.suppress(OSError):
             self._control.close()
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -297,25 +327,32 @@ class ForkServer:
         self._on_close()
 
 
+@dataclass
+class _Spare:
+    """A child forked, confined and in its own cgroup, waiting for its fragment."""
+
+    socket: socket.socket
+    group: FragmentCgroup
+    pid: int
+
+
 class _Channels:
     """The fragment's socket and its stdout and stderr pipes (runner's and child's ends)."""
 
-    def __init__(self) -> None:
-        self.mine, self._theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.mine.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    def __init__(self, fragment: socket.socket) -> None:
+        self.mine = fragment
         self.out_read, self._out_write = os.pipe()
         self.err_read, self._err_write = os.pipe()
         self._open_theirs = True
 
     def theirs(self) -> list[int]:
-        """The child's ends: its socket, stdout and stderr."""
-        return [self._theirs.fileno(), self._out_write, self._err_write]
+        """The child's ends: its stdout and stderr."""
+        return [self._out_write, self._err_write]
 
     def close_theirs(self) -> None:
-        """Close the child's ends here (the server holds its own copies)."""
+        """Close the child's ends here (the child holds its own copies)."""
         if self._open_theirs:
             self._open_theirs = False
-            self._theirs.close()
             os.close(self._out_write)
             os.close(self._err_write)
 
@@ -355,6 +392,7 @@ class ForkServerPool:
         self._slots: OrderedDict[PoolKey, _Slot] = OrderedDict()
         self._unservable: dict[PoolKey, tuple[int, ...]] = {}
         self._closed = False
+        self._preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fork-prepare")
         self._reaper = threading.Thread(target=self._reap, name="fork-servers", daemon=True)
         self._reaper.start()
 
@@ -402,8 +440,25 @@ class ForkServerPool:
         return server
 
     def release(self, request: LaunchRequest, server: ForkServer) -> None:
-        """Give ``server`` back (retired if it broke or served its share)."""
+        """Give ``server`` back: it prepares its next child first, off the fragment's path
+        (and is retired if it broke or served its share)."""
         retire = not server.alive() or server.served >= MAX_FRAGMENTS_PER_SERVER
+        if not retire:
+            with contextlib.suppress(RuntimeError):  # the pool is closing
+                self._preparer.submit(self._prepared, request, server)
+                return
+        self._returned(request, server, retire=True)
+
+    def _prepared(self, request: LaunchRequest, server: ForkServer) -> None:
+        try:
+            server.prepare(request.limits)
+        except (OSError, ServerBroken) as exc:
+            log.warning("a fork server could not prepare a child: %s", type(exc).__name__)
+            self._returned(request, server, retire=True)
+            return
+        self._returned(request, server, retire=False)
+
+    def _returned(self, request: LaunchRequest, server: ForkServer, *, retire: bool) -> None:
         with self._cond:
             slot = self._slots.get(PoolKey.of(request))
             if slot is not None:
@@ -427,17 +482,22 @@ class ForkServerPool:
             else:
                 slot.starting += 1
                 start = True
-        for server in stale:
-            server.close()
+        for old in stale:
+            old.close()
         if not start:
             return
+        launched: ForkServer | None = None
         try:
-            server = self._launch(request)
+            launched = self._launch(request)
+            launched.prepare(request.limits)
         except (OSError, ServerBroken) as exc:
             log.warning("could not start a fork server: %s", type(exc).__name__)
+            if launched is not None:
+                launched.close()
             with self._cond:
                 slot.starting -= 1
             return
+        server = launched
         with self._cond:
             slot.starting -= 1
             if self._closed:
@@ -476,6 +536,7 @@ class ForkServerPool:
             self._cond.notify_all()
         for server in idle:
             server.close()
+        self._preparer.shutdown(wait=True)
 
     def _slot(self, key: PoolKey, request: LaunchRequest, stale: list[ForkServer]) -> _Slot:
         slot = self._slots.get(key)

@@ -7,18 +7,21 @@ imported, the asset loaded into memory with its contribution-bounded view — an
 serves fragments one at a time on its control socket (descriptor 0, an ``AF_UNIX``
 ``SOCK_SEQPACKET`` pair whose other end the runner holds):
 
-1. the runner sends ``F`` with three descriptors: the fragment's own socket (the program
-   arrives there), its stdout pipe and its stderr pipe.  The server never reads a
-   program or a result: they go straight between the runner and the child, so nothing of
-   one fragment is ever in the memory a later child inherits;
+1. the runner sends ``P`` (prepare) with one descriptor: the next fragment's own socket;
 2. the server empties its ``/tmp`` (and refuses to go on if it cannot), then forks;
-3. the child closes every descriptor but the three, tightens its CPU limit, confines
-   itself with Landlock (signals and abstract sockets scoped to its own domain, writes
-   only beneath ``/tmp`` and ``/dev``), tells the runner it exists by writing one byte on
-   its socket — the kernel attaches its pid as the runner sees it, so the runner moves it
-   into a cgroup of its own before anything else — and only then reads its program, runs
-   it once with the prepared executor, writes one result document and exits;
-4. the server reaps the child and reports ``X`` with its wait status and CPU time.
+3. the child closes every descriptor but that socket (and the server's ``/dev/null``
+   stdout and stderr), tightens its CPU limit, confines itself with Landlock (signals
+   and abstract sockets scoped to its own domain, writes only beneath ``/tmp`` and
+   ``/dev``) and tells the runner it exists by writing one byte on its socket: the kernel
+   attaches its pid as the runner sees it, so the runner moves it into a cgroup of its
+   own.  The child is now ready, before any fragment is known;
+4. when a fragment comes, the runner sends the child, on that socket, its stdout and
+   stderr pipes and then the program.  The server never reads a program or a result:
+   they go straight between the runner and the child, so nothing of one fragment is
+   ever in the memory a later child inherits.  The child runs the program once with the
+   prepared executor, writes one result document and exits;
+5. the server reaps the child and reports ``X`` with its wait status and CPU time, then
+   waits for the next ``P``.
 
 A child is isolated from its server and from later children: it holds no descriptor of
 the server, cannot signal or ptrace it (Landlock scope, seccomp) nor read its memory (no
@@ -45,16 +48,15 @@ from sandbox.executors.base import Executor, FragmentError, failure_document
 
 MAX_CONTROL_BYTES = 4096
 READY = b"R"
-FRAGMENT = b"F"
+PREPARE = b"P"
+GO = b"G"
 EXITED = b"X"
 CPU_MARGIN_SECONDS = 3
 
 
-def _receive(control: socket.socket) -> tuple[bytes, list[int]]:
+def _receive(control: socket.socket, size: int = MAX_CONTROL_BYTES) -> tuple[bytes, list[int]]:
     fds = array.array("i")
-    data, ancillary, _flags, _addr = control.recvmsg(
-        MAX_CONTROL_BYTES, socket.CMSG_SPACE(3 * fds.itemsize)
-    )
+    data, ancillary, _flags, _addr = control.recvmsg(size, socket.CMSG_SPACE(3 * fds.itemsize))
     for level, kind, payload in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             usable = len(payload) - len(payload) % fds.itemsize
@@ -112,42 +114,47 @@ def serve_forks(executor: Executor, args: dict[str, Any], control_fd: int = 0) -
         data, fds = _receive(control)
         if not data:
             return 0
-        if data[:1] != FRAGMENT or len(fds) != 3:
+        if data[:1] != PREPARE or len(fds) != 1:
             for fd in fds:
                 os.close(fd)
             return 1
         if not wipe(tmp_dir) or _near_cpu_limit():
-            for fd in fds:
-                os.close(fd)
+            os.close(fds[0])
             return 0
         cpu_seconds = int(json.loads(data[1:])["cpu_seconds"])
         pid = os.fork()
         if pid == 0:
-            _child(executor, control.fileno(), fds, cpu_seconds, tmp_dir)
-        for fd in fds:
-            os.close(fd)
+            _child(executor, control.fileno(), fds[0], cpu_seconds, tmp_dir)
+        os.close(fds[0])
         _, status, usage = os.wait4(pid, 0)
         wipe(tmp_dir)
         report = {"status": status, "cpu": usage.ru_utime + usage.ru_stime}
         control.sendmsg([EXITED + json.dumps(report).encode()])
 
 
-def _child(executor: Executor, control_fd: int, fds: list[int], cpu: int, tmp: str) -> None:
-    """The fragment's process (never returns)."""
+def _child(executor: Executor, control_fd: int, fragment_fd: int, cpu: int, tmp: str) -> None:
+    """The fragment's process (never returns): made ready before its fragment arrives."""
     code = 0
     try:
         os.close(control_fd)
-        for target, fd in enumerate(fds):
-            os.dup2(fd, target)
+        os.dup2(fragment_fd, 0)
         os.closerange(3, 65536)
+        _confine(cpu, tmp)
+        fragment = socket.socket(fileno=0)
+        fragment.sendmsg([READY])
+        go, outputs = _receive(fragment, 1)
+        if go != GO or len(outputs) != 2:
+            os._exit(1)
+        os.dup2(outputs[0], 1)
+        os.dup2(outputs[1], 2)
+        for fd in outputs:
+            os.close(fd)
         result_fd = os.dup(1)
         os.dup2(2, 1)
-    except OSError:
+    except BaseException:
         os._exit(1)
     try:
         try:
-            _confine(cpu, tmp)
-            os.write(0, READY)
             program = _read_program(0)
             after_fork = getattr(executor, "after_fork", None)
             if after_fork is not None:

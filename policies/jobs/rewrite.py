@@ -435,9 +435,13 @@ class _Planner:
             outer = outer.group_by(*(exp.column(k.name, quoted=True) for k in keys))
         plain = exp.select(unit.copy(), *(item.copy() for item in row_items))
         plain = plain.from_(exp.table_(ASSET_VIEW)).where(not_null.copy())
+        # In a bounded view with one row per unit, the rows of a group are its people.
+        people: exp.Expr = exp.Count(this=exp.Distinct(expressions=[unit.copy()]))
+        if self.params.max_rows_per_unit == 1:
+            people = exp.Count(this=unit.copy())
         over_bounded = exp.select(
             *(exp.column(k.name, quoted=True) for k in keys),
-            exp.alias_(exp.Count(this=exp.Distinct(expressions=[unit.copy()])), UNITS, quoted=True),
+            exp.alias_(people, UNITS, quoted=True),
             *(
                 exp.alias_(sqlglot.parse_one(p.sql, read="duckdb"), p.name, quoted=True)
                 for p in self.partials.values()
