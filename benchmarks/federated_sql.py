@@ -140,7 +140,8 @@ def fragment_sql(fed: Any, job_id: str) -> str:
         actor = Actor(job.principal_id, job.operator_org_id, Role.OPERATOR)
         decided = services.jobs.decider.decide(tx, actor, job)
     assert decided.allowed, decided.decision.reasons
-    sql: str = decided.plan.fragment.bounded_sql
+    fragment = decided.plan.fragment
+    sql: str = getattr(fragment, "bounded_sql", "") or fragment.sql
     return sql
 
 
@@ -585,15 +586,18 @@ def duckdb_fragments(files: list[Path], program: str, runs: int, threads: int) -
     does) in turn, in this process (``threads`` like a sandbox)."""
     import duckdb
 
-    from sandbox.executors.duckdb_sql import bounded_source
+    from sandbox.executors import duckdb_sql
 
     reader = "read_parquet" if files[0].suffix == ".parquet" else "read_csv"
     bound: dict[str, object] = {"unit": "patient_id", "rows": 1, "seed": "00" * 16}
     cons = []
     for path in files:
         con = duckdb.connect(config={"threads": threads})
-        select, parameters = bounded_source(f"{reader}('{path}')", bound)
-        con.execute(f"CREATE TABLE asset AS {select}", parameters)
+        if hasattr(duckdb_sql, "bounded_source"):
+            select, parameters = duckdb_sql.bounded_source(f"{reader}('{path}')", bound)
+            con.execute(f"CREATE TABLE asset AS {select}", parameters)
+        else:  # a version that bounds in every fragment
+            con.execute(f"CREATE VIEW asset AS SELECT * FROM {reader}('{path}')")
         cons.append(con)
     try:
         for con in cons:
