@@ -915,7 +915,7 @@ def report_sequential(options: argparse.Namespace, latencies: list[float]) -> No
     p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
     print(
         f"(e) GROUP BY district over {options.mid_rows:,} rows on 3 sites, one job at a time, "
-        f"REST submit -> released result (the client long-polls)"
+        f"REST submit -> released result (waiting with Client.wait)"
     )
     print(
         f"      p50 {ms(statistics.median(latencies)).strip()}   p90 {ms(p90).strip()}   "

@@ -92,7 +92,7 @@ class RunnerConfig:
     pool_max_keys: int = 8
     stderr_capture_bytes: int = 16 * 1024
     startup_cpu_allowance_seconds: int = 5
-    fork_servers: int = 2
+    fork_servers: int = 1
     fork_server_idle_seconds: float = 600.0
     fork_server_cpu_seconds: int = 3600
 

@@ -15,7 +15,7 @@ Example::
     cache_dir: cache
     minimum_isolation: strong
     pool_size: 2                  # pre-started sandboxes (HE contexts)
-    fork_servers: 2               # per asset version; 0 turns fork servers off
+    fork_servers: 1               # per asset version; 0 turns fork servers off
     fork_server_idle_seconds: 600
     limits: {memory_bytes: 1073741824, wall_seconds: 60}
     holder:                       # the organisation this agent belongs to, and its keys
@@ -225,7 +225,7 @@ class SiteConfig(_Model):
     unsafe_allow_weak_isolation: bool = False
     unsafe_enable_test_executor: bool = False
     pool_size: int = Field(default=1, ge=0, le=16)
-    fork_servers: int = Field(default=2, ge=0, le=16)
+    fork_servers: int = Field(default=1, ge=0, le=16)
     """Fork servers per (asset version, executor, bound): each prepares the engine and the
     asset once and forks a fresh child per fragment (0: a sandbox of its own each)."""
     fork_server_idle_seconds: float = Field(default=600.0, gt=0)
