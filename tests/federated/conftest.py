@@ -109,6 +109,7 @@ def build_federation(
     *,
     policy: str = POLICY,
     kinds: tuple[str, ...] = ("sql_aggregate",),
+    table_name: str = "admissions",
 ) -> tuple[Federation, list[Any]]:
     """The three hospitals (the shared federation builder), with a job runner not started."""
     init_pki(tmp)
@@ -128,10 +129,12 @@ def build_federation(
         return len(rows)
 
     table = Table(
-        name="admissions",
+        name=table_name,
         file="admissions.csv",
         columns=COLUMNS,
-        policy=lambda asset_id: policy.replace("MODE", mode),
+        policy=lambda asset_id: policy.replace("MODE", mode).replace(
+            "asset: admissions", f"asset: {asset_id}"
+        ),
         write=write,
     )
     built = build(
@@ -143,7 +146,7 @@ def build_federation(
         agents=ThreadAgents(),
     )
     hospitals = [
-        Hospital(h.party.slug, h.actor, h.assets["admissions"], partitions[h.party.slug])
+        Hospital(h.party.slug, h.actor, h.assets[table_name], partitions[h.party.slug])
         for h in built.holders
     ]
     fed = Federation(
