@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from gateway.grpc.site_client import SiteClient
+from gateway.siteclient.client import SiteClient
 from sandbox.cgroups import CgroupManager
 from tests.agent.conftest import Pki, agent_document
 from tests.agent.test_fragments import python

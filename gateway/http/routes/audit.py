@@ -67,7 +67,7 @@ def new_checkpoint(svc: Svc, actor: Caller) -> CheckpointOut:
 def checkpoints(
     svc: Svc,
     actor: Caller,
-    after_size: Annotated[int | None, Query(ge=0)] = None,
+    after_size: Annotated[int | None, Query(ge=0, le=2**62)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
 ) -> list[CheckpointOut]:
     """Every stored checkpoint in order of size (auditors)."""

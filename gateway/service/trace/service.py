@@ -11,7 +11,7 @@ from gateway.audit.merkle import leaf_hash
 from gateway.domain import Actor, PendingTrace, Role, StoredTrace
 from gateway.errors import BadPagination, NotFound, ValidationFailed
 from gateway.service.core.access import require_role
-from gateway.service.core.context import ServiceContext
+from gateway.service.core.context import ServiceContext, utc_instant
 from gateway.service.core.tracing import Note, Tracer
 from gateway.service.trace.log import TraceLog, b64
 from gateway.service.trace.schemas import (
@@ -83,8 +83,8 @@ class AuditService:
         filters: dict[str, Any] = {
             "action": action,
             "asset_id": asset_id,
-            "since": since,
-            "until": until,
+            "since": utc_instant(since, "since") if since is not None else None,
+            "until": utc_instant(until, "until") if until is not None else None,
         }
         scope = _scope(actor)
         if actor_org is not None:
