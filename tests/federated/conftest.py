@@ -110,6 +110,7 @@ def build_federation(
     policy: str = POLICY,
     kinds: tuple[str, ...] = ("sql_aggregate",),
     table_name: str = "admissions",
+    job_cap: int | None = None,
 ) -> tuple[Federation, list[Any]]:
     """The three hospitals (the shared federation builder), with a job runner not started."""
     init_pki(tmp)
@@ -142,7 +143,7 @@ def build_federation(
         services,
         holders=[Party(name, name) for name in HOSPITALS],
         tables=[table],
-        licensing=Licensing(job_kinds=kinds, purposes=["research"]),
+        licensing=Licensing(job_kinds=kinds, purposes=["research"], job_cap=job_cap),
         agents=ThreadAgents(),
     )
     hospitals = [
