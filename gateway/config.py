@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         default=None, description="Its private key (default: <data_dir>/pki/gateway.key)"
     )
     site_check_interval_seconds: float = Field(default=30.0, gt=0)
+    job_lease_seconds: float = Field(
+        default=10.0,
+        ge=1.0,
+        description="Lease on a running job, renewed every quarter of it while the job runs; "
+        "a job whose gateway died is taken over once its lease lapses",
+    )
     dev_mode: bool = False
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     he_minimum_isolation: IsolationLevel = Field(
