@@ -30,6 +30,7 @@ from gateway.service import Services
 from gateway.service.jobs.runner import JobRunner, StageObserver, make_runner
 from gateway.service.trace.log import CheckpointTicker
 from gateway.siteclient.pool import SiteMonitor
+from sandbox.logs import install_safe_records
 
 log = logging.getLogger("blindgate")
 
@@ -47,6 +48,7 @@ class Gateway:
         owner: str | None = None,
         observe: StageObserver | None = None,
     ) -> None:
+        install_safe_records()  # no caller-supplied text can forge a log line
         settings = services.ctx.settings
         self.services = services
         self.http_port = settings.http_port if http_port is None else http_port

@@ -32,6 +32,7 @@ from sandbox.agent.config import SiteConfig
 from sandbox.agent.fragments import AgentRunner
 from sandbox.agent.service import AgentError, AgentService, Busy, InvalidRequest
 from sandbox.inputs import InputRejected
+from sandbox.logs import install_safe_records
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -273,6 +274,7 @@ class AgentServer:
 
 def serve(config: SiteConfig) -> None:
     """Run an agent until SIGINT or SIGTERM."""
+    install_safe_records()
     server = AgentServer(config)
     stop = threading.Event()
     for number in (signal.SIGINT, signal.SIGTERM):
