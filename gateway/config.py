@@ -57,6 +57,19 @@ class Settings(BaseSettings):
     )
     dev_mode: bool = False
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=4096,
+        description="Longest request head (request line and headers); longer ones get 431",
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Time a client has to send a request's head before its connection closes",
+    )
+    keep_alive_seconds: float = Field(
+        default=5.0, gt=0, description="Idle time after which a kept-alive connection closes"
+    )
     he_minimum_isolation: IsolationLevel = Field(
         default=IsolationLevel.MEDIUM,
         description="Least isolation of the sandbox that checks HE contexts and combines "
