@@ -11,8 +11,8 @@ benchmarks all start a gateway this way::
     Gateway(services).serve_forever()                             # REST in the foreground
 
 Stopping reverses the start: the APIs stop taking calls, the runner finishes its jobs'
-current step, the monitor and ticker stop, the site connections close, and a last
-checkpoint is signed.
+current step, the monitor and ticker stop, the failed-authentication summaries are traced,
+the site connections close, and a last checkpoint is signed.
 """
 
 from __future__ import annotations
@@ -82,6 +82,8 @@ class Gateway:
         try:
             self._ticker.start()
             self._started.append("ticker")
+            self.services.identities.failures.start()
+            self._started.append("auth-failures")
             if self.services.site_pool.tls is not None:
                 self._monitor.start()
                 self._started.append("monitor")
@@ -123,6 +125,8 @@ class Gateway:
             self._monitor.stop()
         if "ticker" in started:
             self._ticker.stop()
+        if "auth-failures" in started:
+            self.services.identities.failures.stop()  # traces every open group
         if started:
             self.services.site_pool.close()
             self.services.he.workspace.close()

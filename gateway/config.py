@@ -55,6 +55,16 @@ class Settings(BaseSettings):
         description="Lease on a running job, renewed every quarter of it while the job runs; "
         "a job whose gateway died is taken over once its lease lapses",
     )
+    auth_failure_interval_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Failed authentications are traced per source and interval of this length",
+    )
+    auth_failures_per_source: int = Field(
+        default=30,
+        ge=1,
+        description="Failed authentications a source may make per interval before 429",
+    )
     dev_mode: bool = False
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     max_header_bytes: int = Field(

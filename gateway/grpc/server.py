@@ -29,6 +29,18 @@ def _abort(context: grpc.ServicerContext, error: BlindgateError) -> NoReturn:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _peer_host(peer: str | None) -> str | None:
+    """The address in a gRPC peer string (``ipv4:1.2.3.4:5``, ``ipv6:[::1]:5``)."""
+    if not peer:
+        return None
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv6":
+        return rest.rsplit(":", 1)[0].strip("[]")
+    if kind == "ipv4":
+        return rest.rsplit(":", 1)[0]
+    return kind
+
+
 def _card(card: AssetCard) -> gateway_pb2.AssetCard:
     struct = struct_pb2.Struct()
     json_format.ParseDict(card.model_dump(mode="json"), struct)
@@ -102,7 +114,7 @@ class GatewayServicer(JobsServicer, gateway_pb2_grpc.GatewayServicer):
             for key, value in context.invocation_metadata():
                 if key == "authorization" and isinstance(value, str):
                     header = value
-            actor = self.services.identities.authenticate(header)
+            actor = self.services.identities.authenticate(header, _peer_host(context.peer()))
             return fn(actor)
         except BlindgateError as exc:
             _abort(context, exc)

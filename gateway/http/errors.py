@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import BlindgateError
+from gateway.errors import BlindgateError, TooManyRequests
 
 log = logging.getLogger("blindgate.http")
 
@@ -29,6 +29,8 @@ _STATUS_CODES = {
 
 def _response(error: BlindgateError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if error.code == "unauthenticated" else None
+    if isinstance(error, TooManyRequests):
+        headers = {"Retry-After": str(error.retry_after)}
     return JSONResponse(error.public_body(), status_code=error.spec.http_status, headers=headers)
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request, status
 from starlette.concurrency import run_in_threadpool
 
 from gateway.errors import ValidationFailed
-from gateway.http.deps import Caller, Paging, Svc
+from gateway.http.deps import Caller, Paging, Svc, source
 from gateway.service.core.context import utc_instant
 from gateway.service.core.schemas import PageOut
 from gateway.service.governance.schemas import (
@@ -54,7 +54,7 @@ async def set_policy(asset_id: str, request: Request, svc: Svc) -> PolicyVersion
     """Store a new version of the asset's policy: the YAML document as the body
     (``application/yaml``) or ``{"document": "..."}`` as JSON."""
     actor = await run_in_threadpool(
-        svc.identities.authenticate, request.headers.get("authorization")
+        svc.identities.authenticate, request.headers.get("authorization"), source(request)
     )
     raw = await request.body()
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
