@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -14,6 +15,7 @@ import click
 from gateway.audit.checkpoint import join_notes, parse_and_verify_checkpoint
 from gateway.audit.errors import TraceError
 from gateway.audit.export import CHECKPOINTS_FILE, ENTRIES_FILE, PUBLIC_KEY_FILE, entry_line
+from gateway.audit.live import LiveEntry, verify_entries
 from gateway.audit.pinpoint import LEAF_HASHES_FILE, pinpoint
 from gateway.audit.receipt import verify_receipt
 from gateway.audit.verify import verify_export, verify_live_state
@@ -84,11 +86,28 @@ def _verify_dir(directory: Path) -> None:
     )
 
 
-def _verify_live(url: str, api_key: str, state_file: Path, public_key: str | None) -> None:
+def _live_entries(client: Client, start: int) -> Iterator[LiveEntry]:
+    """The log's entries from index ``start`` on, as the gateway serves them."""
+    cursor = str(start - 1) if start > 0 else None
+    while True:
+        page = client.get("/v1/audit/entries", limit=1000, cursor=cursor)
+        for item in page["items"]:
+            committed = base64.b64decode(item["leaf_hash"]) if item["leaf_hash"] else None
+            yield item["index"], item["entry"], committed
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return
+
+
+def _verify_live(
+    url: str, api_key: str, state_file: Path, public_key: str | None, full: bool = False
+) -> None:
     state: dict[str, Any] = {}
     if state_file.exists():
         state = json.loads(state_file.read_text())
     with Client(url, api_key) as client:
+        if client.get("/v1/me")["principal"]["role"] != "auditor":
+            _fail("verify --url re-hashes every entry it checks: use an auditor's key", 2)
         info = client.get("/v1/audit/log")
         known = state.get(url, {})
         key = public_key or known.get("verifier_key")
@@ -100,8 +119,8 @@ def _verify_live(url: str, api_key: str, state_file: Path, public_key: str | Non
         latest_note = client.get("/v1/audit/checkpoint")["checkpoint"]
         latest = parse_and_verify_checkpoint(latest_note, key)
         previous_note = known.get("checkpoint")
-        if previous_note:
-            previous = parse_and_verify_checkpoint(previous_note, key)
+        previous = parse_and_verify_checkpoint(previous_note, key) if previous_note else None
+        if previous is not None:
             proof: list[bytes] = []
             if latest.size >= previous.size:
                 answer = client.get(
@@ -109,9 +128,22 @@ def _verify_live(url: str, api_key: str, state_file: Path, public_key: str | Non
                 )
                 proof = [base64.b64decode(p) for p in answer["proof"]]
             verify_live_state(previous, latest, proof)
-            click.echo(f"OK: size {previous.size} -> {latest.size} is append-only")
+        # The proofs come from the stored tree: re-hash the entries themselves too.
+        start = None if full or previous is None else previous
+        frontier: list[bytes] = []
+        if start is not None and start.size:
+            answer = client.get("/v1/audit/proofs/frontier", size=start.size)
+            frontier = [base64.b64decode(h) for h in answer["hashes"]]
+        also = [previous] if previous is not None and start is None else []
+        first = start.size if start is not None else 0
+        checked = verify_entries(
+            latest, _live_entries(client, first), start=start, frontier=frontier, also=also
+        )
+        hashed = f"entries {first}..{latest.size - 1} re-hashed" if checked else "no new entry"
+        if previous is not None:
+            click.echo(f"OK: size {previous.size} -> {latest.size} is append-only; {hashed}")
         else:
-            click.echo(f"OK: first checkpoint seen at size {latest.size}; remembered")
+            click.echo(f"OK: first checkpoint seen at size {latest.size}; {hashed}; remembered")
     state[url] = {"verifier_key": key, "checkpoint": latest_note}
     state_file.parent.mkdir(parents=True, exist_ok=True)
     state_file.write_text(json.dumps(state, indent=2))
@@ -149,19 +181,26 @@ def audit_commands(cli: click.Group) -> None:
         help="Where the last seen checkpoint is kept (live mode).",
     )
     @click.option("--public-key", default=None, help="Expected verifier key (live mode).")
+    @click.option(
+        "--full",
+        is_flag=True,
+        help="Live mode: re-hash every entry, not only those after the checkpoint held.",
+    )
     def verify_cmd(
         directory: Path | None,
         url: str | None,
         api_key: str | None,
         state_file: Path | None,
         public_key: str | None,
+        full: bool,
     ) -> None:
         """Verify an export DIRECTORY offline, or a live gateway with --url."""
         try:
             if url is not None:
                 if not api_key:
                     _fail("--api-key (or BLINDGATE_API_KEY) is needed with --url", 2)
-                _verify_live(url, str(api_key), state_file or _default_state(), public_key)
+                state = state_file or _default_state()
+                _verify_live(url, str(api_key), state, public_key, full)
             elif directory is not None:
                 _verify_dir(directory)
             else:

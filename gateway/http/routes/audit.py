@@ -11,6 +11,7 @@ from gateway.http.deps import Caller, Svc
 from gateway.service.trace.schemas import (
     CheckpointOut,
     ConsistencyProofOut,
+    FrontierOut,
     InclusionProofOut,
     LogInfo,
     TracePage,
@@ -87,3 +88,10 @@ def consistency(
     to_size: Annotated[int, Query(alias="to", ge=0, le=2**62)],
 ) -> ConsistencyProofOut:
     return svc.audit.consistency(actor, from_size, to_size)
+
+
+@router.get("/proofs/frontier")
+def frontier(svc: Svc, actor: Caller, size: Size) -> FrontierOut:
+    """The roots of the perfect subtrees covering the first ``size`` entries: with a
+    checkpoint of that size, a verifier re-hashes only the entries after it."""
+    return svc.audit.frontier(actor, size)
