@@ -163,6 +163,41 @@ class GatewayServicer(JobsServicer, gateway_pb2_grpc.GatewayServicer):
         )
 
 
+def _unusable(message: Any) -> bool:
+    """Whether a request message holds a NUL character in any string, at any depth."""
+    for _field, value in message.ListFields():
+        repeated = not isinstance(value, str | bytes) and not hasattr(value, "ListFields")
+        values = value if repeated and hasattr(value, "__iter__") else [value]
+        for item in values:
+            if isinstance(item, str) and "\x00" in item:
+                return True
+            if hasattr(item, "ListFields") and _unusable(item):
+                return True
+    return False
+
+
+class TextGuard(grpc.ServerInterceptor):  # type: ignore[type-arg]
+    """Refuses, before any use case runs, a request whose text no store can keep."""
+
+    def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
+        handler = continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
+
+        def guarded(request: Any, context: grpc.ServicerContext) -> Any:
+            if _unusable(request):
+                error = ValidationFailed("text must not contain NUL characters")
+                _abort(context, error)
+            return inner(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            guarded,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
 def start_grpc(
     services: Services, *, address: str | None = None, workers: int = 16
 ) -> tuple[Any, int]:
@@ -172,6 +207,7 @@ def start_grpc(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
         options=[("grpc.max_receive_message_length", settings.max_body_bytes)],
+        interceptors=[TextGuard()],
     )
     gateway_pb2_grpc.add_GatewayServicer_to_server(  # type: ignore[no-untyped-call]
         GatewayServicer(services), server
