@@ -8,6 +8,7 @@ COPY sandbox ./sandbox
 COPY contracts ./contracts
 COPY policies ./policies
 COPY blindgate_proto ./blindgate_proto
+COPY blindgate_demo ./blindgate_demo
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim-bookworm

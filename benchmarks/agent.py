@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+SITE_SERVE = [sys.executable, "-m", "gateway.cli.main", "site", "serve"]
 sys.path.insert(0, str(ROOT))
 
 
@@ -83,7 +84,7 @@ def agent_process(scratch: Path, pool_size: int, gateway_fingerprint: str) -> It
     path = scratch / f"site-{pool_size}.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     process = subprocess.Popen(
-        [sys.executable, "-m", "sandbox.agent", "--config", str(path), "--log-level", "warning"],
+        [*SITE_SERVE, "--config", str(path), "--log-level", "warning"],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )

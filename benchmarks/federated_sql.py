@@ -650,7 +650,7 @@ def small_job_sql(fed: Federation, url: str) -> str:
     sql = COUNT_SQL.format(table=BIG)
     body = {"sql": sql, "assets": fed.assets(BIG), "epsilon": EPSILON, "purpose": "research"}
     with Client(url, fed.operator_key) as client:
-        decision = client.post("/v1/jobs/check", body)
+        decision = client.dry_run(body)
     if decision["allow"]:
         return COUNT_SQL
     reasons = "; ".join(f"{r['code']}: {r['message']}" for r in decision["reasons"])

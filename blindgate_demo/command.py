@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,19 +10,6 @@ import click
 
 if TYPE_CHECKING:
     from blindgate_demo.federation import Federation
-
-
-def busy_ports(host: str, ports: dict[str, int]) -> list[str]:
-    """The names of the ``ports`` something already listens on."""
-    busy = []
-    for name, port in ports.items():
-        with socket.socket() as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((host, port))
-            except OSError:
-                busy.append(name)
-    return busy
 
 
 def _step(message: str) -> None:
@@ -63,21 +49,18 @@ def demo(
     from blindgate_demo import seed as seeding
     from blindgate_demo import walkthrough
     from blindgate_demo.federation import init_pki
+    from blindgate_demo.ports import demo_ports, first_busy
     from gateway.app import Gateway
     from gateway.config import Settings
     from gateway.service import build_services
     from gateway.store import open_store
 
     settings = Settings(data_dir=data_dir, http_port=http_port, grpc_port=grpc_port, dev_mode=True)
-    ports = {f"--http-port {http_port}": http_port, f"--grpc-port {grpc_port}": grpc_port}
-    ports.update({f"--site-port {site_port} (+{n})": site_port + n for n in range(3)})
-    busy = busy_ports(settings.host, ports)
-    if busy:
-        click.echo(
-            f"error: port in use: {', '.join(busy)}; stop what holds it or pick another "
-            "(e.g. blindgate demo --http-port 8081 --grpc-port 50052 --site-port 50071)",
-            err=True,
-        )
+    # The demo's own jobs run through the live REST API, so every port is needed even
+    # with --no-serve; nothing is reset or seeded unless all are free.
+    taken = first_busy(demo_ports(settings.host, http_port, grpc_port, site_port, serving=True))
+    if taken:
+        click.echo(f"error: {taken}", err=True)
         sys.exit(1)
     _step(f"resetting {data_dir}")
     seeding.reset_demo_dir(data_dir)
@@ -150,9 +133,12 @@ Blindgate demo is ready.
 The same values are in {env_file}. In another terminal, try:
 
   source {env_file}
-  curl -s $BLINDGATE_URL/v1/assets -H "Authorization: Bearer $OPERATOR_KEY"
-  curl -s $BLINDGATE_URL/v1/assets/$ASSET_ID -H "Authorization: Bearer $HOLDER_KEY"
+  .venv/bin/blindgate asset list --api-key $OPERATOR_KEY
+  .venv/bin/blindgate asset show $ASSET_ID --api-key $HOLDER_KEY
+  .venv/bin/blindgate job list --api-key $OPERATOR_KEY
   .venv/bin/blindgate org list --api-key $ADMIN_KEY
+  .venv/bin/blindgate audit tail --follow --api-key $AUDITOR_KEY
   open {url}/docs   (OpenAPI)
+  open {url}/console   (security console: sign in with the auditor key)
 """
     )

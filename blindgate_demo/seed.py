@@ -33,8 +33,12 @@ asset: admissions
 description: Inpatient admissions - aggregate statistics for public-health research only
 columns:
   patient_id: {control: join_key}
-  district: {control: group_by}
-  sex: {control: group_by}
+  district:
+    control: group_by
+    keys: {values: [north, south, east, west, centre, harbour]}
+  sex:
+    control: group_by
+    keys: {values: [F, M]}
   age: {control: filter}
   admitted: {control: filter}
   los_days:

@@ -49,12 +49,18 @@ def federated_query(fed: Federation, url: str, echo: Echo) -> dict[str, Any] | N
     for row in result["rows"]:
         district, n, mean = (cell["value"] for cell in row)
         true_n, true_mean = exact.get(district, (0, 0.0))
+        if n is None:  # fewer people than the threshold: the key is public, its values not
+            echo(f"  {district:<10}{'suppressed':>23}   {true_n:>6} {true_mean:>8.2f}")
+            continue
         echo(f"  {district:<10}{n:>12}{mean:>11.2f}   {true_n:>6} {true_mean:>8.2f}")
-    scales = result["rows"][0][1]["scales"] if result["rows"] else {}
+    scales: dict[str, float] = next(
+        (r[1]["scales"] for r in result["rows"] if r[1]["value"] is not None), {}
+    )
     echo(
         f"\n  epsilon spent {result['epsilon_spent']:.3f} of 1.0; Laplace noise "
-        f"(count scale {scales.get('count', 0):.2f}); groups under "
-        f"{result['threshold']} people are not released"
+        f"(count scale {scales.get('count', 0):.2f}); every declared district is released, "
+        f"with its values withheld when its noisy count of people is under "
+        f"{result['threshold']}"
     )
     echo(
         f"  receipt verified: trace entry {result['receipt']['leaf_index']} "

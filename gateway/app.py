@@ -57,7 +57,11 @@ class Gateway:
         if runner:
             owner = owner or f"{socket.gethostname()}:{os.getpid()}"
             self.runner = make_runner(services, owner=owner, observe=observe)
-        self._ticker = CheckpointTicker(services.audit.log, settings.checkpoint_interval_seconds)
+        self._ticker = CheckpointTicker(
+            services.audit.log,
+            settings.checkpoint_interval_seconds,
+            failed=services.metrics.checkpoint_failures.inc,
+        )
         self._monitor = SiteMonitor(
             services.site_pool, self._sites, settings.site_check_interval_seconds
         )
@@ -82,6 +86,8 @@ class Gateway:
         try:
             self._ticker.start()
             self._started.append("ticker")
+            self.services.watch.history.start()
+            self._started.append("history")
             self.services.identities.failures.start()
             self._started.append("auth-failures")
             if self.services.site_pool.tls is not None:
@@ -125,6 +131,8 @@ class Gateway:
             self._monitor.stop()
         if "ticker" in started:
             self._ticker.stop()
+        if "history" in started:
+            self.services.watch.history.stop()
         if "auth-failures" in started:
             self.services.identities.failures.stop()  # traces every open group
         if started:

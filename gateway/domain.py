@@ -194,6 +194,7 @@ class TraceRecord:
     actor_org: str | None = None
     subject_org: str | None = None
     asset_id: str | None = None
+    decision: str | None = None
 
 
 @dataclass(slots=True)
@@ -320,3 +321,33 @@ class FederatedAsset:
     partitions: list[str]
     created_by: str
     created_at: datetime
+
+
+class SuspensionKind(StrEnum):
+    """What an emergency suspension stops: an operator organisation, a principal or a
+    licence."""
+
+    ORG = "org"
+    PRINCIPAL = "principal"
+    LICENCE = "licence"
+
+
+@dataclass(frozen=True, slots=True)
+class Suspension:
+    """An auditor's emergency brake: while active (not lifted), the target's jobs are
+    refused and its running jobs were cancelled when it was applied."""
+
+    id: str
+    kind: SuspensionKind
+    target_id: str
+    operator_org_id: str | None
+    reason: str
+    created_by: str
+    created_at: datetime
+    lifted_by: str | None = None
+    lifted_at: datetime | None = None
+    lift_reason: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.lifted_at is None

@@ -16,7 +16,7 @@ from policies.budget import (
 )
 from policies.combine import EffectiveRules, combine
 from policies.decision import Decision, EffectiveParameters, Reason
-from policies.document import load_policy, policy_schema
+from policies.document import AssetShape, load_policy, load_policy_for, policy_schema
 from policies.errors import PolicyDocumentError, PolicyIssue
 from policies.evaluator import evaluate
 from policies.model import (
@@ -29,6 +29,7 @@ from policies.model import (
     Control,
     JobKind,
     JobRules,
+    KeyDomain,
     Policy,
     PrivacyRules,
     Quorum,
@@ -56,6 +57,7 @@ __all__ = [
     "ApprovalMode",
     "AssetContext",
     "AssetFacts",
+    "AssetShape",
     "AssetStatus",
     "Budget",
     "Charge",
@@ -71,6 +73,7 @@ __all__ = [
     "EvaluationRequest",
     "JobKind",
     "JobRules",
+    "KeyDomain",
     "LicenceFacts",
     "LicenceStatus",
     "Policy",
@@ -88,6 +91,7 @@ __all__ = [
     "fits",
     "jobs_that_fit",
     "load_policy",
+    "load_policy_for",
     "policy_schema",
     "remaining",
     "remaining_budget",

@@ -103,6 +103,29 @@ def _check_budget(out: Reasons, ctx: AssetContext, req: EvaluationRequest) -> No
             asset=aid,
             fix=f"Lower the job's epsilon to {cap} or below.",
         )
+    floor = privacy.epsilon_per_job_min
+    if req.epsilon < floor:
+        out.add(
+            "epsilon_under_job_min",
+            "privacy.epsilon_per_job_min",
+            f"The job asks for epsilon {req.epsilon:g}; asset '{aid}' requires at least "
+            f"{floor:g} per job.",
+            asset=aid,
+            fix=f"Raise the job's epsilon to {floor:g} or more.",
+        )
+    if req.delta > privacy.delta_per_job_max:
+        out.add(
+            "delta_over_job_max",
+            "privacy.delta_per_job_max",
+            f"The job asks for delta {req.delta:g}; asset '{aid}' allows at most "
+            f"{privacy.delta_per_job_max:g} per job.",
+            asset=aid,
+            fix=(
+                f"Lower the job's delta to {privacy.delta_per_job_max:g} or below."
+                if privacy.delta_per_job_max > 0
+                else "Ask for delta 0 and group only by columns with declared keys."
+            ),
+        )
     budget = privacy.budget
     for name, amount, limit, counters in (
         ("epsilon", req.epsilon, budget.epsilon, req.usage.epsilon_spent),
@@ -120,16 +143,69 @@ def _check_budget(out: Reasons, ctx: AssetContext, req: EvaluationRequest) -> No
             )
         elif not fits(spent, amount, limit):
             left = remaining(limit, spent)
+            renews = req.usage.budget_renews_at.get(aid)
+            when = f" (the oldest charge leaves it at {renews.isoformat()})" if renews else ""
+            floor = privacy.epsilon_per_job_min if name == "epsilon" else 0.0
+            if left > floor:
+                fix = (
+                    f"Lower the job's {name} to {left:g} or less, or wait for older charges "
+                    f"to leave the period{when}."
+                )
+            else:
+                fix = f"Wait for older charges to leave the {budget.period_days}-day period{when}."
             out.add(
                 "budget_exhausted",
                 f"privacy.budget.{name}",
-                f"Asset '{aid}' has {left} {name} left in its {budget.period_days}-day period; "
-                f"the job needs {amount}.",
+                f"Asset '{aid}' has {left:g} {name} left in its {budget.period_days}-day period, "
+                f"shared by every licence and operator; the job needs {amount:g}.",
                 asset=aid,
                 subject=name,
-                fix=f"Lower the job's {name} to {left} or less, or wait for older charges to "
-                "leave the period.",
+                fix=fix,
             )
+
+
+def check_group_keys(out: Reasons, req: EvaluationRequest) -> None:
+    """Group keys released as a declared public domain, or selected privately (δ > 0).
+
+    A key read from the data shows that someone has it, so a job may group by a column
+    only if every asset declares the column's key domain (the release then holds every
+    declared key, empty ones included), or if it spends δ > 0 on a differentially
+    private selection of keys.  δ = 0 with an undeclared key is refused here.
+    """
+    for position, columns in enumerate(req.group_keys):
+        undeclared = [
+            ctx
+            for ctx in req.assets
+            if len(columns) != 1
+            or (rule := ctx.policy.columns.get(columns[0])) is None
+            or rule.keys is None
+        ]
+        if not undeclared or req.delta > 0:
+            continue
+        named = ", ".join(f"'{c}'" for c in columns) or "(no column)"
+        if len(columns) == 1:
+            what = f"column {named} has no declared key domain"
+            declare = (
+                f"Ask the holder to declare the key domain of {named} (columns.{columns[0]}.keys)"
+            )
+        else:
+            what = f"the key reads {named}, not one column with a declared key domain"
+            declare = "Group by one column with a declared key domain"
+        allowed = min(ctx.policy.privacy.delta_per_job_max for ctx in req.assets)
+        if allowed > 0:
+            fix = f"{declare}, or ask for delta > 0 (at most {allowed:g}): keys then come "
+            fix += "from a private mechanism."
+        else:
+            fix = f"{declare}; the asset allows no delta, so keys cannot come from the data."
+        out.add(
+            "undeclared_group_keys",
+            f"request.group_keys[{position}]",
+            f"Group key {position + 1}: {what}, and a key read from the data would show that "
+            "someone has it.",
+            asset=undeclared[0].facts.asset_id,
+            subject=columns[0] if len(columns) == 1 else None,
+            fix=fix,
+        )
 
 
 def check_licences(out: Reasons, req: EvaluationRequest) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from policies.model import Approval, ApprovalMode, ClipBounds, JobKind
+from policies.model import Approval, ApprovalMode, ClipBounds, JobKind, KeyValue
 
 
 class _Frozen(BaseModel):
@@ -51,6 +51,14 @@ class EffectiveParameters(_Frozen):
     approval_mode: ApprovalMode
     approvals: Mapping[str, Approval]
     approval_expires_after_hours: int | None = None
+    key_domains: Mapping[str, tuple[KeyValue, ...]] = Field(default_factory=dict)
+    """Declared keys of each group-key column (the intersection over the assets), when every
+    group key is a declared column; empty otherwise."""
+    keys_declared: bool = False
+    """Whether every group key is a column with a declared domain (no keys: ``True``)."""
+    threshold_share: float = Field(default=0.5, gt=0, lt=1)
+    """Part of ε spent on the count of people that decides which groups are released."""
+    max_noisy_quantities: int = Field(default=20, ge=1)
 
 
 class Decision(_Frozen):

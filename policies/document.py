@@ -11,6 +11,9 @@ from __future__ import annotations
 import copy
 import functools
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
 from importlib import resources
 from typing import Any, Final
 
@@ -18,7 +21,7 @@ from jsonschema import Draft202012Validator  # type: ignore[import-untyped,unuse
 from pydantic import ValidationError
 
 from policies.errors import Path, PolicyDocumentError, PolicyIssue, json_pointer, render_path
-from policies.model import Policy
+from policies.model import KeyDomain, Policy
 from policies.yaml_source import SourceMap, read_yaml
 
 SCHEMA_RESOURCE: Final = "policy.schema.json"
@@ -102,12 +105,7 @@ def _model_issues(exc: ValidationError, source: SourceMap) -> list[PolicyIssue]:
     return issues
 
 
-def load_policy(text: str) -> Policy:
-    """Parse and validate a policy document.
-
-    Raises :class:`PolicyDocumentError` listing every issue (line, column, path,
-    message) if the text is not a valid version-1 policy.
-    """
+def _load(text: str) -> tuple[Policy, SourceMap]:
     if not isinstance(text, str):
         raise PolicyDocumentError([PolicyIssue(1, 1, "", "", "a policy document must be text")])
     data, source, issues = read_yaml(text)
@@ -119,6 +117,105 @@ def load_policy(text: str) -> Policy:
     if issues:
         raise PolicyDocumentError(list(dict.fromkeys(issues)))
     try:
-        return Policy.model_validate(data)
+        return Policy.model_validate(data), source
     except ValidationError as exc:
         raise PolicyDocumentError(_model_issues(exc, source)) from None
+
+
+def load_policy(text: str) -> Policy:
+    """Parse and validate a policy document.
+
+    Raises :class:`PolicyDocumentError` listing every issue (line, column, path,
+    message) if the text is not a valid version-1 policy.
+    """
+    return _load(text)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class AssetShape:
+    """What a policy is checked against: the asset's ids, columns and privacy unit."""
+
+    names: tuple[str, ...]
+    """The ids and names the policy's ``asset`` field may give."""
+    columns: Mapping[str, tuple[str, str]]
+    """Column name -> (type, tag)."""
+    privacy_unit: str
+
+
+_TEXT_TYPES: Final = frozenset({"text"})
+_INTEGER_TYPES: Final = frozenset({"integer", "bigint"})
+_DATE_TYPES: Final = frozenset({"date"})
+
+
+def load_policy_for(text: str, asset: AssetShape) -> Policy:
+    """Parse a policy and check it against the asset it governs; every issue is located.
+
+    Besides :func:`load_policy`'s checks: the ``asset`` field names the asset; every
+    column exists; an ``identifier`` column is never ``plain`` nor ``group_by``, a
+    ``sensitive`` one never ``plain``; a declared key domain fits the column's type.
+    The privacy unit may have any control, ``never`` included: the gateway and the
+    sites always use it to bound and count people, whatever an operator may do with it.
+    """
+    policy, source = _load(text)
+    issues: list[PolicyIssue] = []
+    if policy.asset not in asset.names:
+        names = " or ".join(repr(n) for n in asset.names)
+        issues.append(source.issue(("asset",), f"the policy's asset must be {names}"))
+    for name, rule in policy.columns.items():
+        found = asset.columns.get(name)
+        if found is None:
+            issues.append(
+                source.issue(("columns", name), "no such column in the asset's schema", key=True)
+            )
+            continue
+        kind, tag = found
+        where = ("columns", name, "control")
+        if tag == "identifier" and rule.control in ("plain", "group_by"):
+            issues.append(
+                source.issue(
+                    where,
+                    f"'{name}' is an identifier: control '{rule.control}' would release one "
+                    "value or group per person; use join_key, filter, aggregate or never",
+                )
+            )
+        elif tag == "sensitive" and rule.control == "plain":
+            issues.append(
+                source.issue(
+                    where,
+                    f"'{name}' is sensitive: control 'plain' would release its row values; "
+                    "use aggregate, group_by, filter or never",
+                )
+            )
+        if rule.keys is not None:
+            problem = _domain_problem(rule.keys, kind)
+            if problem:
+                issues.append(source.issue(("columns", name, "keys"), problem))
+    if issues:
+        raise PolicyDocumentError(issues)
+    return policy
+
+
+def _domain_problem(domain: KeyDomain, kind: str) -> str | None:
+    """Why ``domain`` cannot hold keys of a column of type ``kind``, if it cannot."""
+    if domain.range is not None and kind not in _INTEGER_TYPES:
+        return f"an integer range cannot hold keys of a {kind} column"
+    if domain.dates is not None and kind not in _DATE_TYPES:
+        return f"dates cannot be keys of a {kind} column"
+    values = domain.values or ()
+    if kind in _INTEGER_TYPES and not all(isinstance(v, int) for v in values):
+        return f"keys of an {kind} column must be integers"
+    if kind in _TEXT_TYPES and not all(isinstance(v, str) for v in values):
+        return "keys of a text column must be strings"
+    if kind in _DATE_TYPES and not all(isinstance(v, str) and _is_date(v) for v in values):
+        return "keys of a date column must be YYYY-MM-DD dates"
+    if kind not in _TEXT_TYPES | _INTEGER_TYPES | _DATE_TYPES:
+        return f"a {kind} column cannot have declared keys; group by a text, integer or date column"
+    return None
+
+
+def _is_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return len(text) == 10

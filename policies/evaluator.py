@@ -7,17 +7,18 @@ exception to the caller.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, Final
 
 from pydantic import ValidationError
 
-from policies.checks import check_asset, check_licences
+from policies.checks import check_asset, check_group_keys, check_licences
 from policies.columns import UNBOUNDED_OK, check_column_use
 from policies.combine import combine
 from policies.decision import Decision, EffectiveParameters, Reason
 from policies.errors import render_path
-from policies.model import ClipBounds
+from policies.model import ClipBounds, KeyValue
 from policies.reasons import REASONS, Reasons
 from policies.request import EvaluationRequest
 
@@ -64,11 +65,45 @@ def _collect(req: EvaluationRequest) -> Reasons:
     for ctx in req.assets:
         check_asset(out, ctx, req)
     check_licences(out, req)
-    if not req.column_uses:
-        out.add("invalid_request", "request.column_uses", "The job uses no column.")
     for index, use in enumerate(req.column_uses):
         check_column_use(out, index, use, req, contexts)
+    check_group_keys(out, req)
+    _check_declared_groups(out, req)
     return out
+
+
+def _declared_domains(req: EvaluationRequest) -> dict[str, tuple[KeyValue, ...]]:
+    """Each group-key column's declared keys, kept only if every asset declares them."""
+    domains: dict[str, tuple[KeyValue, ...]] = {}
+    for columns in req.group_keys:
+        if len(columns) != 1:
+            return {}
+        column = columns[0]
+        keys: tuple[KeyValue, ...] | None = None
+        for ctx in req.assets:
+            rule = ctx.policy.columns.get(column)
+            if rule is None or rule.keys is None:
+                return {}
+            declared = rule.keys.keys()
+            keys = declared if keys is None else tuple(k for k in keys if k in set(declared))
+        domains[column] = keys or ()
+    return domains
+
+
+def _check_declared_groups(out: Reasons, req: EvaluationRequest) -> None:
+    domains = _declared_domains(req)
+    if not domains:
+        return
+    groups = math.prod(len(domains[c[0]]) for c in req.group_keys)
+    limit = combine([ctx.policy for ctx in req.assets]).max_groups
+    if limit is not None and groups > limit:
+        out.add(
+            "too_many_groups",
+            "jobs.max_groups",
+            f"The declared keys of the job's group columns make {groups} groups; the policy "
+            f"allows {limit}.",
+            fix="Group by fewer columns, or ask the holder for a coarser key domain.",
+        )
 
 
 def _parameters(req: EvaluationRequest) -> EffectiveParameters:
@@ -86,7 +121,12 @@ def _parameters(req: EvaluationRequest) -> EffectiveParameters:
         if ctx.facts.privacy_unit is None:
             raise ValueError(f"no privacy unit for {aid}")
         units[aid] = ctx.facts.privacy_unit
+    domains = _declared_domains(req)
     return EffectiveParameters(
+        key_domains=domains,
+        keys_declared=bool(domains) or not req.group_keys,
+        threshold_share=max(ctx.policy.privacy.threshold_share for ctx in req.assets),
+        max_noisy_quantities=min(ctx.policy.privacy.max_noisy_quantities for ctx in req.assets),
         job_kind=req.job_kind,
         epsilon=req.epsilon,
         delta=req.delta,

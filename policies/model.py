@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zoneinfo
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -28,6 +28,11 @@ APPROVAL_RANK: Final[Mapping[ApprovalMode, int]] = {"auto": 0, "manual": 1, "quo
 
 #: Controls under which a column may be aggregated, and so may carry clip bounds.
 CLIPPABLE_CONTROLS: Final[frozenset[Control]] = frozenset({"aggregate", "plain"})
+#: Controls under which a column may be a group key, and so may declare its key domain.
+KEYED_CONTROLS: Final[frozenset[Control]] = frozenset({"group_by", "plain"})
+#: Most keys one column's domain may declare.
+MAX_DOMAIN_KEYS: Final = 10_000
+KeyValue = str | int
 
 _CLOCK_START = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 _CLOCK_END = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
@@ -54,11 +59,99 @@ class ClipBounds(_Frozen):
         return self
 
 
+class KeyRange(_Frozen):
+    """Integers from ``from_`` to ``to`` (both included) in steps of ``step``."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: int = Field(alias="from")
+    to: int
+    step: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> KeyRange:
+        if self.to < self.from_:
+            raise ValueError(f"to ({self.to}) must not be less than from ({self.from_})")
+        return self
+
+    def enumerate(self) -> tuple[int, ...]:
+        return tuple(range(self.from_, self.to + 1, self.step))
+
+
+class KeyDates(_Frozen):
+    """Dates from ``from_`` to ``to`` (both included), by day or by month (the firsts)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: date = Field(alias="from")
+    to: date
+    by: Literal["day", "month"] = "day"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> KeyDates:
+        if self.to < self.from_:
+            raise ValueError(f"to ({self.to}) must not be before from ({self.from_})")
+        return self
+
+    def enumerate(self) -> tuple[str, ...]:
+        """ISO dates (``YYYY-MM-DD``); stops one past :data:`MAX_DOMAIN_KEYS`."""
+        out: list[str] = []
+        if self.by == "day":
+            current = self.from_
+            while current <= self.to and len(out) <= MAX_DOMAIN_KEYS:
+                out.append(current.isoformat())
+                current += timedelta(days=1)
+            return tuple(out)
+        year, month = self.from_.year, self.from_.month + (self.from_.day != 1)
+        while len(out) <= MAX_DOMAIN_KEYS:
+            if month == 13:
+                year, month = year + 1, 1
+            if (year, month) > (self.to.year, self.to.month):
+                break
+            out.append(date(year, month, 1).isoformat())
+            month += 1
+        return tuple(out)
+
+
+class KeyDomain(_Frozen):
+    """The public domain of a group key: every value a job may release as a key.
+
+    Exactly one of ``values`` (an explicit list), ``range`` (integers) or ``dates`` (by
+    day or month) is given.  A job that groups only by columns with a declared domain
+    releases every declared key, empty ones included, and never a key outside it.
+    """
+
+    values: tuple[KeyValue, ...] | None = Field(default=None, min_length=1)
+    range: KeyRange | None = None
+    dates: KeyDates | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> KeyDomain:
+        given = [name for name in ("values", "range", "dates") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("a key domain is exactly one of: values, range, dates")
+        if self.values is not None and len(set(self.values)) != len(self.values):
+            raise ValueError("key values must be unique")
+        if len(self.keys()) > MAX_DOMAIN_KEYS:
+            raise ValueError(f"a key domain declares at most {MAX_DOMAIN_KEYS} keys")
+        return self
+
+    def keys(self) -> tuple[KeyValue, ...]:
+        """Every declared key, in declaration order."""
+        if self.values is not None:
+            return self.values
+        if self.range is not None:
+            return self.range.enumerate()
+        assert self.dates is not None
+        return self.dates.enumerate()
+
+
 class ColumnRule(_Frozen):
     """What an operator may do with one column."""
 
     control: Control
     clip: ClipBounds | None = None
+    keys: KeyDomain | None = None
     description: str | None = Field(default=None, max_length=2000)
 
     @model_validator(mode="after")
@@ -66,6 +159,10 @@ class ColumnRule(_Frozen):
         if self.clip is not None and self.control not in CLIPPABLE_CONTROLS:
             raise ValueError(
                 f"clip is only meaningful for control 'aggregate' or 'plain', not '{self.control}'"
+            )
+        if self.keys is not None and self.control not in KEYED_CONTROLS:
+            raise ValueError(
+                f"keys are only meaningful for control 'group_by' or 'plain', not '{self.control}'"
             )
         return self
 
@@ -166,9 +263,21 @@ class Budget(_Frozen):
 
 
 class PrivacyRules(_Frozen):
-    """Differential-privacy limits: per job and per period."""
+    """Differential-privacy limits: per job and per period.
+
+    ``epsilon_per_job_min`` refuses jobs whose ε is too small to be released usefully
+    (and keeps every noise scale finite); ``delta_per_job_max`` is the most δ one job may
+    spend (0: group keys must be declared); ``max_noisy_quantities`` caps how many noisy
+    quantities besides the count of people one job may ask for; ``threshold_share`` is
+    the fixed part of a job's ε spent on the count of people that decides which groups
+    are released, whatever else the job asks for.
+    """
 
     epsilon_per_job_max: float = Field(gt=0)
+    epsilon_per_job_min: float = Field(default=0.01, gt=0)
+    delta_per_job_max: float = Field(default=0.0, ge=0, lt=1)
+    max_noisy_quantities: int = Field(default=20, ge=1, le=1000)
+    threshold_share: float = Field(default=0.5, ge=0.05, le=0.95)
     budget: Budget
 
     @model_validator(mode="after")
@@ -177,6 +286,16 @@ class PrivacyRules(_Frozen):
             raise ValueError(
                 f"epsilon_per_job_max ({self.epsilon_per_job_max}) exceeds "
                 f"budget.epsilon ({self.budget.epsilon})"
+            )
+        if self.epsilon_per_job_min > self.epsilon_per_job_max:
+            raise ValueError(
+                f"epsilon_per_job_min ({self.epsilon_per_job_min}) exceeds "
+                f"epsilon_per_job_max ({self.epsilon_per_job_max})"
+            )
+        if self.delta_per_job_max > self.budget.delta:
+            raise ValueError(
+                f"delta_per_job_max ({self.delta_per_job_max}) exceeds "
+                f"budget.delta ({self.budget.delta})"
             )
         return self
 

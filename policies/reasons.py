@@ -123,6 +123,23 @@ REASONS: Final[Mapping[str, ReasonInfo]] = {
         "The job asks for more epsilon than one job may use",
         "Lower the job's epsilon to the policy's epsilon_per_job_max or below.",
     ),
+    "epsilon_under_job_min": ReasonInfo(
+        "The job's epsilon is below the asset's minimum",
+        "Raise the job's epsilon to the asset's epsilon_per_job_min or more.",
+    ),
+    "delta_over_job_max": ReasonInfo(
+        "The job's delta exceeds the asset's per-job maximum",
+        "Lower the job's delta, or group only by columns with declared keys and ask for 0.",
+    ),
+    "undeclared_group_keys": ReasonInfo(
+        "A group key is not a declared public domain",
+        "Group by columns whose key domain the policy declares, or ask for delta > 0 where "
+        "the policy allows it.",
+    ),
+    "too_many_groups": ReasonInfo(
+        "The job has more groups than the policy allows",
+        "Group by fewer or coarser keys.",
+    ),
     "budget_exhausted": ReasonInfo(
         "The privacy budget of the period would be exceeded",
         "Lower the job's epsilon or delta, or wait until earlier charges leave the period.",

@@ -84,13 +84,16 @@ class UsageCounters(_Frozen):
     """Recent usage the rules depend on.
 
     ``jobs_last_hour`` is keyed by licence id; ``epsilon_spent`` and ``delta_spent``
-    by asset id, summed over the asset's current budget period (see
+    by asset id, summed over the asset's current budget period across every licence
+    and operator (the budget belongs to the asset's data subjects; see
     :func:`policies.budget.spent_in_period`).
     """
 
     jobs_last_hour: Mapping[str, int]
     epsilon_spent: Mapping[str, float]
     delta_spent: Mapping[str, float] = {}
+    budget_renews_at: Mapping[str, AwareDatetime] = {}
+    """Per asset, when the oldest charge of its period leaves it (budget comes back)."""
 
 
 class EvaluationRequest(_Frozen):
@@ -115,3 +118,5 @@ class EvaluationRequest(_Frozen):
     usage: UsageCounters
     now: AwareDatetime
     min_group_size: int | None = Field(default=None, ge=1)
+    group_keys: tuple[tuple[str, ...], ...] = ()
+    """The columns each group key of the job reads (one tuple per key, in order)."""

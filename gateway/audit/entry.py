@@ -84,4 +84,5 @@ def make_entry(
         actor_org=actor.org_id if actor else None,
         subject_org=subject_org,
         asset_id=asset_id,
+        decision=decision,
     )

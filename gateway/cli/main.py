@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import click
 
-from gateway.cli.admin import admin_commands
-from gateway.cli.audit import audit_commands
-from gateway.cli.governance import governance_commands
-from gateway.cli.jobs import federated_commands, job_commands
-from gateway.cli.pki import pki_commands
+from gateway.cli import admin, audit, governance, jobs, pki, security
+from gateway.cli.output import fail
 from gateway.config import Settings
 from gateway.errors import BlindgateError, Conflict
 
@@ -43,8 +38,15 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--data-dir", type=click.Path(path_type=Path), help="State directory.")
-@click.option("--admin-org", default="Blindgate Platform", show_default=True)
-@click.option("--admin-name", default="platform-admin", show_default=True)
+@click.option(
+    "--admin-org",
+    default="Blindgate Platform",
+    show_default=True,
+    help="Name of the platform's organisation.",
+)
+@click.option(
+    "--admin-name", default="platform-admin", show_default=True, help="Name of the first admin."
+)
 def init(data_dir: Path | None, admin_org: str, admin_name: str) -> None:
     """Create the data directory and database, and the first admin (its key is shown once)."""
     from gateway.service import build_services
@@ -90,20 +92,23 @@ def serve(
         store.close()
 
 
-admin_commands(cli)
-pki_commands(cli)
-audit_commands(cli)
-governance_commands(cli)
-job_commands(cli)
-federated_commands(cli)
+for module in (admin, pki, audit, governance, jobs, security):
+    for group in module.COMMANDS:
+        cli.add_command(group)
 
 
 def _plug_ins() -> None:
     """Commands other installed packages add (entry points ``blindgate.commands``), such
     as ``blindgate demo``."""
     for entry in metadata.entry_points(group="blindgate.commands"):
-        if entry.name not in cli.commands:
+        if entry.name in cli.commands:
+            continue
+        try:
             cli.add_command(entry.load(), entry.name)
+        except ImportError as exc:  # a broken plug-in must not take the CLI down with it
+            logging.getLogger("blindgate").warning(
+                "command %r not available: %s", entry.name, type(exc).__name__
+            )
 
 
 _plug_ins()
@@ -114,8 +119,8 @@ def main() -> None:
     try:
         cli(standalone_mode=True)
     except BlindgateError as exc:
-        click.echo(json.dumps(exc.public_body()), err=True)
-        sys.exit(1)
+        body = exc.public_body()["error"]
+        fail(f"{body['code']}: {body.get('detail') or body['message']}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from gateway.cli.output import fail
+
 
 @click.group()
 def pki() -> None:
@@ -20,8 +22,12 @@ def pki() -> None:
     required=True,
     help="Where to write ca.key and ca.crt.",
 )
-@click.option("--name", default="Blindgate development CA", show_default=True)
-@click.option("--days", type=click.IntRange(1, 3650), default=365, show_default=True)
+@click.option(
+    "--name", default="Blindgate development CA", show_default=True, help="The CA's name."
+)
+@click.option(
+    "--days", type=click.IntRange(1, 3650), default=365, show_default=True, help="Validity."
+)
 def pki_init(directory: Path, name: str, days: int) -> None:
     """Create a CA; prints its SHA-256 fingerprint."""
     from gateway import pki as pki_mod
@@ -29,7 +35,7 @@ def pki_init(directory: Path, name: str, days: int) -> None:
     try:
         fingerprint = pki_mod.init_ca(directory, name=name, days=days)
     except FileExistsError as exc:
-        raise click.ClickException(str(exc)) from None
+        fail(str(exc))
     click.echo(f"CA certificate {directory / pki_mod.CA_CERT}", err=True)
     click.echo(fingerprint)
 
@@ -61,7 +67,9 @@ def pki_init(directory: Path, name: str, days: int) -> None:
     multiple=True,
     help="DNS name or IP address the agent is reached at (repeatable; servers).",
 )
-@click.option("--days", type=click.IntRange(1, 3650), default=90, show_default=True)
+@click.option(
+    "--days", type=click.IntRange(1, 3650), default=90, show_default=True, help="Validity."
+)
 def pki_issue(
     name: str, ca_dir: Path, out_dir: Path, kind: str, hosts: tuple[str, ...], days: int
 ) -> None:
@@ -82,11 +90,9 @@ def pki_issue(
             days=days,
         )
     except (ValueError, OSError) as exc:
-        raise click.ClickException(str(exc)) from None
+        fail(str(exc))
     click.echo(f"certificate {out_dir / (name + '.crt')}", err=True)
     click.echo(fingerprint)
 
 
-def pki_commands(cli: click.Group) -> None:
-    """Attach the ``pki`` group to ``cli``."""
-    cli.add_command(pki)
+COMMANDS = (pki,)

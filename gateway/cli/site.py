@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import click
+
+from gateway.cli.output import fail
 
 
 @click.command("serve")
@@ -22,6 +23,7 @@ import click
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
     show_default=True,
+    help="How much the agent logs.",
 )
 def serve(config_path: Path, log_level: str) -> None:
     """Run this site's agent (gRPC over mutual TLS) until interrupted."""
@@ -37,20 +39,10 @@ def serve(config_path: Path, log_level: str) -> None:
     try:
         config = load_config(config_path)
     except ValidationError as exc:
-        raise click.ClickException(f"invalid configuration {config_path}:\n{exc}") from None
+        fail(f"invalid configuration {config_path}:\n{exc}", 2)
     try:
         serve_agent(config)
     except IsolationError as exc:
-        click.echo(f"refusing to start: {exc}", err=True)
-        sys.exit(3)
+        fail(f"refusing to start: {exc}", 3)
     except OSError as exc:
-        click.echo(f"cannot start the site agent: {exc}", err=True)
-        sys.exit(3)
-
-
-@click.group("site-agent")
-def site_agent() -> None:
-    """The data-plane site agent."""
-
-
-site_agent.add_command(serve)
+        fail(f"cannot start the site agent: {exc}", 3)

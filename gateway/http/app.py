@@ -4,22 +4,28 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.errors import Unavailable
+from gateway.http import console
 from gateway.http.errors import InternalErrors, install_error_handlers
 from gateway.http.middleware import BodyLimit, HttpMetrics, MetricsMiddleware
-from gateway.http.routes import audit, catalogue, governance, he, identities, jobs
+from gateway.http.routes import audit, catalogue, governance, he, identities, jobs, security
 from gateway.service import Services
 
 
 def create_app(services: Services) -> FastAPI:
     """Build the REST application over ``services``; metrics go to their registry."""
     registry = services.metrics.registry
-    app = FastAPI(
+    # The API docs (/docs, /redoc) load Swagger UI and ReDoc from the gateway itself,
+    # never from a CDN.
+    app: FastAPI = FastAPIOffline(
         title="Blindgate",
         version="0.1.0",
         description="Privacy-preserving data-exchange gateway: data usable, never visible.",
+        static_url="/static/docs",
     )
     app.state.services = services
     app.state.registry = registry
@@ -31,6 +37,9 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(jobs.federated)
     app.include_router(he.router)
+    app.include_router(security.router)
+    app.include_router(console.router)
+    app.mount("/console/static", StaticFiles(directory=console.STATIC), name="console-static")
 
     @app.get("/healthz", tags=["system"])
     def healthz() -> dict[str, str]:
@@ -53,7 +62,7 @@ def create_app(services: Services) -> FastAPI:
     app.add_middleware(
         BodyLimit,
         max_bytes=services.ctx.settings.max_body_bytes,
-        larger={he.JOBS: 16 << 20, he.JOBS + "/check": 16 << 20},
+        larger={he.JOBS: 16 << 20, he.JOBS + "/dry-run": 16 << 20, he.JOBS + "/check": 16 << 20},
         streamed=frozenset({he.CONTEXTS}),
     )
     app.add_middleware(InternalErrors)

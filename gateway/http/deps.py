@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Query, Request, Response
 
 from gateway.domain import Actor
 from gateway.service import Services
@@ -37,6 +37,17 @@ async def page(
 ) -> PageRequest:
     svc: Services = request.app.state.services
     return page_request(svc.ctx.settings, limit, cursor)
+
+
+def deprecated_for(successor: str) -> Any:
+    """A route dependency for a deprecated path: its answers say so (``Deprecation: true``)
+    and name the path that replaces it (``Link: <successor>; rel="successor-version"``)."""
+
+    async def mark(response: Response) -> None:
+        response.headers["Deprecation"] = "true"
+        response.headers["Link"] = f'<{successor}>; rel="successor-version"'
+
+    return Depends(mark)
 
 
 Svc = Annotated[Services, Depends(services)]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from gateway.clock import Clock, IdFactory, OsRandom, RandomSource, SystemClock
 from gateway.config import Settings
 from gateway.metrics import GatewayMetrics
+from gateway.service.brakes.service import Brakes
 from gateway.service.catalogue.assets import Assets
 from gateway.service.catalogue.federated import FederatedAssets
 from gateway.service.catalogue.sites import Sites
@@ -24,6 +25,10 @@ from gateway.service.jobs.kinds import registry
 from gateway.service.jobs.service import JobService
 from gateway.service.trace.log import TraceKey, TraceLog, load_or_create_key
 from gateway.service.trace.service import AuditService
+from gateway.service.watch.alerts import MetricHistory
+from gateway.service.watch.collector import StoreCollector
+from gateway.service.watch.overview import Watch
+from gateway.service.watch.sessions import ConsoleSessions
 from gateway.siteclient.pool import GatewayTls, SitePool
 from gateway.store import Store
 
@@ -47,6 +52,9 @@ class Services:
     jobs: JobService
     federated: FederatedAssets
     he: HeContexts
+    brakes: Brakes
+    watch: Watch
+    console: ConsoleSessions
 
 
 def _gateway_tls(settings: Settings) -> GatewayTls | None:
@@ -83,13 +91,19 @@ def build_services(
     workspace = HeWorkspace(
         settings.data_dir / "he", minimum_isolation=settings.he_minimum_isolation
     )
-    decider = JobDecider(decisions, registry(workspace))
+    brakes = Brakes(ctx, tracer, metrics)
+    decider = JobDecider(decisions, registry(workspace), brakes)
     jobs = JobService(ctx, tracer, decisions, decider, audit)
+    identities = Identities(ctx, tracer)
+    identities.refused = metrics.auth_failed
+    collector = StoreCollector(ctx, log)
+    metrics.collect_with("store", collector)
+    watch = Watch(ctx, audit, log, site_pool, collector, MetricHistory(metrics.registry), brakes)
     return Services(
         ctx=ctx,
         tracer=tracer,
         metrics=metrics,
-        identities=Identities(ctx, tracer),
+        identities=identities,
         sites=Sites(ctx, tracer, site_pool),
         assets=Assets(ctx, tracer, audit),
         audit=audit,
@@ -101,4 +115,7 @@ def build_services(
         jobs=jobs,
         federated=FederatedAssets(ctx, tracer),
         he=HeContexts(tracer, workspace),
+        brakes=brakes,
+        watch=watch,
+        console=ConsoleSessions(ctx, identities, tracer),
     )

@@ -41,7 +41,8 @@ from types import TracebackType
 from typing import TypeVar
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from cryptography import x509
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from blindgate_proto.v1 import site_pb2, site_pb2_grpc
 from gateway.errors import BadRequest, BlindgateError, Conflict, Unavailable
@@ -60,6 +61,20 @@ CHUNK_BYTES = 1024 * 1024
 MAX_RESULT_BYTES = 64 * 1024 * 1024
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+VIOLATIONS = {
+    "sandbox_violation": "sandbox_violation",
+    "memory": "memory",
+    "output_too_large": "output_too_large",
+    "fragment_sandbox_violation": "sandbox_violation",
+    "fragment_memory": "memory",
+    "fragment_output_too_large": "output_too_large",
+    "combine_sandbox_violation": "sandbox_violation",
+    "combine_memory": "memory",
+    "combine_output_too_large": "output_too_large",
+}
+"""Failure codes that mean a sandbox contained a fragment (a forbidden system call or
+namespace operation, the memory limit, the output cap), by the reason they are counted
+under; timeouts and bad inputs are not violations."""
 
 
 class SiteUnavailable(Unavailable):
@@ -94,6 +109,46 @@ class SiteMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.fragment_seconds = Histogram(
+            "blindgate_fragment_seconds",
+            "Time fragments spent in their site's sandbox, by site (answered fragments)",
+            ["site"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.fragment_failures = Counter(
+            "blindgate_fragment_failures",
+            "Fragments that failed at their site, by site and reason",
+            ["site", "reason"],
+            registry=registry,
+        )
+        self.sandbox_violations = Counter(
+            "blindgate_sandbox_violations",
+            "Fragments a sandbox stopped (sandbox_violation, memory, output_too_large), by "
+            "site ('gateway' for the gateway's own combining sandbox) and reason",
+            ["site", "reason"],
+            registry=registry,
+        )
+        self.certificate_expiry = Gauge(
+            "blindgate_site_certificate_expiry_timestamp_seconds",
+            "When the certificate the site agent presented expires (Unix time)",
+            ["site"],
+            registry=registry,
+        )
+
+    def violation(self, site: str, code: str | None) -> None:
+        """Count ``code`` as a sandbox violation at ``site`` if it is one."""
+        reason = VIOLATIONS.get(code or "")
+        if reason is not None:
+            self.sandbox_violations.labels(site, reason).inc()
+
+    def fragment(self, site: str, outcome: FragmentOutcome) -> None:
+        """Record one answered fragment: its time in the sandbox, or why it failed."""
+        if outcome.ok:
+            self.fragment_seconds.labels(site).observe(outcome.elapsed_ms / 1000)
+            return
+        self.fragment_failures.labels(site, outcome.failure or "unknown").inc()
+        self.violation(site, outcome.failure)
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -235,6 +290,8 @@ class SiteClient:
             raise BlindgateError("malformed response from a site agent") from exc
         if not outcome.ok and self._metrics is not None:
             self._count_failure("RunFragment", outcome.failure or "unknown")
+        if self._metrics is not None:
+            self._metrics.fragment(self.site, outcome)
         return outcome
 
     def cancel(self, fragment_id: str, timeout: float | None = None) -> CancelOutcome:
@@ -295,6 +352,9 @@ class SiteClient:
             except (OSError, ValueError) as exc:
                 raise _Unreachable from exc
             found = hashlib.sha256(der).hexdigest()
+            if self._metrics is not None:
+                expires = x509.load_der_x509_certificate(der).not_valid_after_utc.timestamp()
+                self._metrics.certificate_expiry.labels(self.site).set(expires)
             if found != self._expected:
                 self._count_failure("connect", "identity_mismatch")
                 raise SiteIdentityMismatch(

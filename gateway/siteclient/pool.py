@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,9 @@ class SitePool:
         )
         self._clients: dict[str, tuple[tuple[str, str], SiteClient]] = {}
         self._lock = threading.Lock()
+        self.reports: dict[str, tuple[float, HealthReport | None]] = {}
+        """The last health check of each site by id: (Unix time, report or None if it
+        failed), for the security console."""
 
     def client(self, site: Site) -> SiteClient:
         if self.tls is None:
@@ -90,8 +94,10 @@ class SitePool:
             report = self.client(site).health(timeout=5.0)
         except Exception:
             self.up.labels(site.name).set(0)
+            self.reports[site.id] = (time.time(), None)
             raise
         self.up.labels(site.name).set(1)
+        self.reports[site.id] = (time.time(), report)
         for layer, active in report.layers.items():
             self.isolation.labels(site.name, layer).set(1 if active else 0)
         for level in ("strong", "medium", "weak"):

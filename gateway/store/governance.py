@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from gateway.domain import BudgetCharge, Licence, LicenceStatus, PolicyVersion
 from gateway.store.models import (
+    AssetRow,
     BudgetChargeRow,
     LicenceAssetRow,
     LicenceRow,
@@ -74,6 +75,22 @@ def get_licence(session: Session, licence_id: str, *, lock: bool = False) -> Lic
         q = q.with_for_update()
     row = session.execute(q).mappings().first()
     return _licence_from(dict(row)) if row else None
+
+
+def lock_budget(session: Session, asset_ids: list[str]) -> None:
+    """Serialise charges against ``asset_ids``' shared budgets (their rows, in id order, so
+    two transactions never wait on each other in a cycle); SQLite's single writer already
+    serialises every write transaction."""
+    if session.get_bind().dialect.name != "postgresql" or not asset_ids:
+        return
+    table = AssetRow.__table__  # type: ignore[attr-defined]
+    q = (
+        select(table.c.id)
+        .where(table.c.id.in_(sorted(set(asset_ids))))
+        .order_by(table.c.id)
+        .with_for_update()
+    )
+    session.execute(q).all()
 
 
 def list_licences(

@@ -138,6 +138,7 @@ class TraceEntryRow(SQLModel, table=True):
     actor_org: str | None = Field(default=None, max_length=40, index=True)
     subject_org: str | None = Field(default=None, max_length=40, index=True)
     asset_id: str | None = Field(default=None, max_length=40, index=True)
+    decision: str | None = Field(default=None, max_length=10, index=True)
 
 
 class TraceNodeRow(SQLModel, table=True):
@@ -287,3 +288,22 @@ class FederatedAssetRow(SQLModel, table=True):
     partitions: list[str] = Field(sa_type=JSON)
     created_by: str = Field(max_length=40)
     created_at: datetime = _ts()
+
+
+class SuspensionRow(SQLModel, table=True):
+    """An auditor's emergency suspension of an operator organisation, a principal or a
+    licence; active until lifted (by an auditor)."""
+
+    __tablename__ = "suspension"
+    __table_args__ = (Index("ix_suspension_target", "kind", "target_id"),)
+
+    id: str = Field(primary_key=True, max_length=40)
+    kind: str = Field(max_length=20)
+    target_id: str = Field(max_length=40)
+    operator_org_id: str | None = Field(default=None, max_length=40)
+    reason: str = Field(max_length=4000)
+    created_by: str = Field(max_length=40)
+    created_at: datetime = _ts()
+    lifted_by: str | None = Field(default=None, max_length=40)
+    lifted_at: datetime | None = _ts(nullable=True)
+    lift_reason: str | None = Field(default=None, max_length=4000)

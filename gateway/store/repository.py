@@ -28,6 +28,8 @@ from gateway.domain import (
     Principal,
     Site,
     StoredTrace,
+    Suspension,
+    SuspensionKind,
     TraceRecord,
 )
 
@@ -119,6 +121,10 @@ class Tx(Protocol):
     ) -> list[Licence]: ...
     def update_licence(self, licence_id: str, **values: Any) -> None: ...
     def add_charges(self, charges: Sequence[BudgetCharge]) -> None: ...
+    def lock_budget(self, asset_ids: list[str]) -> None:
+        """Serialise concurrent charges against these assets' shared budgets."""
+        ...
+
     def charges(self, **filters: Any) -> list[BudgetCharge]:
         """Charges by licence_id, asset_id, since, job_ref (refunded ones excluded unless
         include_refunded)."""
@@ -178,6 +184,33 @@ class Tx(Protocol):
     def add_checkpoint(self, size: int, note: str, at: datetime) -> None: ...
     def latest_checkpoint(self) -> tuple[int, str] | None: ...
     def checkpoints(self, *, after_size: int | None, limit: int) -> list[tuple[int, str]]: ...
+
+    # emergency suspensions
+    def add_suspension(self, suspension: Suspension) -> None: ...
+    def get_suspension(self, suspension_id: str) -> Suspension | None: ...
+    def list_suspensions(
+        self,
+        *,
+        active: bool | None = None,
+        kind: SuspensionKind | None = None,
+        target_id: str | None = None,
+        limit: int = 1000,
+    ) -> list[Suspension]: ...
+    def lift_suspension(self, suspension_id: str, *, by: str, at: datetime, reason: str) -> bool:
+        """Lift an active suspension; whether it was active."""
+        ...
+
+    # aggregates read at scrape time
+    def job_counts(self) -> list[tuple[str, str, int]]:
+        """``(kind, state, count)`` over every stored job."""
+        ...
+
+    def oldest_queued_at(self) -> datetime | None: ...
+    def charge_totals(self, since: datetime) -> list[tuple[str, float, float]]:
+        """``(asset_id, epsilon, delta)`` charged since ``since`` (refunds excluded)."""
+        ...
+
+    def last_checkpoint_at(self) -> datetime | None: ...
 
 
 class Store(Protocol):

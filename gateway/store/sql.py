@@ -46,6 +46,7 @@ from gateway.store.models import (
     PrincipalRow,
     SiteRow,
 )
+from gateway.store.security import SecurityTx
 from gateway.store.sql_governance import GovernanceTx
 from gateway.store.writer import GroupCommitWriter
 
@@ -169,7 +170,7 @@ class SqlStore:
         self.engine.dispose()
 
 
-class SqlTx(GovernanceTx):
+class SqlTx(GovernanceTx, SecurityTx):
     """One transaction; see :class:`gateway.store.repository.Tx`."""
 
     def __init__(self, session: Session, batch: trace_sql.TraceBatch | None = None) -> None:

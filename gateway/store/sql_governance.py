@@ -76,6 +76,9 @@ class GovernanceTx:
     def add_charges(self, charges: Sequence[BudgetCharge]) -> None:
         gov.add_charges(self.session, charges)
 
+    def lock_budget(self, asset_ids: list[str]) -> None:
+        gov.lock_budget(self.session, asset_ids)
+
     def charges(self, **filters: Any) -> list[BudgetCharge]:
         return gov.charges(self.session, **filters)
 

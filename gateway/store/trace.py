@@ -11,7 +11,7 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway.audit.errors import ProofError
@@ -114,6 +114,7 @@ class TraceWriter:
                     "actor_org": _column(record.actor_org),
                     "subject_org": _column(record.subject_org),
                     "asset_id": _column(record.asset_id),
+                    "decision": record.decision,
                 }
             )
             for node, digest in compact.append(pending.leaf_hash):
@@ -151,26 +152,38 @@ def trace_entries(
     actor_org: str | None = None,
     subject_org: str | None = None,
     asset_id: str | None = None,
+    decision: str | None = None,
+    org: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    before: int | None = None,
+    newest: bool = False,
 ) -> list[StoredTrace]:
+    """Entries in log order after ``after`` (or, with ``newest``, the newest first, before
+    ``before``) that match every filter given; ``org`` matches the actor's organisation or
+    the subject's."""
     q = (
         select(_entry.c.idx, _entry.c.leaf, _node.c.hash)
         .outerjoin(_node, _node.c.key == _entry.c.idx)
-        .order_by(_entry.c.idx)
+        .order_by(_entry.c.idx.desc() if newest else _entry.c.idx)
         .limit(limit)
     )
     if after is not None:
         q = q.where(_entry.c.idx > after)
+    if before is not None:
+        q = q.where(_entry.c.idx < before)
     for column, value in (
         (_entry.c.action, action),
         (_entry.c.actor_principal, actor_principal),
         (_entry.c.actor_org, actor_org),
         (_entry.c.subject_org, subject_org),
         (_entry.c.asset_id, asset_id),
+        (_entry.c.decision, decision),
     ):
         if value is not None:
             q = q.where(column == value)
+    if org is not None:
+        q = q.where(or_(_entry.c.actor_org == org, _entry.c.subject_org == org))
     if since is not None:
         q = q.where(_entry.c.time >= since)
     if until is not None:

@@ -12,7 +12,7 @@ from policies.jobs.aggregates import AggregateName, OutputColumn
 from policies.jobs.combine import CombinedGroup, CombineError, combine
 from policies.jobs.errors import AnalysisError, JobError, PlanError, Refusal, ReleaseError
 from policies.jobs.mechanisms import Noised, NoiseSource, OpenDPNoise, Thresholded
-from policies.jobs.noise import Cell, Charge, Release, release
+from policies.jobs.noise import Cell, Charge, Release, normal_key, release
 from policies.jobs.query import GroupKey
 from policies.jobs.rewrite import (
     UNITS,
@@ -56,6 +56,7 @@ __all__ = [
     "Thresholded",
     "analyse",
     "combine",
+    "normal_key",
     "partial_plan",
     "release",
 ]

@@ -22,6 +22,23 @@ from typing import Any, Final, Protocol
 
 _MAX_CALIBRATION_STEPS: Final = 200
 _MAX_THRESHOLD_STEP: Final = 1 << 40
+TARGETING_FAILURE: Final = 1e-9
+"""Largest probability that a group of fewer than ``min_group_size`` people is released."""
+
+
+def targeting_threshold(min_group_size: int, scale: float) -> int:
+    """The noisy count of people a group must reach to be released.
+
+    The noisy count is ``true + Laplace(scale)`` (or its discrete counterpart, whose
+    tail is no heavier); adding ``scale·ln(1/p)`` to the minimum makes releasing a group
+    of fewer than ``min_group_size`` people happen with probability below ``p``
+    (:data:`TARGETING_FAILURE`), however the job's ε is split or however small it is.
+    Comparing a noisy count with a threshold is post-processing: it costs no privacy
+    beyond the count's own ε.
+    """
+    if not (scale > 0 and math.isfinite(scale)):
+        raise ValueError("the scale of the count of people must be positive and finite")
+    return min_group_size + math.ceil(scale * math.log(1 / TARGETING_FAILURE))
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +89,9 @@ class NoiseSource(Protocol):
         """Noisy counts of the keys whose noisy count reaches the threshold.
 
         Each person changes at most ``contributions`` keys' counts, each by at most one.
-        The threshold is the smallest integer at or above ``min_threshold`` for which the
-        release's delta is at most ``delta``.
+        The threshold is the smallest integer at or above both ``min_threshold`` plus the
+        targeting margin (:func:`targeting_threshold` at the calibrated scale) and the
+        threshold at which the release's delta is at most ``delta``.
         """
         ...
 
@@ -162,7 +180,8 @@ class OpenDPNoise:
         def delta_at(threshold: int) -> float:
             return float(make_at(threshold)(scale).map(d_in)[1])
 
-        threshold = _smallest_threshold(delta_at, min_threshold, delta)
+        low = targeting_threshold(min_threshold, scale)
+        threshold = _smallest_threshold(delta_at, low, delta)
         measurement = make_at(threshold)(scale)
         spent_epsilon, spent_delta = measurement.map(d_in)
         released = measurement({key: int(value) for key, value in counts.items()})

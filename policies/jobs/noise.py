@@ -1,25 +1,42 @@
-"""Differentially private release of combined groups: thresholds, OpenDP noise, accounting.
+"""Differentially private release of combined groups: keys, thresholds, OpenDP noise.
 
 Inputs: the plan, the exact combined groups and the policy's parameters: ``epsilon``
 for the whole job, ``delta``, the minimum group size ``k`` (distinct units), the
-contribution bound ``c`` (rows per unit) and clip bounds ``[lo, hi]`` per column.
+contribution bound ``c`` (rows per unit), clip bounds ``[lo, hi]`` per column, the
+declared key domains and the share of ε spent on counting people.
 
-**Noisy quantities and the epsilon split.** The release is built from a fixed list of
-noisy *quantities*, each a vector over the released groups: the distinct-unit counts
-(``__units``, always present: they decide which groups are released) and every partial
-the outputs need (counts, sums, sums of squares; shared partials such as the SUM behind
-both ``SUM(x)`` and ``AVG(x)`` are one quantity). Epsilon is split *equally* over the
-quantities (``epsilon / n`` each, minus a rounding margin), so by sequential composition
-the job spends at most ``epsilon``. Each quantity's noise is Laplace from OpenDP,
-calibrated to its L1 sensitivity under adding or removing one person, who owns at most
-``c`` rows after contribution bounding (per site; over the whole job this relies on the
-sites holding disjoint persons, see :mod:`policies.jobs.combine`):
+**Which keys are released.** Releasing a group key shows that someone has it, so keys
+are never read from the data and released as they are:
+
+* *declared keys* (``declared_keys``): when every group key is a column whose key domain
+  every asset's policy declares, the release holds every combination of declared keys,
+  empty ones included, and no other key (data outside the domain is left out);
+* *private selection* (``stability_histogram``): otherwise the job must spend δ > 0 and
+  keys are selected by OpenDP's ``make_laplace_threshold`` (a person changes at most
+  ``c`` keys' counts): a key is released only if its noisy count of people reaches a
+  threshold high enough for the job's δ;
+* *no keys* (``no_group_keys``): the one group always exists.
+
+**Thresholds that cannot be diluted.** The noisy count of distinct people that decides
+whether a group's values are released gets a fixed share of ε (``threshold_share``,
+whatever else the job asks for), and the threshold is ``k + scale·ln(10⁹)`` (at least),
+so a group of fewer than ``k`` people is released with probability at most 10⁻⁹ however
+many quantities the job asks for and however small its ε.  A declared key whose group
+does not reach it is released with its values withheld (``suppressed``).
+
+**Noisy quantities and the epsilon split.** The rest of ε is split *equally* over the
+job's other noisy quantities (counts, sums, sums of squares; shared partials such as the
+SUM behind both ``SUM(x)`` and ``AVG(x)`` are one quantity), at most
+``max_noisy_quantities`` of them, so by sequential composition the job spends at most
+``epsilon``. Each quantity's noise is Laplace from OpenDP, calibrated to its L1
+sensitivity under adding or removing one person, who owns at most ``c`` rows after
+contribution bounding (per partition):
 
 =====================  ====================  ==========================================
 quantity               sensitivity (L1)      mechanism
 =====================  ====================  ==========================================
-``__units``            ``c`` (≤ c groups,    ``make_laplace_threshold`` (grouped, δ > 0)
-                       1 each)               or discrete ``make_laplace``
+``__units``            ``c`` (≤ c groups,    discrete ``make_laplace``, or
+                       1 each)               ``make_laplace_threshold`` (selected keys)
 COUNT(*), COUNT(expr)  ``c``                 discrete Laplace (``make_laplace``, int)
 SUM(clip(v))           ``c·max(|lo|,|hi|)``  Laplace (``make_laplace``, float)
 SUM(clip(v)²)          ``c·max(lo², hi²)``   Laplace (``make_laplace``, float)
@@ -32,25 +49,10 @@ clamped to ``[0, (hi - lo)²/4 · n/(n-1)]`` (sample) or ``[0, (hi - lo)²/4]``
 is computed from and the sum of their epsilons; the job's ``epsilon_spent`` counts each
 quantity once.
 
-**Which groups are released.** Releasing a group reveals that its key occurs in the
-data. A group is released iff its *noisy* distinct-unit count reaches the threshold; the
-released ``COUNT(DISTINCT unit)`` is that same noisy count. With group keys and
-``delta > 0`` this is OpenDP's stability-histogram style ``make_laplace_threshold``: the
-threshold is the smallest integer ``>= k`` whose delta (from OpenDP's privacy map, for a
-person in up to ``c`` groups) is at most the job's ``delta``, so the set of released keys
-is (epsilon, delta)-DP without assuming anything about the key domain. With
-``delta == 0`` no mechanism can hide the presence of a key that only the data reveals;
-then the release rule is the same (noisy count ``>= k``, pure Laplace) and the guarantee
-holds *only if the group keys are treated as public* (e.g. the list of districts is
-known): ``key_release`` is ``"public_keys_assumed"`` so the caller can refuse or record
-it. Without group keys the single group always exists and the rule is post-processing
-(``"no_group_keys"``). No exact ``>= k`` floor is applied on top: it would make one
-person decide a group's release with certainty and break the guarantee; a group under
-``k`` units is released only with the small probability the noise allows.
-
-``suppressed_groups`` (groups present in the data but not released) is exact and *not*
-covered by the guarantee: it reveals how many keys occur in the data. It is meant for
-the trace and the holder; release it to an operator only where the key domain is public.
+``suppressed_groups`` (groups not released) counts declared keys whose values were
+withheld, or, for selected keys, groups present in the data but not released; the latter
+is exact and *not* covered by the guarantee: it is meant for the holder, never for the
+operator.
 
 MIN and MAX have no bounded-sensitivity Laplace release here: they are refused with
 ``min_max_not_private`` unless the caller passes ``unsafe_allow_min_max`` (the policy's
@@ -60,8 +62,10 @@ warning, with no epsilon attributed.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -69,14 +73,15 @@ from typing import Any, Final, Literal
 from policies import ClipBounds, EffectiveParameters
 from policies.jobs.combine import CombinedGroup, variance_from
 from policies.jobs.errors import Refusal, ReleaseError
-from policies.jobs.mechanisms import NoiseSource, OpenDPNoise
+from policies.jobs.mechanisms import NoiseSource, OpenDPNoise, targeting_threshold
 from policies.jobs.rewrite import UNITS, PartialPlan, PlannedOutput
 
 log = logging.getLogger(__name__)
 
-KeyRelease = Literal["no_group_keys", "stability_histogram", "public_keys_assumed"]
+KeyRelease = Literal["no_group_keys", "declared_keys", "stability_histogram"]
 _ROUNDING_MARGIN: Final = 1e-9
 _NOISY_KINDS: Final = frozenset({"count", "sum", "sum_squares"})
+_DATE_KEY: Final = re.compile(r"^\d{4}-\d{2}-\d{2}( 00:00:00)?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +163,56 @@ def _refuse_min_max(plan: PartialPlan) -> None:
     )
 
 
+def shares(plan: PartialPlan, params: EffectiveParameters) -> tuple[float, float]:
+    """(ε of the count of people, ε of each other noisy quantity) for ``plan``.
+
+    The count of people always gets ``threshold_share`` of ε; the rest is split equally
+    over the other quantities.  Refuses a plan with more quantities than allowed.
+    """
+    quantities = [p for p in plan.partials if p.kind in _NOISY_KINDS]
+    if len(quantities) > params.max_noisy_quantities:
+        raise ReleaseError(
+            [
+                Refusal(
+                    "too_many_quantities",
+                    f"{len(quantities)} noisy quantities",
+                    f"The job asks for {len(quantities)} noisy quantities; the policy allows "
+                    f"{params.max_noisy_quantities}.",
+                    "Ask for fewer aggregates in one job.",
+                )
+            ]
+        )
+    units = params.epsilon * params.threshold_share * (1 - _ROUNDING_MARGIN)
+    rest = params.epsilon * (1 - params.threshold_share) * (1 - _ROUNDING_MARGIN)
+    return units, (rest / len(quantities) if quantities else 0.0)
+
+
+def declared_groups(plan: PartialPlan, params: EffectiveParameters) -> list[tuple[Any, ...]] | None:
+    """Every declared key combination, in order, when the job's keys are declared."""
+    if not plan.keys:
+        return [()]
+    if not params.keys_declared or not params.key_domains:
+        return None
+    columns = [key.column for key in plan.keys]
+    if any(c is None or c not in params.key_domains for c in columns):
+        return None
+    return [
+        tuple(combo) for combo in itertools.product(*(params.key_domains[str(c)] for c in columns))
+    ]
+
+
+def normal_key(value: Any) -> Any:
+    """A key value as released: integral numbers as ``int``; dates (and midnight
+    timestamps) as ``YYYY-MM-DD``; other text as is."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and _DATE_KEY.match(value):
+        return value[:10]
+    return value
+
+
 def release(
     plan: PartialPlan,
     groups: Sequence[CombinedGroup],
@@ -166,29 +221,59 @@ def release(
     noise: NoiseSource | None = None,
     unsafe_allow_min_max: bool = False,
 ) -> Release:
-    """Threshold, noise and account for ``groups``; see the module documentation."""
+    """Select keys, threshold, noise and account for ``groups``; see the module docs."""
     if any(o.function in ("min", "max") for o in plan.outputs):
         if not unsafe_allow_min_max:
             _refuse_min_max(plan)
         log.warning("releasing exact clipped MIN/MAX of asset %s without noise", plan.asset_id)
     source = noise if noise is not None else OpenDPNoise()
     c, k = params.max_rows_per_unit, params.min_group_size
+    units_epsilon, share = shares(plan, params)
     quantities = [p for p in plan.partials if p.kind in _NOISY_KINDS]
-    share = params.epsilon / (1 + len(quantities)) * (1 - _ROUNDING_MARGIN)
-
-    ids = [str(i) for i in range(len(groups))]
-    keyed = bool(plan.keys)
+    public = declared_groups(plan, params)
     key_release: KeyRelease
-    if keyed and params.delta > 0:
+    if public is not None:
+        by_key = {tuple(normal_key(v) for v in g.key): g for g in groups}
+        candidates = [
+            by_key.get(tuple(normal_key(v) for v in key)) or _empty(plan, key) for key in public
+        ]
+        noised = source.laplace(
+            [g.units for g in candidates], sensitivity=c, epsilon=units_epsilon, integer=True
+        )
+        threshold = targeting_threshold(k, noised.scale)
+        noisy_units = {i: int(v) for i, v in enumerate(noised.values)}
+        shown = list(range(len(candidates)))
+        passed = {i for i in shown if noisy_units[i] >= threshold}
+        key_release = "declared_keys" if plan.keys else "no_group_keys"
+        units_charge = Charge(
+            UNITS, "units", float(c), noised.scale, noised.epsilon, 0.0, "laplace"
+        )
+    else:
+        if not params.delta > 0:
+            raise ReleaseError(
+                [
+                    Refusal(
+                        "undeclared_group_keys",
+                        ", ".join(k.sql for k in plan.keys),
+                        "Keys read from the data can be released only by a private selection, "
+                        "which needs delta > 0.",
+                        "Group by columns with declared keys, or ask for delta > 0.",
+                    )
+                ]
+            )
+        candidates = list(groups)
         thresholded = source.laplace_threshold(
-            {i: g.units for i, g in zip(ids, groups, strict=True)},
+            {str(i): g.units for i, g in enumerate(candidates)},
             contributions=c,
-            epsilon=share,
+            epsilon=units_epsilon,
             delta=params.delta,
             min_threshold=k,
         )
         noisy_units = {int(i): v for i, v in thresholded.values.items()}
-        threshold, key_release = thresholded.threshold, "stability_histogram"
+        threshold = thresholded.threshold
+        shown = sorted(noisy_units)
+        passed = set(shown)
+        key_release = "stability_histogram"
         units_charge = Charge(
             UNITS,
             "units",
@@ -198,23 +283,24 @@ def release(
             thresholded.delta,
             "laplace_threshold",
         )
-    else:
-        noised = source.laplace(
-            [g.units for g in groups], sensitivity=c, epsilon=share, integer=True
-        )
-        noisy_units = {i: int(v) for i, v in enumerate(noised.values) if v >= k}
-        threshold = k
-        key_release = "public_keys_assumed" if keyed else "no_group_keys"
-        units_charge = Charge(
-            UNITS, "units", float(c), noised.scale, noised.epsilon, 0.0, "laplace"
-        )
-
-    released = sorted(noisy_units)
+        if params.max_groups is not None and len(passed) > params.max_groups:
+            raise ReleaseError(
+                [
+                    Refusal(
+                        "too_many_groups",
+                        f"{len(passed)} groups",
+                        f"{len(passed)} groups passed the threshold; the policy allows "
+                        f"{params.max_groups}.",
+                        "Group by fewer or coarser keys.",
+                    )
+                ]
+            )
+    released = [i for i in shown if i in passed]
     charges = [units_charge]
     noisy: dict[str, list[float]] = {UNITS: [float(noisy_units[i]) for i in released]}
     for partial in quantities:
         sensitivity = _sensitivity(partial.kind, partial.bounds, c)
-        exact = [float(groups[i].partials[partial.name] or 0) for i in released]
+        exact = [float(candidates[i].partials.get(partial.name) or 0) for i in released]
         result = source.laplace(
             exact, sensitivity=sensitivity, epsilon=share, integer=partial.kind == "count"
         )
@@ -231,20 +317,43 @@ def release(
             )
         )
     by_name = {charge.quantity: charge for charge in charges}
+    position = {index: n for n, index in enumerate(released)}
     rows = tuple(
-        {o.name: _cell(o, groups[index], position, noisy, by_name) for o in plan.outputs}
-        for position, index in enumerate(released)
+        {
+            o.name: (
+                _cell(o, candidates[index], position[index], noisy, by_name)
+                if index in position
+                else _withheld(o, candidates[index])
+            )
+            for o in plan.outputs
+        }
+        for index in shown
     )
     return Release(
         columns=tuple(o.name for o in plan.outputs),
         rows=rows,
         epsilon_spent=math.fsum(charge.epsilon for charge in charges),
         delta_spent=math.fsum(charge.delta for charge in charges),
-        suppressed_groups=len(groups) - len(released),
+        suppressed_groups=len(candidates) - len(released),
         threshold=threshold,
         key_release=key_release,
         charges=tuple(charges),
     )
+
+
+def _empty(plan: PartialPlan, key: tuple[Any, ...]) -> CombinedGroup:
+    """A declared group no site has rows for."""
+    return CombinedGroup(
+        key=key, units=0, partials={p.name: None for p in plan.partials}, values={}
+    )
+
+
+def _withheld(output: PlannedOutput, group: CombinedGroup) -> Cell:
+    """A cell of a declared group whose count of people did not reach the threshold."""
+    if output.kind == "group_key":
+        assert output.key is not None
+        return Cell(normal_key(group.key[output.key]), None)
+    return Cell(None, "suppressed")
 
 
 def _cell(
@@ -256,11 +365,11 @@ def _cell(
 ) -> Cell:
     if output.kind == "group_key":
         assert output.key is not None
-        return Cell(group.key[output.key], None)
+        return Cell(normal_key(group.key[output.key]), None)
     function = output.function
     roles: dict[str, str] = dict(output.partials)
     if function in ("min", "max"):
-        return Cell(group.values[output.name], None)
+        return Cell(group.values.get(output.name), None)
     used: dict[str, Charge] = {role: charges[name] for role, name in roles.items()}
     scales: dict[str, float] = {role: charge.scale for role, charge in used.items()}
     epsilon = math.fsum(charge.epsilon for charge in used.values())

@@ -73,10 +73,12 @@ ROLES: Final[Mapping[AggregateName, tuple[Role, ...]]] = {
 
 @dataclass(frozen=True, slots=True)
 class PlanKey:
-    """A group key of the fragment: its column (``__g0``...) and canonical SQL."""
+    """A group key of the fragment: its column (``__g0``...), canonical SQL and, when the
+    key reads exactly one column, that column (whose declared keys it may release)."""
 
     name: str
     sql: str
+    column: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,8 +435,20 @@ def partial_plan(analysis: Analysis, params: EffectiveParameters) -> PartialPlan
     """The fragment for ``analysis`` under ``params``; :class:`PlanError` if it cannot run."""
     planner = _Planner(analysis, params)
     planner.check_parameters()
-    keys = [PlanKey(f"__g{i}", key.sql) for i, key in enumerate(analysis.group_by)]
+    keys = [
+        PlanKey(f"__g{i}", key.sql, key.columns[0] if len(key.columns) == 1 else None)
+        for i, key in enumerate(analysis.group_by)
+    ]
     outputs = [planner.output(output) for output in analysis.outputs]
+    noisy = [p for p in planner.partials.values() if p.kind in ("count", "sum", "sum_squares")]
+    if len(noisy) > params.max_noisy_quantities:
+        planner.out.add(
+            "too_many_quantities",
+            f"{len(noisy)} noisy quantities",
+            f"The job needs {len(noisy)} noisy quantities (counts, sums, sums of squares); the "
+            f"policy allows {params.max_noisy_quantities} in one job.",
+            "Ask for fewer aggregates in one job.",
+        )
     if planner.out:
         raise PlanError(planner.out.items(), column_uses=analysis.column_uses)
     sql = planner.fragment(keys)

@@ -1,5 +1,5 @@
 """The site agent: a gRPC server (mutual TLS) that runs job fragments in the sandbox.
 
-Run it with ``python -m sandbox.agent --config site.yaml`` (or ``blindgate site
-serve --config site.yaml``); see :mod:`sandbox.agent.config` for the file.
+Run it with ``blindgate site serve --config site.yaml``; see :mod:`sandbox.agent.config`
+for the file.
 """

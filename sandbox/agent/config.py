@@ -16,6 +16,13 @@ Example::
     minimum_isolation: strong
     pool_size: 2
     limits: {memory_bytes: 1073741824, wall_seconds: 60}
+    holder:                       # the organisation this agent belongs to, and its keys
+      organisation: org_01...
+      keys: [MCowBQYDK2Vw...]     # Ed25519 public keys (base64 raw), current first
+    identity:                     # this agent's key and the holder's endorsement of it
+      key: identity.pem
+      endorsement: endorsement.json
+    state_dir: state              # the site's own budget ledger and log
 
 Relative paths are resolved against the directory of the YAML file.  Assets in
 PostgreSQL are served from snapshots exported into ``cache_dir`` (see
@@ -163,6 +170,31 @@ class LimitsConfig(_Model):
         return Limits(**self.model_dump())
 
 
+class HolderConfig(_Model):
+    """Whom the agent belongs to: its holder organisation and the keys it trusts.
+
+    ``keys`` are the organisation's Ed25519 public keys (standard base64 of the raw 32
+    bytes), pinned here and nowhere else: the agent accepts a policy, a licence offer, an
+    approval or an endorsement only if one of them signed it.  List the current key first;
+    a replaced key may stay listed while old signatures are being renewed.
+    """
+
+    organisation: str = Field(min_length=1, max_length=200)
+    keys: tuple[str, ...] = Field(min_length=1, max_length=8)
+
+
+class IdentityConfig(_Model):
+    """The agent's own identity: its Ed25519 key and its holder's endorsement of it."""
+
+    key: Path
+    endorsement: Path
+
+    @field_validator("key", "endorsement")
+    @classmethod
+    def _paths(cls, value: Path, info: ValidationInfo) -> Path:
+        return _resolve(value, info)
+
+
 class SiteConfig(_Model):
     """Everything a site agent needs to start."""
 
@@ -185,6 +217,10 @@ class SiteConfig(_Model):
     result_cache_entries: int = Field(default=1024, ge=1)
     result_cache_bytes: int = Field(default=64 * MIB, ge=1024)
     work_dir: Path | None = None
+    holder: HolderConfig | None = None
+    identity: IdentityConfig | None = None
+    state_dir: Path | None = None
+    """Where the site keeps its own budget ledger and log (default ``<cache_dir>/state``)."""
 
     @field_validator("gateway_fingerprints", mode="before")
     @classmethod
@@ -203,10 +239,15 @@ class SiteConfig(_Model):
                 raise ValueError(f"asset id {asset_id!r} must be 1-128 of [A-Za-z0-9._-]")
         return value
 
-    @field_validator("cache_dir", "work_dir")
+    @field_validator("cache_dir", "work_dir", "state_dir")
     @classmethod
     def _dirs(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         return None if value is None else _resolve(value, info)
+
+    @property
+    def state(self) -> Path:
+        """The directory of the site's ledger and log."""
+        return self.state_dir or self.cache_dir / "state"
 
     def runner_config(self) -> RunnerConfig:
         """The sandbox runner's settings."""

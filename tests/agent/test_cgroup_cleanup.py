@@ -48,7 +48,7 @@ def test_sigterm_leaves_no_fragment_cgroups(
     config = tmp_path / "site.yaml"
     config.write_text(yaml.safe_dump(doc), encoding="utf-8")
     process = subprocess.Popen(
-        [sys.executable, "-m", "sandbox.agent", "--config", str(config)],
+        [sys.executable, "-m", "gateway.cli.main", "site", "serve", "--config", str(config)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL,

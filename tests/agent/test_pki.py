@@ -88,7 +88,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_python_m_sandbox_agent_serves_until_sigterm(
+def test_blindgate_site_serve_serves_until_sigterm(
     tmp_path: Path, certs: Pki, assets: dict[str, Path]
 ) -> None:
     doc = agent_document(certs, assets, tmp_path / "cache")
@@ -98,7 +98,7 @@ def test_python_m_sandbox_agent_serves_until_sigterm(
     config = tmp_path / "site.yaml"
     config.write_text(yaml.safe_dump(doc), encoding="utf-8")
     process = subprocess.Popen(
-        [sys.executable, "-m", "sandbox.agent", "--config", str(config)],
+        [str(Path(sys.executable).parent / "blindgate"), "site", "serve", "--config", str(config)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL,

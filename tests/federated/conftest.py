@@ -44,7 +44,9 @@ version: 1
 asset: admissions
 columns:
   patient_id: {control: join_key}
-  district: {control: group_by}
+  district:
+    control: group_by
+    keys: {values: [north, south, east]}
   age: {control: filter}
   los_days:
     control: aggregate

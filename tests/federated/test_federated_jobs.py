@@ -288,7 +288,11 @@ def test_count_star_alone_is_a_valid_job(federation: Federation) -> None:
     assert abs(result.rows[0][0].value - total) < 40 * result.rows[0][0].scales["count"]
 
 
-def test_max_groups_fails_the_job_before_release(federation: Federation) -> None:
+def test_max_groups_denies_declared_keys_and_fails_selected_keys_charged(
+    federation: Federation,
+) -> None:
+    """Declared keys are counted at check time; keys a private mechanism selects can be
+    counted only after the release's noise, so that failure is charged like a release."""
     from tests.federated.conftest import POLICY
 
     fed = federation
@@ -297,13 +301,22 @@ def test_max_groups_fails_the_job_before_release(federation: Federation) -> None
     )
     for hospital in fed.hospitals:
         fed.services.policies.set(hospital.actor, hospital.asset_id, capped)
-    job = submit(fed)  # three districts
-    assert job.state == "queued"
+    job = submit(fed)  # three declared districts
+    assert job.state == "denied"
+    assert "too_many_groups" in [r["code"] for r in job.decision["reasons"]]
+    selected = capped.replace("    keys: {values: [north, south, east]}\n", "").replace(
+        "  budget: {epsilon: 20, delta: 1.0e-6, period_days: 30}",
+        "  delta_per_job_max: 1.0e-7\n  budget: {epsilon: 20, delta: 1.0e-6, period_days: 30}",
+    )
+    for hospital in fed.hospitals:
+        fed.services.policies.set(hospital.actor, hospital.asset_id, selected)
+    job = submit(fed, delta=1e-8)
+    assert job.state == "queued", job.decision
     assert fed.runner.run_once()
     failed = fed.services.jobs.get(fed.operator, job.id)
     assert failed.state == "failed"
     assert failed.error_code == "too_many_groups"
-    assert fed.services.ledger.usage(fed.operator, fed.licences[0]).jobs == 0
+    assert fed.services.ledger.usage(fed.operator, fed.licences[0]).epsilon_spent == 4.0
 
 
 def test_concurrent_workers_run_every_job_once(federation: Federation) -> None:

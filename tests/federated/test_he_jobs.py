@@ -30,7 +30,9 @@ version: 1
 asset: admissions
 columns:
   patient_id: {control: join_key}
-  district: {control: group_by}
+  district:
+    control: group_by
+    keys: {values: [north, south, east, west, nowhere]}
   age:
     control: aggregate
     clip: {lower: 0, upper: 100}
@@ -183,6 +185,10 @@ def test_operator_cannot_target_fewer_than_k_rows(
     )
     assert out["suppressed"] is True
     assert "score_sum" not in out
+    # A suppressed he_linear spent only the ε of its count of people, and is charged that.
+    charged = fed.services.ledger.usage(fed.operator, fed.licences[0]).epsilon_spent
+    assert charged == pytest.approx(out["epsilon_spent"])
+    assert charged < 1.0 * 0.51
     totals = client.he_aggregate(
         keys,
         fed.asset_ids,
@@ -325,7 +331,7 @@ def test_malformed_ciphertexts_fail_the_job_with_bad_input(
         assert done["error_code"] == "fragment_bad_input"
     # Nothing was charged for the failed jobs.
     good_w, good_ww = keys.encrypt_weights([1.0])
-    check = client.he_check({**base, "weights": good_w, "weights_outer": good_ww})
+    check = client.he_dry_run({**base, "weights": good_w, "weights_outer": good_ww})
     assert check["allow"] is True
 
 
@@ -341,15 +347,15 @@ def test_unknown_context_and_disallowed_columns_are_denied(
         "epsilon": 1.0,
         "columns": ["los_days"],
     }
-    denied = client.he_check(body)
+    denied = client.he_dry_run(body)
     assert not denied["allow"]
     assert denied["reasons"][0]["code"] == "he_context_unusable"
     client.upload_context(keys)
-    never = client.he_check(
+    never = client.he_dry_run(
         {**body, "context_sha256": keys.bundle_sha256, "columns": ["patient_id"]}
     )
     assert not never["allow"]
-    assert client.he_check({**body, "context_sha256": keys.bundle_sha256})["allow"]
+    assert client.he_dry_run({**body, "context_sha256": keys.bundle_sha256})["allow"]
 
 
 def test_release_is_charged_and_nothing_secret_reaches_trace_or_logs(
@@ -449,7 +455,7 @@ def test_holders_see_dry_runs_of_every_kind_on_their_assets(
         "epsilon": 1.0,
         "columns": ["los_days"],
     }
-    assert client.he_check(body)["allow"]
+    assert client.he_dry_run(body)["allow"]
     client.dry_run(
         {
             "sql": "SELECT COUNT(*) AS n FROM admissions",

@@ -18,7 +18,7 @@ from tests.world import World
 POLICY_FOR = (
     POLICY.replace("asset: admissions", "asset: {asset}")
     .replace("budget: {epsilon: 10,", "budget: {epsilon: 3,")
-    .replace("  sex: {control: group_by}\n", "")
+    .replace("  sex:\n    control: group_by\n    keys: {values: [F, M]}\n", "")
     .replace("  admitted: {control: filter}\n", "")
     .replace("  cost:\n    control: aggregate\n    clip: {lower: 0, upper: 50000}\n", "")
     .replace("  diagnosis: {control: never}\n", "  age_band: {control: never}\n")
@@ -29,7 +29,11 @@ def policy_for(asset_id: str) -> str:
     # the test world's asset has columns patient_id, age, los_days
     return (
         POLICY_FOR.replace("{asset}", asset_id)
-        .replace("  district: {control: group_by}\n", "")
+        .replace(
+            "  district:\n    control: group_by\n"
+            "    keys: {values: [north, south, east, west, centre, harbour]}\n",
+            "",
+        )
         .replace("  age_band: {control: never}\n", "")
     )
 

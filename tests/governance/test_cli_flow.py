@@ -41,7 +41,7 @@ def test_keys_policy_licence_and_dry_run(world: World, tmp_path: Path) -> None:
         bad = tmp_path / "bad.yaml"
         bad.write_text(policy_for(w.asset_a).replace("control: filter", "control: filtre"))
         code, _, err = run("policy", "set", w.asset_a, str(bad), key=w.holder_a_key)
-        assert code == 2
+        assert code == 1
         assert f"{bad}:" in err and "columns.age.control" in err
         good = tmp_path / "policy.yaml"
         good.write_text(policy_for(w.asset_a))
@@ -62,12 +62,19 @@ def test_keys_policy_licence_and_dry_run(world: World, tmp_path: Path) -> None:
             "5",
             "--valid-from",
             "2025-12-01",
+            "--json",
             key=w.holder_a_key,
         )
         assert code == 0, err
         licence_id = json.loads(out)["id"]
         code, out, err = run(
-            "licence", "accept", licence_id, "--key", str(operator_pem), key=w.operator_key
+            "licence",
+            "accept",
+            licence_id,
+            "--key",
+            str(operator_pem),
+            "--json",
+            key=w.operator_key,
         )
         assert code == 0, err
         assert json.loads(out)["status"] == "active"
@@ -77,13 +84,36 @@ def test_keys_policy_licence_and_dry_run(world: World, tmp_path: Path) -> None:
         allowed = json.loads((examples / "job-allowed.json").read_text())
         allowed["columns"] = [c for c in allowed["columns"] if c["column"] != "district"]
         (examples / "job-allowed.json").write_text(json.dumps(allowed))
-        code, out, _ = run("job", "check", str(examples / "job-allowed.json"), key=w.operator_key)
+        allowed_file, denied_file = (
+            str(examples / "job-allowed.json"),
+            str(examples / "job-denied.json"),
+        )
+        code, out, _ = run("job", "dry-run", allowed_file, key=w.operator_key)
         assert code == 0, out
         assert out.startswith("ALLOW")
-        code, out, _ = run("job", "check", str(examples / "job-denied.json"), key=w.operator_key)
+        code, out, _ = run("job", "dry-run", denied_file, key=w.operator_key)
         assert code == 1
         assert "purpose_not_allowed" in out and "fix:" in out
+        # the former name still works for one release, and says it is deprecated
+        code, out, err = run("job", "check", denied_file, key=w.operator_key)
+        assert code == 1
+        assert "purpose_not_allowed" in out
+        assert (
+            err.strip() == "note: `blindgate job check` is deprecated; use `blindgate job dry-run`"
+        )
+        code, out, _ = run(
+            "licence",
+            "budget",
+            licence_id,
+            "--epsilon-per-job",
+            "0.5",
+            "--json",
+            key=w.operator_key,
+        )
+        assert json.loads(out)["jobs_that_fit"] == 6
         code, out, _ = run(
             "licence", "budget", licence_id, "--epsilon-per-job", "0.5", key=w.operator_key
         )
-        assert json.loads(out)["jobs_that_fit"] == 6
+        assert code == 0, out
+        assert f"licence {licence_id}: epsilon used 0 of 5, 5 left" in out
+        assert "jobs of epsilon 0.5 that still fit: 6" in out

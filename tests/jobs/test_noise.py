@@ -83,12 +83,20 @@ def test_opendp_laplace_scale_matches_sensitivity_over_epsilon() -> None:
     assert statistics.fmean(abs(v - 100) for v in counts.values) == pytest.approx(3.0, rel=0.06)
 
 
+def declared(count: int) -> dict[str, tuple[str, ...]]:
+    return {"district": tuple(f"g{i}" for i in range(count))}
+
+
 def test_released_counts_and_sums_have_the_calibrated_scale() -> None:
-    plan = plan_for(GROUPED, epsilon=1.5, delta=0.0, c=2, k=5)
+    keys = declared(3000)
+    plan = plan_for(GROUPED, epsilon=1.5, delta=0.0, c=2, k=5, keys=keys)
     groups = synthetic(plan, [{"units": 1000, "count": 1000, "sum": 30_000.0}] * 3000)
-    result = release(plan, groups, params(epsilon=1.5, delta=0.0, c=2, k=5))
+    result = release(plan, groups, params(epsilon=1.5, delta=0.0, c=2, k=5, keys=keys))
     assert len(result.rows) == 3000
-    share = 1.5 / 4
+    assert result.key_release == "declared_keys"
+    share = (
+        1.5 * 0.5 / 3
+    )  # half of epsilon counts people; COUNT(*), SUM and AVG's count share the rest
     count_scale, sum_scale = 2 / share, 2 * 60 / share
     row = result.rows[0]
     assert row["n"].scale == pytest.approx(count_scale, rel=1e-6)
@@ -113,9 +121,9 @@ def test_epsilon_accounting_adds_up() -> None:
     assert kinds == ["count", "count", "count", "sum", "sum", "sum_squares", "units"]
     assert result.epsilon_spent == pytest.approx(sum(c.epsilon for c in result.charges))
     assert 0.8 * (1 - 1e-6) <= result.epsilon_spent <= 0.8
-    share = result.epsilon_spent / len(result.charges)
+    people, share = 0.8 * 0.5, 0.8 * 0.5 / 6  # a fixed half counts people
     row = result.rows[0]
-    assert row["people"].epsilon == pytest.approx(share)
+    assert row["people"].epsilon == pytest.approx(people)
     assert row["s"].epsilon == pytest.approx(share)
     assert row["m"].epsilon == pytest.approx(2 * share)
     assert row["v"].epsilon == pytest.approx(3 * share)
@@ -145,16 +153,27 @@ def test_threshold_rises_until_delta_fits() -> None:
     assert loose.delta_spent <= 1e-2
 
 
-def test_without_delta_keys_are_assumed_public_and_without_keys_nothing_is_assumed() -> None:
+def test_keys_are_declared_or_privately_selected_never_read_from_the_data() -> None:
     plan = plan_for(GROUPED)
-    groups = synthetic(plan, [{"units": 500, "count": 500}])
-    assert release(plan, groups, params(delta=0.0)).key_release == "public_keys_assumed"
+    groups = synthetic(plan, [{"units": 500, "count": 500}, {"units": 400, "count": 400}])
+    with pytest.raises(ReleaseError) as info:
+        release(plan, groups, params(delta=0.0))
+    assert info.value.codes == ("undeclared_group_keys",)
+    # Declared keys: every one is released, the empty g2 and g3 too, and the undeclared
+    # g1 (present in the data) never.
+    keys = {"district": ("g0", "g2", "g3")}
+    result = release(plan, groups, params(delta=0.0, keys=keys))
+    assert result.key_release == "declared_keys"
+    assert [row["district"].value for row in result.rows] == ["g0", "g2", "g3"]
+    assert result.rows[0]["n"].mechanism == "laplace"
+    assert {result.rows[1]["n"].mechanism, result.rows[2]["n"].mechanism} == {"suppressed"}
+    assert result.delta_spent == 0
     total = plan_for("SELECT COUNT(*) AS n FROM admissions")
     (group,) = synthetic(total, [{"units": 500, "count": 500}])
     result = release(total, [group], params(delta=1e-6))
     assert result.key_release == "no_group_keys"
     assert result.delta_spent == 0
-    assert result.threshold == 5
+    assert result.threshold > 5  # k plus the targeting margin
 
 
 def test_min_and_max_need_explicit_permission(caplog: pytest.LogCaptureFixture) -> None:
@@ -191,7 +210,7 @@ def test_derived_values_are_clamped_into_their_bounds() -> None:
     assert no_count["n"].value == 0
     assert no_count["v"].value is None
     assert no_count["m"].value == 60.0
-    assert release(plan, groups, params(), noise=ShiftNoise(units=-100)).rows == ()
+    assert release(plan, groups, params(), noise=ShiftNoise(units=-1000)).rows == ()
     exact = release(plan, groups, params(), noise=ShiftNoise()).rows[0]
     assert exact["m"].value == pytest.approx(30.0)
     assert exact["n"].value == 50

@@ -31,10 +31,14 @@ SCHEMA = AssetSchema.build(
 
 
 def decide(sql: str, delta: float = 1e-7) -> Any:
+    """The decision on ``sql`` under a policy that lets a job spend δ on choosing keys."""
     data = request_dict()
     data["delta"] = delta
+    data["assets"][0]["policy"]["privacy"]["delta_per_job_max"] = 1e-7
     data["usage"]["delta_spent"] = {"admissions": 0.0}
-    data["column_uses"] = [u.model_dump() for u in analyse(sql, SCHEMA).column_uses]
+    analysis = analyse(sql, SCHEMA)
+    data["column_uses"] = [u.model_dump() for u in analysis.column_uses]
+    data["group_keys"] = [list(key.columns) for key in analysis.group_by]
     return evaluate(build(data))
 
 

@@ -44,6 +44,9 @@ def params(
     k: int = 5,
     c: int = 1,
     clip: Mapping[str, tuple[float, float]] | None = None,
+    keys: Mapping[str, tuple[Any, ...]] | None = None,
+    share: float = 0.5,
+    max_groups: int | None = None,
 ) -> EffectiveParameters:
     bounds = clip if clip is not None else {"los": (0, 60), "cost": (0, 100_000), "age": (0, 120)}
     return EffectiveParameters(
@@ -56,6 +59,10 @@ def params(
         privacy_units={"admissions": "patient_id"},
         approval_mode="auto",
         approvals={"admissions": Approval(mode="auto")},
+        key_domains=dict(keys or {}),
+        keys_declared=bool(keys),
+        threshold_share=share,
+        max_groups=max_groups,
     )
 
 

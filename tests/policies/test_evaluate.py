@@ -107,6 +107,7 @@ def test_budget_boundary_is_exact(spent: float, epsilon: float, allowed: bool) -
 
 def test_delta_is_charged_too() -> None:
     req = request_dict()
+    req["assets"][0]["policy"]["privacy"]["delta_per_job_max"] = 1e-7
     req["delta"] = 1e-7
     assert codes(req) == ("missing_attribute",)
     req["usage"]["delta_spent"] = {"admissions": 9e-7}
@@ -175,8 +176,45 @@ def test_job_without_assets_or_columns() -> None:
     req["assets"] = []
     assert codes(req) == ("empty_policy",)
     req = request_dict()
-    req["column_uses"] = []
-    assert codes(req) == ("invalid_request",)
+    req["column_uses"] = []  # COUNT(*) alone: people are counted, no column is used
+    assert codes(req) == ()
+
+
+def test_delta_needs_the_policys_permission_and_undeclared_keys_need_delta() -> None:
+    req = request_dict()
+    req["group_keys"] = [["district"]]
+    denied = evaluate(req)
+    assert denied.codes == ("undeclared_group_keys",)
+    assert "columns.district.keys" in denied.reasons[0].fix
+    req["delta"] = 1e-8
+    assert "delta_over_job_max" in codes(req)
+    req["assets"][0]["policy"]["privacy"]["delta_per_job_max"] = 1e-7
+    req["usage"]["delta_spent"] = {"admissions": 0.0}
+    decision = evaluate(req)
+    assert decision.allow, decision.reasons
+    assert decision.parameters is not None and not decision.parameters.keys_declared
+
+
+def test_declared_keys_are_released_as_the_intersection_over_assets() -> None:
+    req = two_asset_request()
+    req["group_keys"] = [["district"]]
+    for n, keys in enumerate((["north", "south", "east"], ["south", "east", "west"])):
+        req["assets"][n]["policy"]["columns"]["district"]["keys"] = {"values": keys}
+    decision = evaluate(req)
+    assert decision.allow, decision.reasons
+    assert decision.parameters is not None
+    assert decision.parameters.key_domains == {"district": ("south", "east")}
+    assert decision.parameters.keys_declared
+
+
+def test_epsilon_floor_and_undeclared_multi_column_keys() -> None:
+    req = request_dict()
+    req["epsilon"] = 5e-324
+    assert "epsilon_under_job_min" in codes(req)
+    req = request_dict()
+    req["assets"][0]["policy"]["columns"]["district"]["keys"] = {"values": ["north"]}
+    req["group_keys"] = [["district", "age"]]
+    assert codes(req) == ("undeclared_group_keys",)
 
 
 def test_asset_listed_twice() -> None:

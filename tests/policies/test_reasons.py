@@ -65,6 +65,14 @@ def time_window(req: dict[str, Any]) -> None:
     ]
 
 
+def declared_districts(count: int) -> Spoil:
+    def spoil(req: dict[str, Any]) -> None:
+        policy_of(req)["columns"]["district"]["keys"] = {"values": [f"d{i}" for i in range(count)]}
+        req["group_keys"] = [["district"]]
+
+    return spoil
+
+
 SCENARIOS: dict[str, Spoil] = {
     "evaluation_error": setting("usage", value=Exploding()),
     "invalid_request": setting("epsilon", value="a lot"),
@@ -106,6 +114,10 @@ SCENARIOS: dict[str, Spoil] = {
     "licence_job_kind_not_covered": setting("licences", 0, "job_kinds", value=["he_linear"]),
     "licence_job_cap": setting("licences", 0, "jobs_used", value=100),
     "licence_epsilon_cap": setting("licences", 0, "epsilon_used", value=49.8),
+    "epsilon_under_job_min": setting("epsilon", value=0.001),
+    "delta_over_job_max": setting("delta", value=1e-7),
+    "undeclared_group_keys": setting("group_keys", value=[["district"]]),
+    "too_many_groups": declared_districts(600),
 }
 
 

@@ -26,7 +26,7 @@ def _fake_bin(tmp_path: Path, without: set[str]) -> Path:
     """A PATH directory holding the real tools except ``without``, and a recording apt-get."""
     directory = tmp_path / "bin"
     directory.mkdir()
-    for tool in (*TOOLS, "bwrap"):
+    for tool in (*TOOLS, "bwrap", "promtool", "chromium", "chromedriver"):
         found = shutil.which(tool, path=os.defpath + ":/usr/sbin:/sbin")
         if tool not in without and found:
             (directory / tool).symlink_to(found)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
+from gateway.errors import BadRequest
 from gateway.http.deps import Caller, Svc
 from gateway.service.trace.schemas import (
     CheckpointOut,
@@ -19,6 +20,19 @@ from gateway.service.trace.schemas import (
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 Size = Annotated[int, Query(ge=0, le=2**62)]
+ENTRY_FILTERS = (
+    "limit",
+    "cursor",
+    "action",
+    "asset_id",
+    "actor_org",
+    "org",
+    "principal",
+    "decision",
+    "since",
+    "until",
+    "order",
+)
 
 
 @router.get("/log")
@@ -29,6 +43,7 @@ def log_info(svc: Svc, actor: Caller) -> LogInfo:
 
 @router.get("/entries")
 def entries(
+    request: Request,
     svc: Svc,
     actor: Caller,
     limit: int | None = None,
@@ -36,11 +51,20 @@ def entries(
     action: str | None = None,
     asset_id: str | None = None,
     actor_org: str | None = None,
+    org: Annotated[str | None, Query(description="Actor's or subject's organisation")] = None,
+    principal: Annotated[str | None, Query(description="The acting principal")] = None,
+    decision: Annotated[str | None, Query(pattern="^(allow|deny)$")] = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    order: Annotated[str, Query(pattern="^(log|newest)$")] = "log",
 ) -> TracePage:
-    """Entries in log order. Auditors see all; holders, entries on their organisation's
-    objects; operators and admins, their organisation's own actions."""
+    """Entries in log order (``order=newest``: newest first, ``cursor`` then pages back).
+    Auditors see all; holders, entries on their organisation's objects; operators and
+    admins, their organisation's own actions. An unknown parameter is refused (400)."""
+    unknown = sorted(set(request.query_params) - set(ENTRY_FILTERS))
+    if unknown:
+        named = ", ".join(u[:40] for u in unknown[:5])
+        raise BadRequest(f"unknown filter {named}; filters are {', '.join(ENTRY_FILTERS)}")
     return svc.audit.entries(
         actor,
         limit=limit,
@@ -50,6 +74,10 @@ def entries(
         actor_org=actor_org,
         since=since,
         until=until,
+        principal=principal,
+        org=org,
+        decision=decision,
+        newest=order == "newest",
     )
 
 

@@ -1,4 +1,4 @@
-"""Policies, licences, budgets, decisions (dry runs) and settlements."""
+"""Policies, licences, budgets and settlements."""
 
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ from gateway.service.core.context import utc_instant
 from gateway.service.core.schemas import PageOut
 from gateway.service.governance.schemas import (
     BudgetOut,
-    DecisionOut,
-    JobDescriptionIn,
     LicenceAcceptIn,
     LicenceOfferIn,
     LicenceOut,
@@ -137,10 +135,3 @@ def settlement(
     """A holder's statement for revenue sharing over [period_start, period_end)."""
     start = utc_instant(period_start, "period_start")
     return svc.ledger.settlement(actor, start, utc_instant(period_end, "period_end"))
-
-
-@router.post("/jobs/dry-run", tags=["jobs"])
-def dry_run(body: JobDescriptionIn, svc: Svc, actor: Caller) -> DecisionOut:
-    """The policy decision for a job, with every reason and its fix; nothing runs or is
-    charged."""
-    return svc.decisions.dry_run(actor, body)

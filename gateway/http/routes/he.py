@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request, status
 
 from gateway.errors import BlindgateError, ValidationFailed
-from gateway.http.deps import Caller, Svc
+from gateway.http.deps import Caller, Svc, deprecated_for
 from gateway.service.governance.schemas import DecisionOut
 from gateway.service.jobs.schemas import HeContextOut, HeJobIn, JobOut
 from sandbox.he_format import MAX_BUNDLE_BYTES
@@ -56,7 +56,13 @@ def submit(body: HeJobIn, svc: Svc, actor: Caller) -> JobOut:
     return svc.jobs.submit(actor, body)
 
 
-@router.post("/jobs/check")
-def check(body: HeJobIn, svc: Svc, actor: Caller) -> DecisionOut:
+@router.post("/jobs/dry-run")
+def dry_run(body: HeJobIn, svc: Svc, actor: Caller) -> DecisionOut:
     """The decision on an HE job, every reason with its fix, without running or charging."""
+    return svc.jobs.check(actor, body)
+
+
+@router.post("/jobs/check", deprecated=True, dependencies=[deprecated_for(JOBS + "/dry-run")])
+def check(body: HeJobIn, svc: Svc, actor: Caller) -> DecisionOut:
+    """Deprecated: use ``POST /v1/he/jobs/dry-run``, which takes the same HE job."""
     return svc.jobs.check(actor, body)

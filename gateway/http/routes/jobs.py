@@ -2,16 +2,37 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, status
+from pydantic import Discriminator, Tag
 
 from gateway.domain import JobState
-from gateway.http.deps import Caller, Paging, Svc
+from gateway.http.deps import Caller, Paging, Svc, deprecated_for
 from gateway.service.catalogue.schemas import FederatedAssetIn, FederatedAssetOut
 from gateway.service.core.schemas import PageOut
-from gateway.service.governance.schemas import DecisionOut
+from gateway.service.governance.schemas import DecisionOut, JobDescriptionIn
 from gateway.service.jobs.schemas import ApprovalIn, JobOut, JobResultOut, JobSubmitIn
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+DRY_RUN = "/v1/jobs/dry-run"
+
+
+def _dry_run_shape(value: Any) -> str:
+    """A SQL job carries ``sql``; a structural description does not (both forbid extras)."""
+    if isinstance(value, dict):
+        return "sql_job" if "sql" in value else "job_description"
+    return "sql_job" if isinstance(value, JobSubmitIn) else "job_description"
+
+
+DryRunIn = Annotated[
+    Annotated[JobSubmitIn, Tag("sql_job")] | Annotated[JobDescriptionIn, Tag("job_description")],
+    Discriminator(_dry_run_shape),
+    Body(
+        title="DryRunIn",
+        description="A SQL job, as for POST /v1/jobs, or a structural job description",
+    ),
+]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -20,9 +41,19 @@ def submit(body: JobSubmitIn, svc: Svc, actor: Caller) -> JobOut:
     return svc.jobs.submit(actor, body)
 
 
-@router.post("/check")
+@router.post("/dry-run")
+def dry_run(body: DryRunIn, svc: Svc, actor: Caller) -> DecisionOut:
+    """The policy decision for a job, every reason with its fix; nothing is stored, run or
+    charged. The body is a SQL job (as for ``POST /v1/jobs``: its SQL is analysed) or a
+    structural description (kind, purpose, ε, assets and every column with its usage)."""
+    if isinstance(body, JobSubmitIn):
+        return svc.jobs.check(actor, body)
+    return svc.decisions.dry_run(actor, body)
+
+
+@router.post("/check", deprecated=True, dependencies=[deprecated_for(DRY_RUN)])
 def check(body: JobSubmitIn, svc: Svc, actor: Caller) -> DecisionOut:
-    """The decision on a SQL job — every reason with its fix — without running or charging."""
+    """Deprecated: use ``POST /v1/jobs/dry-run``, which takes the same SQL job."""
     return svc.jobs.check(actor, body)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from contracts.terms import terms_from_canonical
 from gateway.domain import Actor, Asset, Licence, LicenceStatus, Role
-from gateway.errors import NotFound
+from gateway.errors import NotFound, PolicyInvalid
 from gateway.metrics import GatewayMetrics
 from gateway.service.catalogue.visibility import visible_asset
 from gateway.service.core.access import require_role
@@ -38,10 +38,22 @@ _STATUS = {
 }
 
 
-def deny(code: str, message: str, *, asset: str | None = None, clause: str = "asset") -> Decision:
-    """A denial with one reason from the engine's catalogue."""
-    info = REASONS[code]
-    reason = Reason(code=code, clause=clause, message=message, fix=info.fix, asset=asset)
+def deny(
+    code: str,
+    message: str,
+    *,
+    asset: str | None = None,
+    clause: str = "asset",
+    fix: str | None = None,
+) -> Decision:
+    """A denial with one reason: a code of the engine's catalogue (and its fix), or a
+    gateway's own code with its ``fix``."""
+    info = REASONS.get(code)
+    if fix is None:
+        if info is None:
+            raise ValueError(f"reason code {code!r} needs a fix")
+        fix = info.fix
+    reason = Reason(code=code, clause=clause, message=message, fix=fix, asset=asset)
     return Decision(allow=False, reasons=(reason,))
 
 
@@ -101,7 +113,16 @@ class DecisionService:
                 return deny(
                     "empty_policy", f"Asset '{asset.id}' has no policy yet.", asset=asset.id
                 )
-            policy = parse_for_asset(stored.document, asset)
+            try:
+                policy = parse_for_asset(stored.document, asset)
+            except PolicyInvalid:
+                return deny(
+                    "policy_invalid",
+                    f"The policy of asset '{asset.id}' no longer passes the policy checks.",
+                    asset=asset.id,
+                    fix="Ask the holder to set the asset's policy again: the error names "
+                    "what to change.",
+                )
             periods[asset.id] = policy.privacy.budget.period_days
             facts = AssetFacts(
                 asset_id=asset.id,
@@ -120,15 +141,16 @@ class DecisionService:
         }
         eps: dict[str, float] = {}
         dlt: dict[str, float] = {}
+        renews: dict[str, Any] = {}
         for asset in assets:
-            since = now - timedelta(days=periods[asset.id])
-            spent = [
-                c
-                for lic in licences
-                for c in tx.charges(licence_id=lic.id, asset_id=asset.id, since=since)
-            ]
+            # The budget belongs to the asset's data subjects: every licence's and every
+            # operator's charges count against it.
+            days = periods[asset.id]
+            spent = tx.charges(asset_id=asset.id, since=now - timedelta(days=days))
             eps[asset.id] = total(c.epsilon for c in spent)
             dlt[asset.id] = total(c.delta for c in spent)
+            if spent:
+                renews[asset.id] = min(c.at for c in spent) + timedelta(days=days)
         # A mapping, not a model: the engine validates it and explains what is wrong.
         request: dict[str, Any] = {
             "job_kind": job.kind,
@@ -139,9 +161,13 @@ class DecisionService:
             "column_uses": tuple(c.model_dump() for c in job.columns),
             "licences": tuple(licence_facts(tx, lic) for lic in licences),
             "usage": UsageCounters(
-                jobs_last_hour=jobs_last_hour, epsilon_spent=eps, delta_spent=dlt
+                jobs_last_hour=jobs_last_hour,
+                epsilon_spent=eps,
+                delta_spent=dlt,
+                budget_renews_at=renews,
             ),
             "now": now,
+            "group_keys": tuple(tuple(key) for key in job.key_columns()),
         }
         return evaluate(request)
 
@@ -173,6 +199,7 @@ class DecisionService:
 
         decision = self.tracer.read(actor, "job.dry_run", work)
         self.record(decision)
+        self.metrics.decided(actor.org_id, decision.allow)
         return out(decision)
 
 

@@ -33,7 +33,17 @@ def total(values: Iterable[float]) -> float:
 
 
 class Ledger:
-    """Charges, refunds and reports of privacy budget per licence, asset and period."""
+    """Charges, refunds and reports of privacy budget per asset and period.
+
+    **The budget belongs to the data subjects.**  ε and δ are charged to each asset a job
+    reads, across every licence and operator; a licence's ``epsilon_cap`` is a sub-limit
+    under the assets' budgets.  Composition is basic (sequential) composition: the ε of
+    the jobs released in an asset's rolling period add up, and so do their δ — a sound
+    bound for any mix of pure-ε and (ε, δ) releases.  A person present in several
+    partitions of a federated asset is bounded per partition (``max_rows_per_unit`` rows
+    each) and each partition's budget is charged, so such a person's loss is at most the
+    sum of the budgets of the partitions holding them.
+    """
 
     def __init__(self, ctx: ServiceContext, tracer: Tracer, metrics: GatewayMetrics) -> None:
         self.ctx = ctx
@@ -76,6 +86,9 @@ class Ledger:
             used = total(c.epsilon for c in tx.charges(licence_id=licence_id))
             if not fits(used, epsilon, float(terms.epsilon_cap)):
                 raise BudgetExhausted("the licence's epsilon cap would be exceeded")
+        # The asset's budget belongs to its data subjects: every licence's and operator's
+        # charges count, and concurrent charges on the same asset are serialised.
+        tx.lock_budget(list(asset_ids))
         for asset_id in asset_ids:
             if asset_id not in terms.asset_ids:
                 raise BudgetExhausted(f"the licence does not cover asset {asset_id}")
@@ -83,7 +96,7 @@ class Ledger:
             if privacy is None:
                 raise BudgetExhausted(f"asset {asset_id} has no policy")
             since = now - timedelta(days=privacy.budget.period_days)
-            spent = tx.charges(licence_id=licence_id, asset_id=asset_id, since=since)
+            spent = tx.charges(asset_id=asset_id, since=since)
             if not fits(total(c.epsilon for c in spent), epsilon, privacy.budget.epsilon):
                 raise BudgetExhausted(f"the epsilon budget of asset {asset_id} is spent")
             if delta and not fits(total(c.delta for c in spent), delta, privacy.budget.delta):
@@ -102,6 +115,31 @@ class Ledger:
         ]
         tx.add_charges(charges)
         return charges
+
+    def record_in(
+        self,
+        tx: Tx,
+        licence_id: str,
+        asset_id: str,
+        epsilon: float,
+        delta: float,
+        job_ref: str,
+    ) -> None:
+        """Record a charge without the budget checks: for a job that was admitted and ran
+        but failed in a way that may depend on the data (it costs what a release costs)."""
+        tx.add_charges(
+            [
+                BudgetCharge(
+                    id=self.ctx.ids.new("chg"),
+                    licence_id=licence_id,
+                    asset_id=asset_id,
+                    job_ref=job_ref,
+                    epsilon=epsilon,
+                    delta=delta,
+                    at=self.ctx.clock.now(),
+                )
+            ]
+        )
 
     def charge(
         self,
@@ -171,17 +209,18 @@ class Ledger:
                 if privacy is None:
                     continue
                 since = now - timedelta(days=privacy.budget.period_days)
-                spent = total(
-                    c.epsilon
-                    for c in tx.charges(licence_id=licence_id, asset_id=asset_id, since=since)
-                )
+                charged = tx.charges(asset_id=asset_id, since=since)
+                spent = total(c.epsilon for c in charged)
+                mine = total(c.epsilon for c in charged if c.licence_id == licence_id)
                 left = remaining(privacy.budget.epsilon, spent)
                 fit = None
                 if epsilon_per_job is not None:
                     fit = (
                         0
-                        if epsilon_per_job > privacy.epsilon_per_job_max
-                        else (jobs_that_fit(left, epsilon_per_job))
+                        if not privacy.epsilon_per_job_min
+                        <= epsilon_per_job
+                        <= privacy.epsilon_per_job_max
+                        else jobs_that_fit(left, epsilon_per_job)
                     )
                     fit_counts.append(fit)
                 assets.append(
@@ -191,8 +230,16 @@ class Ledger:
                         delta_budget=privacy.budget.delta,
                         period_days=privacy.budget.period_days,
                         epsilon_spent=spent,
+                        epsilon_spent_by_licence=mine,
+                        delta_spent=total(c.delta for c in charged),
                         epsilon_remaining=left,
                         epsilon_per_job_max=privacy.epsilon_per_job_max,
+                        epsilon_per_job_min=privacy.epsilon_per_job_min,
+                        renews_at=(
+                            min(c.at for c in charged) + timedelta(days=privacy.budget.period_days)
+                            if charged
+                            else None
+                        ),
                         jobs_that_fit=fit,
                     )
                 )

@@ -11,14 +11,26 @@ from gateway.service.core.context import ServiceContext
 from gateway.service.core.tracing import Note, Tracer
 from gateway.service.governance.schemas import PolicyVersionOut, PolicyVersionSummary
 from gateway.store import Tx
-from policies import Policy, PolicyDocumentError, load_policy, policy_schema
+from policies import AssetShape, Policy, PolicyDocumentError, load_policy_for, policy_schema
+
+
+def shape_of(asset: Asset) -> AssetShape:
+    """What a policy is checked against: the asset's id and name, columns and unit."""
+    return AssetShape(
+        names=(asset.id, asset.name),
+        columns={c.name: (str(c.type), str(c.tag)) for c in asset.columns},
+        privacy_unit=asset.privacy_unit,
+    )
 
 
 def parse_for_asset(document: str, asset: Asset) -> Policy:
-    """Validate ``document`` and bind it to ``asset`` (its ``asset`` field may give the
-    asset's id or its name). Columns must exist in the asset's schema."""
+    """Validate ``document`` against ``asset`` and bind it to the asset's id.
+
+    Every problem is reported with the line and column it was written at (see
+    :func:`policies.load_policy_for`).
+    """
     try:
-        policy = load_policy(document)
+        policy = load_policy_for(document, shape_of(asset))
     except PolicyDocumentError as exc:
         issues = [
             {"line": i.line, "column": i.column, "path": i.path, "message": i.message}
@@ -27,26 +39,6 @@ def parse_for_asset(document: str, asset: Asset) -> Policy:
         raise PolicyInvalid(
             f"{len(issues)} problem(s) in the policy document", issues=issues
         ) from None
-    if policy.asset not in (asset.id, asset.name):
-        raise PolicyInvalid(
-            f"the policy's 'asset' must be {asset.id!r} or {asset.name!r}",
-            issues=[{"line": None, "column": None, "path": "asset", "message": "wrong asset"}],
-        )
-    known = {c.name for c in asset.columns}
-    unknown = sorted(set(policy.columns) - known)
-    if unknown:
-        raise PolicyInvalid(
-            "the policy names columns the asset does not have",
-            issues=[
-                {
-                    "line": None,
-                    "column": None,
-                    "path": f"columns.{name}",
-                    "message": "no such column in the asset's schema",
-                }
-                for name in unknown
-            ],
-        )
     return policy.model_copy(update={"asset": asset.id})
 
 

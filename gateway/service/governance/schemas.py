@@ -83,6 +83,18 @@ class JobDescriptionIn(Strict):
     licence_ids: list[str] | None = Field(
         default=None, max_length=50, description="Licences to use (default: all of yours)"
     )
+    group_keys: list[list[str]] | None = Field(
+        default=None,
+        max_length=16,
+        description="The columns each group key reads (default: one key per group_by column)",
+    )
+
+    def key_columns(self) -> list[list[str]]:
+        """The columns each group key reads."""
+        if self.group_keys is not None:
+            return self.group_keys
+        grouped = dict.fromkeys(c.column for c in self.columns if c.usage == "group_by")
+        return [[column] for column in grouped]
 
 
 class DecisionOut(BaseModel):
@@ -93,13 +105,21 @@ class DecisionOut(BaseModel):
 
 
 class AssetBudget(BaseModel):
+    """An asset's budget, shared by every licence and operator on it."""
+
     asset_id: str
     epsilon_budget: float
     delta_budget: float
     period_days: int
-    epsilon_spent: float
+    epsilon_spent: float = Field(description="By every licence on the asset, in the period")
+    epsilon_spent_by_licence: float = Field(description="By this licence, in the period")
+    delta_spent: float
     epsilon_remaining: float
     epsilon_per_job_max: float
+    epsilon_per_job_min: float
+    renews_at: datetime | None = Field(
+        description="When the oldest charge of the period leaves it (budget comes back)"
+    )
     jobs_that_fit: int | None
 
 

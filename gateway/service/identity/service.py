@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections.abc import Callable
 from typing import NoReturn
 
 from gateway.domain import Actor, ApiKey, Organisation, Principal, Role
@@ -76,6 +77,9 @@ def validate_ed25519_public_key(value: str) -> str:
 class Identities:
     """Use cases for organisations, principals and keys."""
 
+    refused: Callable[[str | None, str | None], None] | None = None
+    """Told of each failed authentication (key hash, key id): the metrics hook."""
+
     def __init__(
         self, ctx: ServiceContext, tracer: Tracer, failures: AuthFailures | None = None
     ) -> None:
@@ -126,7 +130,10 @@ class Identities:
     ) -> NoReturn:
         """Record an authentication failure (with at most a key id or hash prefix), then
         answer 401 (or 429)."""
-        raise self.failures.refuse(source, why, key_hash=key_hash, key_id=key_id)
+        error = self.failures.refuse(source, why, key_hash=key_hash, key_id=key_id)
+        if self.refused is not None:
+            self.refused(key_hash, key_id)
+        raise error
 
     # bootstrap -------------------------------------------------------------------------
     def bootstrap_admin(self, org_name: str, admin_name: str) -> PrincipalCreated:

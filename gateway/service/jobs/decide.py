@@ -2,8 +2,9 @@
 when it starts.
 
 The assets must be visible to the operator and share one schema; the kind says which
-column uses the job implies; the privacy unit is always counted (thresholds and
-contribution bounds count people, so ``COUNT(*)`` alone is a valid job); the policy engine
+column uses and group keys the job implies; the privacy unit bounds and counts people
+whatever its control (it is not an operator's use: ``COUNT(*)`` alone is a valid job, and
+a unit with control ``never`` still bounds contributions); the policy engine
 decides over every partition (the most restrictive rule wins); and an allowed job gets the
 kind's plan under the decision's parameters, with the tightest clip bounds of all
 partitions.
@@ -17,6 +18,7 @@ from typing import Any
 
 from gateway.domain import Actor, Job
 from gateway.errors import ValidationFailed
+from gateway.service.brakes.service import Brakes
 from gateway.service.catalogue.visibility import asset_schema, visible_asset
 from gateway.service.governance.decisions import DecisionService
 from gateway.service.governance.schemas import ColumnUseIn, JobDescriptionIn
@@ -41,9 +43,16 @@ class Decided:
 class JobDecider:
     """Decides jobs of every registered kind."""
 
-    def __init__(self, decisions: DecisionService, kinds: Mapping[str, JobKind[Any, Any]]):
+    def __init__(
+        self,
+        decisions: DecisionService,
+        kinds: Mapping[str, JobKind[Any, Any]],
+        brakes: Brakes | None = None,
+    ):
         self.decisions = decisions
         self.kinds = kinds
+        self.brakes = brakes
+        """Emergency suspensions, checked before anything else."""
 
     def kind(self, name: str) -> JobKind[Any, Any]:
         """The registered kind ``name``; an unknown kind is a validation error."""
@@ -59,6 +68,8 @@ class JobDecider:
         caller outside the transaction); when given, it is the decision.
         """
         kind = self.kind(job.kind)
+        if self.brakes is not None and (stop := self.brakes.check(tx, actor, job.licence_ids)):
+            return Decided(stop)
         assets = [visible_asset(actor, tx, a) for a in job.asset_ids]
         schema = asset_schema(assets)
         if precheck is not None:
@@ -66,7 +77,10 @@ class JobDecider:
         analysed = kind.analyse(job, schema)
         if not isinstance(analysed, Analysed):
             return Decided(analysed)
-        uses = list(dict.fromkeys([*analysed.uses, (schema.unit.name, "aggregate", "count")]))
+        # The privacy unit bounds and counts people whatever its control: that is not an
+        # operator's use of it, so it is not decided on (an explicit COUNT(DISTINCT unit)
+        # is, and a policy can forbid it with control `never`).
+        uses = list(dict.fromkeys(analysed.uses))
         description = JobDescriptionIn(
             kind=job.kind,
             purpose=job.purpose,
@@ -79,6 +93,7 @@ class JobDecider:
                 for c, u, f in uses
             ],
             licence_ids=job.licence_ids,
+            group_keys=[list(key) for key in analysed.keys],
         )
         decision = self.decisions.decide(tx, actor, description)
         if not decision.allow or decision.parameters is None:

@@ -18,7 +18,7 @@ protocol, registered once in :func:`gateway.service.jobs.kinds.registry`.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -62,6 +62,12 @@ class FailureCode(enum.StrEnum):
     COMBINE_BAD_INPUT = "combine_bad_input"
     COMBINE_INTERNAL = "combine_internal"
 
+    @property
+    def charged(self) -> bool:
+        """Whether the failure may depend on the data, so the job is charged as if it had
+        been released: otherwise whether a job fails would leak what no release may."""
+        return self in _CHARGED
+
     @classmethod
     def of_fragment(cls, reason: str | None) -> FailureCode:
         """The code of a site fragment that failed with ``reason`` (a sandbox code)."""
@@ -78,6 +84,19 @@ class FailureCode(enum.StrEnum):
             return cls(f"{prefix}_{reason or 'internal'}")
         except ValueError:
             return cls(f"{prefix}_internal")
+
+
+_CHARGED = frozenset(
+    {
+        FailureCode.TOO_MANY_GROUPS,
+        FailureCode.RELEASE_REFUSED,
+        *(
+            FailureCode(f"{step}_{reason}")
+            for step in ("fragment", "combine")
+            for reason in ("timeout", "memory", "sandbox_violation", "output_too_large", "internal")
+        ),
+    }
+)
 
 
 class JobFailed(Exception):
@@ -109,10 +128,15 @@ class Draft:
 
 @dataclass(frozen=True, slots=True)
 class Analysed(Generic[A_co]):
-    """An operator's job as the policy engine sees it, with the kind's own analysis."""
+    """An operator's job as the policy engine sees it, with the kind's own analysis.
+
+    ``keys`` lists the columns each group key reads: a key that is one column with a
+    declared domain is public; any other needs δ > 0.
+    """
 
     uses: list[Use]
     analysis: A_co
+    keys: list[tuple[str, ...]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

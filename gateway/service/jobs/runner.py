@@ -42,6 +42,7 @@ from sandbox.wire import FragmentOutcome
 
 log = logging.getLogger(__name__)
 
+_CODES = frozenset(code.value for code in FailureCode)
 StageObserver = Callable[[str, float], None]
 """Told the name and duration (seconds) of each stage of each job the runner runs."""
 
@@ -303,8 +304,9 @@ class JobRunner:
             note.target.update(job=job.id, assets=job.asset_ids)
             holders = tx.job_holders(job.id)
             note.subject_org = next(iter(holders.values()), None)
+            epsilon, delta = spent(job, result)
             for asset_id, licence_id in cover.items():
-                self.ledger.charge_in(tx, licence_id, [asset_id], job.epsilon, job.delta, job.id)
+                self.ledger.charge_in(tx, licence_id, [asset_id], epsilon, delta, job.id)
             now = self.ctx.clock.now()
             if not tx.update_job(
                 job.id,
@@ -340,6 +342,8 @@ class JobRunner:
 
         with self._stage("release transaction (charge, result, trace)"):
             _, pending = self.tracer.write(actor, "job.release", work)
+        charged = [(asset_id, job.epsilon, job.delta) for asset_id in cover]
+        self.ledger.metrics.released(job.kind, job.operator_org_id, charged, result, wall)
         with self._stage("receipt (inclusion proof, signature)"):
             receipt = self.audit.receipt(pending).model_dump()
         self.ctx.store.transact(
@@ -354,6 +358,12 @@ class JobRunner:
             note.subject_org = next(iter(tx.job_holders(job.id).values()), None)
             note.decision = "deny"
             note.reasons = [{"code": code, "clause": "job"}, *(reasons or [])]
+            if code in _CODES and FailureCode(code).charged:
+                # The sites ran on the data: the job is charged as if it had been released.
+                for asset_id, licence_id in covering_licences(tx, job).items():
+                    self.ledger.record_in(tx, licence_id, asset_id, job.epsilon, job.delta, job.id)
+                tx.mark_charges(job.id, released=True)
+                note.detail = {"epsilon_charged": job.epsilon, "delta_charged": job.delta}
             tx.update_job(
                 job.id,
                 [JobState.RUNNING],
@@ -368,6 +378,19 @@ class JobRunner:
             self.tracer.write(actor, "job.fail", work)
         except BlindgateError:
             log.error("could not record the failure of job %s", job.id)
+        if code != FailureCode.CANCELLED:
+            self.ledger.metrics.finished(job.kind, "failed", code)
+        self.pool.metrics.violation("gateway", code)
+
+
+def spent(job: Job, result: dict[str, Any]) -> tuple[float, float]:
+    """What a release charges: the job's ε and δ, or what it spent when that is less (a
+    suppressed ``he_linear`` spends only the ε of its count of people)."""
+    epsilon = float(result.get("epsilon_spent", job.epsilon))
+    delta = float(result.get("delta_spent", job.delta))
+    epsilon = job.epsilon if epsilon >= job.epsilon * (1 - 1e-6) else max(epsilon, 0.0)
+    delta = job.delta if delta >= job.delta * (1 - 1e-6) else max(delta, 0.0)
+    return epsilon, delta
 
 
 def make_runner(services: Any, owner: str, observe: StageObserver | None = None) -> JobRunner:

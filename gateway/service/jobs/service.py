@@ -177,6 +177,7 @@ class JobService:
             assets, job = self._draft(tx, actor, body, draft, self.ctx.ids.new("job"))
             decision = self.decider.decide(tx, actor, job, precheck).decision
             self.decisions.record(decision)
+            self.decisions.metrics.decided(actor.org_id, decision.allow)
             job = decided(job, decision, now)
             tx.add_job(job, {a.id: a.org_id for a in assets})
             note.target.update(job=job.id, assets=job.asset_ids)
@@ -190,6 +191,7 @@ class JobService:
             return job
 
         job, _ = self.tracer.write(actor, "job.submit", work, request=draft.request)
+        self.decisions.metrics.submitted(job.kind, str(job.state))
         if job.state == JobState.QUEUED:
             self.wakeup.set()
         return job_out(job)
@@ -216,6 +218,7 @@ class JobService:
 
         decision = self.tracer.read(actor, "job.check", work)
         self.decisions.record(decision)
+        self.decisions.metrics.decided(actor.org_id, decision.allow)
         return decision_out(decision)
 
     # reading -----------------------------------------------------------------------------
@@ -343,4 +346,6 @@ class JobService:
             assert updated is not None
             return updated
 
-        return job_out(self.tracer.write(actor, "job.cancel", work)[0])
+        cancelled = self.tracer.write(actor, "job.cancel", work)[0]
+        self.decisions.metrics.finished(cancelled.kind, "cancelled")
+        return job_out(cancelled)

@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,9 +165,13 @@ class TraceLog:
 class CheckpointTicker:
     """Signs a checkpoint every ``interval`` seconds when the trace has grown."""
 
-    def __init__(self, log: TraceLog, interval: float) -> None:
+    def __init__(
+        self, log: TraceLog, interval: float, failed: Callable[[], None] | None = None
+    ) -> None:
         self.log = log
         self.interval = interval
+        self.failed = failed
+        """Told of each checkpoint that could not be made (the metrics hook)."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="checkpoints", daemon=True)
 
@@ -185,3 +190,5 @@ class CheckpointTicker:
                     self.log.checkpoint()
             except Exception as exc:  # keep ticking; the next tick retries
                 log.error("periodic checkpoint failed: %s", type(exc).__name__)
+                if self.failed is not None:
+                    self.failed()

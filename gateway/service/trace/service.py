@@ -9,7 +9,7 @@ from typing import Any
 from gateway.audit.errors import ProofError
 from gateway.audit.merkle import leaf_hash
 from gateway.domain import Actor, PendingTrace, Role, StoredTrace
-from gateway.errors import BadPagination, NotFound, ValidationFailed
+from gateway.errors import BadPagination, BadRequest, NotFound, ValidationFailed
 from gateway.service.core.access import require_role
 from gateway.service.core.context import ServiceContext, utc_instant
 from gateway.service.core.tracing import Note, Tracer
@@ -80,21 +80,32 @@ class AuditService:
         actor_org: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        principal: str | None = None,
+        org: str | None = None,
+        decision: str | None = None,
+        newest: bool = False,
     ) -> TracePage:
+        """Entries the actor may read that match every filter, in log order after
+        ``cursor`` — or, with ``newest``, newest first before ``cursor``."""
         settings = self.ctx.settings
         limit = settings.page_size_default if limit is None else limit
         if not 1 <= limit <= 1000:
             raise BadPagination("limit must be between 1 and 1000")
-        after = None
+        position = None
         if cursor is not None:
             if not cursor.isdigit() or len(cursor) > 19:
                 raise BadPagination("cursor is not valid")
-            after = int(cursor)
+            position = int(cursor)
+        if decision is not None and decision not in ("allow", "deny"):
+            raise BadRequest("decision must be 'allow' or 'deny'")
         filters: dict[str, Any] = {
             "action": action,
             "asset_id": asset_id,
             "since": utc_instant(since, "since") if since is not None else None,
             "until": utc_instant(until, "until") if until is not None else None,
+            "actor_principal": principal,
+            "org": org,
+            "decision": decision,
         }
         scope = _scope(actor)
         if actor_org is not None:
@@ -102,8 +113,11 @@ class AuditService:
                 return TracePage(items=[], next_cursor=None)
             filters["actor_org"] = actor_org
         filters.update(scope)
+        if newest:
+            filters.update(before=position, newest=True)
+            position = None
         with self.ctx.store.read() as tx:
-            rows = tx.trace_entries(after=after, limit=limit, **filters)
+            rows = tx.trace_entries(after=position, limit=limit, **filters)
         nxt = str(rows[-1].index) if len(rows) == limit else None
         return TracePage(items=[_out(r) for r in rows], next_cursor=nxt)
 

@@ -66,9 +66,12 @@ class HeAggregate(HeKind):
         c, k, count = plan.max_rows_per_unit, plan.min_group_size, plan.group_count
         parts = self.parts(results, count)
         columns = plan.columns
-        share = plan.epsilon / (2 + 2 * len(columns)) * (1 - MARGIN)
+        # The count of people that gates the release has its own fixed share of ε; the
+        # counts, sums and sums of squares split the rest.
+        people_share = plan.epsilon * plan.threshold_share * (1 - MARGIN)
+        share = plan.epsilon * (1 - plan.threshold_share) / (1 + 2 * len(columns)) * (1 - MARGIN)
         totals = [sum(site[g] for site in parts.units) for g in range(count)]
-        people = self.noise.laplace(totals, sensitivity=c, epsilon=share, integer=True)
+        people = self.noise.laplace(totals, sensitivity=c, epsilon=people_share, integer=True)
         threshold = release_threshold(k, people.scale)
         mask = [1 if v >= threshold else 0 for v in people.values]
         counts = self.noise.laplace([0] * count, sensitivity=c, epsilon=share, integer=True)
@@ -117,7 +120,7 @@ class HeAggregate(HeKind):
             "epsilon_spent": math.fsum(ch["epsilon"] for ch in charges),
             "delta_spent": 0.0,
             "threshold": threshold,
-            "key_release": "public_keys_assumed" if plan.groups else "no_group_keys",
+            "key_release": "declared_keys" if plan.groups else "no_group_keys",
             "he": {
                 "kind": plan.kind,
                 "context_sha256": plan.context,

@@ -25,7 +25,6 @@ import base64
 import binascii
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,25 +42,18 @@ from gateway.service.jobs.kind import (
 )
 from gateway.service.jobs.schemas import HeJobIn
 from policies import Decision, EffectiveParameters, Reason
-from policies.jobs import AssetSchema, NoiseSource, OpenDPNoise
+from policies.jobs import AssetSchema, NoiseSource, OpenDPNoise, normal_key
+from policies.jobs.mechanisms import targeting_threshold
 from sandbox.he_format import PARAMETER_SETS
 from sandbox.wire import FragmentRequest
 
 MARGIN = 1e-9
 """Taken off every ε share, so that rounding never spends more than the job's ε."""
-TARGETING_FAILURE = 1e-9
-"""Largest probability that a group of fewer than ``min_group_size`` people is released."""
 
 
 def release_threshold(min_group_size: int, scale: float) -> int:
-    """The noisy count of people a group must reach to be released.
-
-    The noisy count is ``true + Laplace(scale)``; adding ``scale·ln(1/p)`` to the minimum
-    makes releasing a group of fewer than ``min_group_size`` people happen with
-    probability below ``p`` (:data:`TARGETING_FAILURE`).  Comparing a noisy count with
-    any threshold is post-processing: it costs no privacy beyond the count's own ε.
-    """
-    return min_group_size + math.ceil(scale * math.log(1 / TARGETING_FAILURE))
+    """The noisy count of people a group must reach (see :func:`targeting_threshold`)."""
+    return targeting_threshold(min_group_size, scale)
 
 
 def deny(code: str, message: str, fix: str, subject: str | None = None) -> Decision:
@@ -103,6 +95,8 @@ class Bounded:
 class HePlan:
     """What an allowed HE job computes, with the bounds its policy sets."""
 
+    threshold_share: float
+    """Part of ε spent on the count of people that gates the release."""
     kind: str
     context: str
     unit: str
@@ -241,11 +235,13 @@ class HeKind:
                     column,
                 )
             names[column] = found.name
-        uses: list[Use] = [(schema.unit.name, "aggregate", "count")]
-        uses += [(names[c], "aggregate", "sum") for c in summed]
-        uses += [(names[g["column"]], "group_by", None) for g in spec.get("groups", [])]
-        uses += [(names[w["column"]], "filter", None) for w in spec.get("where", [])]
-        return Analysed(list(dict.fromkeys(uses)), names)
+        uses: list[Use] = [(names[c], "aggregate", "sum") for c in summed]
+        for group in spec.get("groups", []):
+            uses.append((names[group["column"]], "group_by", None))
+        for condition in spec.get("where", []):
+            uses.append((names[condition["column"]], "filter", None))
+        keys: list[tuple[str, ...]] = [(names[g["column"]],) for g in spec.get("groups", [])]
+        return Analysed(list(dict.fromkeys(uses)), names, keys)
 
     def plan(
         self,
@@ -275,6 +271,7 @@ class HeKind:
                 missing[0],
             )
         plan = HePlan(
+            threshold_share=params.threshold_share,
             kind=job.kind,
             context=str(spec.get("context_sha256")),
             unit=schema.unit.name,
@@ -293,6 +290,17 @@ class HeKind:
             features=[b for c in spec.get("features", []) if (b := bounded(c))],
             label=bounded(spec["label"]) if spec.get("label") else None,
         )
+        for group in plan.groups:
+            declared = {normal_key(v) for v in params.key_domains.get(group["column"], ())}
+            outside = [v for v in group["values"] if normal_key(v) not in declared]
+            if outside:
+                return deny(
+                    "key_outside_domain",
+                    f"Group key {outside[0]!r} of column '{group['column']}' is not among the "
+                    "keys the policy declares.",
+                    "Name only declared keys (GET the asset's policy to see them).",
+                    group["column"],
+                )
         if params.max_groups is not None and plan.group_count > params.max_groups:
             return deny(
                 "too_many_groups",

@@ -58,9 +58,12 @@ class HeLinear(HeKind):
         assert plan.label is not None
         parts = self.parts(results, 1)
         c, k = plan.max_rows_per_unit, plan.min_group_size
-        share = plan.epsilon / 6 * (1 - MARGIN)
+        # The count of people that gates the release has its own fixed share of ε; the five
+        # blocks of statistics split the rest.
+        people_share = plan.epsilon * plan.threshold_share * (1 - MARGIN)
+        share = plan.epsilon * (1 - plan.threshold_share) / 5 * (1 - MARGIN)
         total = sum(sum(site) for site in parts.units)
-        people = self.noise.laplace([total], sensitivity=1, epsilon=share, integer=True)
+        people = self.noise.laplace([total], sensitivity=1, epsilon=people_share, integer=True)
         charges = [charge("people", "laplace", 1, people.scale, people.epsilon)]
         threshold = release_threshold(k, people.scale)
         base = {

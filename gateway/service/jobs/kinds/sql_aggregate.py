@@ -114,7 +114,7 @@ class SqlAggregate:
                 clause="request.sql",
             )
         uses: list[Use] = [(u.column, u.usage, u.function) for u in analysis.column_uses]
-        return Analysed(uses, analysis)
+        return Analysed(uses, analysis, [key.columns for key in analysis.group_by])
 
     def plan(
         self, job: Job, analysis: Analysis, schema: AssetSchema, params: EffectiveParameters
@@ -153,11 +153,13 @@ class SqlAggregate:
         ]
         try:
             groups = combine(plan.fragment, partials)
-            if plan.params.max_groups is not None and len(groups) > plan.params.max_groups:
-                raise JobFailed(FailureCode.TOO_MANY_GROUPS)
             released = release(plan.fragment, groups, plan.params, noise=self.noise)
         except JobError as exc:
-            raise JobFailed(
-                FailureCode.RELEASE_REFUSED, [{"code": r.code} for r in exc.reasons]
-            ) from None
+            codes = [r.code for r in exc.reasons]
+            code = (
+                FailureCode.TOO_MANY_GROUPS
+                if "too_many_groups" in codes
+                else FailureCode.RELEASE_REFUSED
+            )
+            raise JobFailed(code, [{"code": c} for c in codes]) from None
         return cells(released)

@@ -1,0 +1,97 @@
+"""Jobs: dry runs, submission, waiting, results, approval and cancellation."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from gateway.client.errors import ApiError
+from gateway.client.transport import Transport
+
+TERMINAL = frozenset({"succeeded", "failed", "denied", "cancelled"})
+
+
+class JobsApi(Transport):
+    """Every job kind is read, approved, cancelled and fetched the same way."""
+
+    def dry_run(self, job: dict[str, Any]) -> Any:
+        """The decision on a job, every reason with its fix; nothing is stored, run or charged.
+
+        ``job`` is a SQL job as for :meth:`submit` (``sql``, ``assets``, ``epsilon``,
+        ``purpose``…) or a structural description (``kind``, ``purpose``, ``epsilon``,
+        ``assets``, ``columns`` with their usage).
+        """
+        return self.post("/v1/jobs/dry-run", job)
+
+    def submit(self, job: dict[str, Any]) -> Any:
+        """Submit a SQL aggregate job; returns the job (``state`` says if it was denied)."""
+        return self.post("/v1/jobs", job)
+
+    def jobs(self, state: str | None = None) -> list[Any]:
+        """Your jobs (an operator's own, a holder's on its assets), optionally in ``state``."""
+        return self.paginate("/v1/jobs", state=state)
+
+    def job(self, job_id: str) -> Any:
+        return self.get(f"/v1/jobs/{job_id}")
+
+    def approve(self, job_id: str, reason: str = "") -> Any:
+        """A holder approves a job pending approval."""
+        return self.post(f"/v1/jobs/{job_id}/approve", {"reason": reason})
+
+    def reject(self, job_id: str, reason: str = "") -> Any:
+        """A holder rejects a job pending approval."""
+        return self.post(f"/v1/jobs/{job_id}/reject", {"reason": reason})
+
+    def cancel(self, job_id: str) -> Any:
+        return self.post(f"/v1/jobs/{job_id}/cancel")
+
+    def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float = 600.0,
+        poll: float = 0.25,
+        progress: Callable[[dict[str, Any], float], None] | bool = False,
+    ) -> Any:
+        """Wait until the job is finished; ``progress`` is told each change of state.
+
+        ``progress=True`` prints the states to stderr; a callable gets the job and the
+        seconds waited.  Raises ``TimeoutError`` past ``timeout``.
+        """
+        begin = time.monotonic()
+        seen = None
+        while True:
+            job = self.job(job_id)
+            waited = time.monotonic() - begin
+            if job["state"] != seen:
+                seen = job["state"]
+                if progress is True:
+                    print(f"job {job_id}: {seen} ({waited:.1f} s)", file=sys.stderr)
+                elif callable(progress):
+                    progress(job, waited)
+            if job["state"] in TERMINAL:
+                return job
+            if waited > timeout:
+                raise TimeoutError(f"job {job_id} is still {seen} after {timeout:.0f} s")
+            time.sleep(poll)
+
+    def result(self, job_id: str) -> Any:
+        """The released result with its receipt."""
+        return self.get(f"/v1/jobs/{job_id}/result")
+
+    def run(self, job: dict[str, Any], **wait: Any) -> Any:
+        """Submit, wait and return the result; raises :class:`ApiError` if it did not succeed."""
+        return self._finish(self.submit(job), wait)
+
+    def _finish(self, submitted: dict[str, Any], wait: dict[str, Any]) -> Any:
+        job = submitted
+        if job["state"] not in TERMINAL:
+            job = self.wait(job["id"], **wait)
+        if job["state"] != "succeeded":
+            code = job.get("error_code") or job["state"]
+            reasons = job.get("decision", {}).get("reasons", [])
+            detail = "; ".join(str(r.get("message") or r.get("code")) for r in reasons) or None
+            raise ApiError(409, str(code), f"job {job['id']} {job['state']}", detail, job)
+        return self.result(job["id"])
