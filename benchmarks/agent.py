@@ -1,4 +1,4 @@
-"""A trivial DuckDB fragment end to end through a site agent over mutual TLS.
+"""A trivial job's fragment end to end through a site agent over mutual TLS.
 
 The agent runs in its own process (``python -m sandbox.agent``) with certificates
 from the development PKI; the gateway's :class:`SiteClient` calls it over loopback.
@@ -7,8 +7,12 @@ Measures, in the same run:
 * ``Health`` (one mTLS round trip, no sandbox);
 * a replayed fragment (an already answered ``fragment_id``: round trip plus the
   agent's idempotency lookup, no sandbox);
-* a fresh fragment with the pool warm (requests spaced by ``--gap`` ms so the
-  pool can refill) and with no pool (every fragment starts a sandbox).
+* a fresh fragment (the agent verifies the ticket's signatures, decides the job under
+  its holder's policy against its own ledger, charges and logs it, runs the fragment it
+  derived in a sandbox and noises the result) with the pool warm (requests spaced by
+  ``--gap`` ms so the pool can refill) and with no pool (every fragment starts a
+  sandbox);
+* the same fragment program through ``Runner.run`` in this process, as the baseline.
 
     .venv/bin/python benchmarks/agent.py [--runs 40] [--gap 250]
 """
@@ -66,8 +70,48 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+BENCH_POLICY = """\
+version: 1
+asset: bench
+columns:
+  i: {control: join_key}
+  k: {control: group_by, keys: {values: [0, 1, 2, 3, 4, 5, 6]}}
+  v: {control: aggregate, clip: {lower: 0, upper: 1000}}
+jobs:
+  kinds: [sql_aggregate]
+  aggregates: [count, sum]
+  purposes: [research]
+  min_group_size: 2
+  max_rows_per_unit: 1
+  approval: {mode: auto}
+privacy:
+  epsilon_per_job_max: 1
+  budget: {epsilon: 1000000, delta: 0, period_days: 30}
+"""
+
+
+def minter() -> Any:
+    """The bench asset's holder: its key, policy and columns (rows are their own unit)."""
+    from blindgate_demo.tickets import Minter
+
+    return Minter(
+        policy=BENCH_POLICY,
+        columns=[
+            ("i", "integer", "identifier"),
+            ("k", "integer", "quasi_identifier"),
+            ("v", "integer", "attribute"),
+        ],
+        asset_name="bench",
+        privacy_unit="i",
+        local_ref="bench",
+        default_sql="SELECT COUNT(*) AS n FROM bench",
+    )
+
+
 @contextmanager
-def agent_process(scratch: Path, pool_size: int, gateway_fingerprint: str) -> Iterator[str]:
+def agent_process(
+    scratch: Path, pool_size: int, gateway_fingerprint: str, holder: dict[str, Any]
+) -> Iterator[str]:
     """Start ``python -m sandbox.agent`` with ``pool_size``; yield its address."""
     import yaml
 
@@ -80,6 +124,7 @@ def agent_process(scratch: Path, pool_size: int, gateway_fingerprint: str) -> It
         "assets": {"bench": {"path": "bench.csv"}},
         "cache_dir": f"cache-{pool_size}",
         "pool_size": pool_size,
+        "holder": holder,
     }
     path = scratch / f"site-{pool_size}.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -100,16 +145,15 @@ def agent_process(scratch: Path, pool_size: int, gateway_fingerprint: str) -> It
             raise
 
 
-def measure(client: Any, pool_size: int, options: argparse.Namespace) -> list[float]:
+def measure(client: Any, mint: Any, pool_size: int, options: argparse.Namespace) -> list[float]:
     """Time the agent's calls; returns the fragment latencies."""
+    from blindgate_demo.tickets import request
     from sandbox.wire import FragmentRequest
 
     ids = (f"bench-{pool_size}-{n}" for n in itertools.count())
 
     def fragment(fragment_id: str | None = None) -> FragmentRequest:
-        return FragmentRequest(
-            fragment_id or next(ids), "bench", "bench", "duckdb_sql", "SELECT COUNT(*) FROM asset"
-        )
+        return request(mint.ticket(fragment_id=fragment_id or next(ids)))
 
     if not pool_size:
         cold = timed(lambda: client.run_fragment(fragment()), options.runs)
@@ -132,13 +176,35 @@ def measure(client: Any, pool_size: int, options: argparse.Namespace) -> list[fl
     return warm
 
 
+def fragment_program() -> str:
+    """The fragment the agent derives for the bench job (same analysis, same policy)."""
+    from policies import EffectiveParameters
+    from policies.jobs import AssetSchema, analyse, partial_plan
+    from policies.model import Approval, ClipBounds
+
+    mint = minter()
+    schema = AssetSchema.build("ast_bench", "bench", mint.columns, "i")
+    params = EffectiveParameters(
+        job_kind="sql_aggregate",
+        epsilon=1.0,
+        delta=0.0,
+        min_group_size=2,
+        max_rows_per_unit=1,
+        clip={"ast_bench": {"v": ClipBounds(lower=0, upper=1000)}},
+        privacy_units={"ast_bench": "i"},
+        approval_mode="auto",
+        approvals={"ast_bench": Approval(mode="auto")},
+    )
+    return str(partial_plan(analyse(mint.default_sql, schema), params).sql)
+
+
 def runner_baseline(asset: Path, options: argparse.Namespace) -> list[float]:
     """The same fragment through ``Runner.run`` in this process (no gRPC, no agent)."""
     from sandbox.config import RunnerConfig
     from sandbox.runner import Runner
     from sandbox.spec import FragmentSpec
 
-    spec = FragmentSpec("duckdb_sql", "SELECT COUNT(*) FROM asset", asset)
+    spec = FragmentSpec("duckdb_sql", fragment_program(), asset)
     with Runner(RunnerConfig(pool_size=2)) as runner:
         runner.warm("duckdb_sql", asset)
         time.sleep(0.5)
@@ -160,7 +226,7 @@ def main() -> None:
         scratch = Path(tmp)
         scratch.chmod(0o755)
         asset = scratch / "bench.csv"
-        asset.write_text("k,v\n" + "".join(f"{i % 7},{i}\n" for i in range(1000)))
+        asset.write_text("i,k,v\n" + "".join(f"{i},{i % 7},{i}\n" for i in range(1000)))
         pki.init_ca(scratch / "ca")
         site = pki.issue(scratch / "ca", "site", scratch / "tls", hosts=["127.0.0.1"])
         gateway = pki.issue(scratch / "ca", "gateway", scratch / "client", kind="client")
@@ -170,8 +236,9 @@ def main() -> None:
             "client_key_pem": (scratch / "client" / "gateway.key").read_bytes(),
         }
         results: dict[int, list[float]] = {}
+        mint = minter()
         for pool_size in (2, 0):
-            with agent_process(scratch, pool_size, gateway) as address:
+            with agent_process(scratch, pool_size, gateway, mint.holder_section()) as address:
                 client = SiteClient(address, expected_fingerprint=site, **pem)
                 deadline = time.monotonic() + 30
                 while not client.healthy(timeout=1):
@@ -179,7 +246,7 @@ def main() -> None:
                         raise SystemExit("the agent did not start")
                     time.sleep(0.1)
                 with client:
-                    results[pool_size] = measure(client, pool_size, options)
+                    results[pool_size] = measure(client, mint, pool_size, options)
         baseline = runner_baseline(asset, options)
         overhead = statistics.median(results[2]) - statistics.median(baseline)
         ratio = statistics.median(results[2]) / statistics.median(baseline)

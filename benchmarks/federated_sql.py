@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -582,24 +583,32 @@ class Memory:
     samples: int
 
 
-def lone_fragment(fed: Federation, program: str, runs: int) -> list[float]:
-    """The sites' fragment sent straight to one agent, alone, 0.5 s apart (pool warm)."""
+def lone_fragment(fed: Federation, job_id: str, runs: int) -> list[float]:
+    """The job's ticket for the first site sent straight to its agent, alone, 0.5 s apart
+    (pool warm), each time under a new fragment id (which the site judges and charges anew)."""
+    from contracts.tickets import encode_ticket
+    from gateway.service.jobs.kind import SiteStep
+    from gateway.service.jobs.tickets import ticket_for
     from sandbox.wire import FragmentRequest
 
     first = fed.sites[0]
     with fed.services.ctx.store.read() as tx:
         site = tx.get_site(first.site_id)
-    assert site is not None
+        job = tx.get_job(job_id)
+        assert site is not None
+        assert job is not None
+        found = (tx.get_asset(i) for i in job.asset_ids)
+        asset = next(a for a in found if a is not None and a.site_id == site.id)
+        ticket = ticket_for(tx, job, SiteStep(asset), datetime.now(UTC))
     client = fed.services.site_pool.client(site)
     samples = []
     for n in range(runs):
         time.sleep(0.5)
-        request = FragmentRequest(
-            f"bench-lone-{n}", "bench-lone", first.files[BIG].name, "duckdb_sql", program
-        )
+        fresh = ticket.model_copy(update={"fragment_id": f"bench-lone-{n}-{time.time_ns()}"})
+        request = FragmentRequest(fresh.fragment_id, encode_ticket(fresh))
         outcome = client.run_fragment(request, 120.0)
         if not outcome.ok:
-            raise RuntimeError(f"the fragment failed alone: {outcome.failure}")
+            raise RuntimeError(f"the fragment failed alone: {outcome.failure} {outcome.reasons}")
         samples.append(outcome.elapsed_ms / 1000)
     return samples
 
@@ -618,6 +627,7 @@ def big_query(
         first = run_job(client, sql, assets, poll)[1]
         check_counts(first, options.rows)
         fed.stages.programs["fragment"] = fragment_sql(fed, first["job_id"])
+        fed.stages.programs["job"] = first["job_id"]
         time.sleep(1.0)
         fed.stages.reset()
         sampler = TreeSampler(roots)
@@ -828,7 +838,7 @@ def main() -> None:
             duck = duckdb_baseline(files, options.runs)
             program = fed.stages.programs["fragment"]
             fragments = duckdb_fragments(files, program, options.runs, threads=2)
-            alone = lone_fragment(fed, program, options.runs)
+            alone = lone_fragment(fed, fed.stages.programs["job"], options.runs)
             template = small_job_sql(fed, url)
             runs = [throughput(fed, url, t, template, options) for t in (SMALL, BIG)]
         report_big(options, totals, duck, fragments, alone, big_cpu, big_pool)

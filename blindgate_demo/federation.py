@@ -41,6 +41,7 @@ from contracts import (
     private_key_to_pem,
     sign_offer,
 )
+from contracts.tickets import sign_statement
 from gateway import pki
 from gateway.domain import Actor, Role
 from gateway.service import Services
@@ -51,6 +52,7 @@ from gateway.service.catalogue.schemas import (
     RightsIn,
     SiteCreate,
 )
+from gateway.service.governance.policies import statement_for
 from gateway.service.identity.schemas import OrganisationCreate, PrincipalCreate
 from gateway.siteclient.pool import GatewayTls
 
@@ -406,6 +408,10 @@ def _holder(
                 "assets": {f.name: {"path": f.name} for f in files.values()},
                 "cache_dir": "cache",
                 "pool_size": pool_size,
+                "holder": {
+                    "organisation": org,
+                    "keys": [encode_public_key(keys.public_key)],
+                },
             },
             sort_keys=False,
         ),
@@ -445,9 +451,28 @@ def _holder(
                 content_digest=_digest(files[table.name]),
             ),
         ).asset
-        services.policies.set(actor, asset.id, table.policy(asset.id))
+        set_signed_policy(services, actor, keys.private_key, asset.id, table.policy(asset.id))
         holder.assets[table.name] = asset.id
     return holder
+
+
+def set_signed_policy(
+    services: Services, holder: Actor, key: Ed25519PrivateKey, asset_id: str, document: str
+) -> None:
+    """Set ``document`` as the asset's policy, signed with the holder organisation's key (a
+    site accepts only policies its holder signed)."""
+    with services.ctx.store.read() as tx:
+        asset = tx.get_asset(asset_id)
+    assert asset is not None
+    signed_at = services.ctx.clock.now()
+    statement = statement_for(asset, document, signed_at)
+    services.policies.set(
+        holder,
+        asset_id,
+        document,
+        signature=sign_statement(statement, key),
+        signed_at=signed_at,
+    )
 
 
 def _digest(path: Path) -> str:

@@ -12,6 +12,7 @@ LicenceErrorCode = Literal[
     "revoked",
     "bad_key",
     "invalid_terms",
+    "invalid_ticket",
 ]
 
 #: Every code a :class:`LicenceError` can carry, with a public description.
@@ -23,6 +24,7 @@ LICENCE_ERROR_CODES: Final[dict[LicenceErrorCode, str]] = {
     "revoked": "The licence has been revoked.",
     "bad_key": "A key could not be read or is not an Ed25519 key.",
     "invalid_terms": "The licence terms are malformed or not in canonical form.",
+    "invalid_ticket": "A ticket is malformed.",
 }
 
 

@@ -223,6 +223,10 @@ class PolicyVersion:
     document: str
     created_by: str
     created_at: datetime
+    statement: str | None = None
+    """The holder's signed statement of this version (canonical JSON), when signed."""
+    signature: str | None = None
+    """The holder organisation's signature of ``statement`` (base64), when signed."""
 
 
 class LicenceStatus(StrEnum):
@@ -246,6 +250,8 @@ class Licence:
     accepted_at: datetime | None = None
     revoked_at: datetime | None = None
     revoke_reason: str | None = None
+    revocation: str | None = None
+    """The holder's signed revocation ({"statement", "signature"} JSON), when signed."""
 
 
 @dataclass(frozen=True, slots=True)

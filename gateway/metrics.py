@@ -126,6 +126,14 @@ class GatewayMetrics:
         if outcome == "failed":
             self.job_failures.labels(kind, code or "internal").inc()
 
+    def charged(self, charges: Iterable[tuple[str, float, float]]) -> None:
+        """Budget charged ``(asset, epsilon, delta)`` each (a release, or a failure that
+        may depend on the data)."""
+        for asset, epsilon, delta in charges:
+            self.budget_charges.labels("charged").inc()
+            self.epsilon_charged.labels(asset).inc(epsilon)
+            self.delta_charged.labels(asset).inc(delta)
+
     def released(
         self,
         kind: str,
@@ -135,10 +143,7 @@ class GatewayMetrics:
         seconds: float,
     ) -> None:
         """A job released ``result`` after charging ``(asset, epsilon, delta)`` each."""
-        for asset, epsilon, delta in charges:
-            self.budget_charges.labels("charged").inc()
-            self.epsilon_charged.labels(asset).inc(epsilon)
-            self.delta_charged.labels(asset).inc(delta)
+        self.charged(charges)
         near = near_threshold(result)
         self.releases.labels(operator_org, "true" if near else "false").inc()
         self.jobs.labels(kind, "succeeded").inc()

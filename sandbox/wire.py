@@ -18,8 +18,10 @@ from sandbox.spec import FailureReason, ResultTable, Scalar
 
 CANCELLED = "cancelled"
 """The failure code of a fragment stopped by ``Cancel`` (besides :class:`FailureReason`)."""
+REFUSED = "refused"
+"""The failure code of a ticket the site refused (its reasons say why)."""
 
-FAILURE_CODES = (*(reason.value for reason in FailureReason), CANCELLED)
+FAILURE_CODES = (*(reason.value for reason in FailureReason), CANCELLED, REFUSED)
 
 
 @dataclass(frozen=True)
@@ -35,17 +37,14 @@ class RequestedLimits:
 
 @dataclass(frozen=True)
 class FragmentRequest:
-    """One fragment as the gateway sends it (see ``RunFragmentRequest`` in site.proto)."""
+    """One fragment as the gateway sends it (see ``RunFragmentRequest`` in site.proto):
+    the ticket the site decides on, and how long it may take."""
 
     fragment_id: str
-    job_id: str
-    asset_id: str
-    executor: str
-    program: str
+    ticket: bytes
     limits: RequestedLimits = field(default_factory=RequestedLimits)
     deadline_ms: int = 0
     input_sha256: str = ""
-    pushdown_program: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,13 +57,23 @@ class FragmentOutcome:
     failure: str | None = None
     elapsed_ms: float = 0.0
     replayed: bool = False
+    release: str = ""
+    """How the site released its partials (JSON), with a successful table."""
+    reasons: tuple[str, ...] = ()
+    """Why the site refused the ticket (codes), with failure ``refused``."""
 
     @classmethod
-    def failed(cls, fragment_id: str, failure: str, elapsed_ms: float = 0.0) -> FragmentOutcome:
-        """A failed outcome carrying only its code."""
+    def failed(
+        cls,
+        fragment_id: str,
+        failure: str,
+        elapsed_ms: float = 0.0,
+        reasons: tuple[str, ...] = (),
+    ) -> FragmentOutcome:
+        """A failed outcome carrying only its code (and, when refused, reason codes)."""
         if failure not in FAILURE_CODES:
             raise ValueError(f"unknown failure code {failure!r}")
-        return cls(fragment_id, ok=False, failure=failure, elapsed_ms=elapsed_ms)
+        return cls(fragment_id, ok=False, failure=failure, elapsed_ms=elapsed_ms, reasons=reasons)
 
 
 class CancelOutcome(enum.StrEnum):
@@ -116,6 +125,7 @@ FAILURE_TO_PROTO: dict[str, site_pb2.FailureReason] = {
     FailureReason.BAD_INPUT.value: site_pb2.FAILURE_REASON_BAD_INPUT,
     FailureReason.INTERNAL.value: site_pb2.FAILURE_REASON_INTERNAL,
     CANCELLED: site_pb2.FAILURE_REASON_CANCELLED,
+    REFUSED: site_pb2.FAILURE_REASON_REFUSED,
 }
 FAILURE_FROM_PROTO = {number: code for code, number in FAILURE_TO_PROTO.items()}
 
@@ -174,7 +184,9 @@ def encode_outcome(outcome: FragmentOutcome) -> site_pb2.RunFragmentResponse:
         ok=outcome.ok,
         elapsed_ms=outcome.elapsed_ms,
         replayed=outcome.replayed,
+        release=outcome.release,
     )
+    response.reasons.extend(outcome.reasons)
     if outcome.ok and outcome.table is not None:
         response.columns.extend(outcome.table.columns)
         response.types.extend(outcome.table.types)
@@ -197,6 +209,7 @@ def decode_outcome(response: site_pb2.RunFragmentResponse) -> FragmentOutcome:
             failure=failure,
             elapsed_ms=response.elapsed_ms,
             replayed=response.replayed,
+            reasons=tuple(str(r)[:100] for r in response.reasons[:32]),
         )
     columns = tuple(response.columns)
     if len(response.types) != len(columns):
@@ -213,6 +226,7 @@ def decode_outcome(response: site_pb2.RunFragmentResponse) -> FragmentOutcome:
         table=table,
         elapsed_ms=response.elapsed_ms,
         replayed=response.replayed,
+        release=response.release,
     )
 
 
@@ -221,10 +235,7 @@ def encode_request(request: FragmentRequest) -> site_pb2.RunFragmentRequest:
     limits = request.limits
     return site_pb2.RunFragmentRequest(
         fragment_id=request.fragment_id,
-        job_id=request.job_id,
-        asset_id=request.asset_id,
-        executor=request.executor,
-        program=request.program,
+        ticket=request.ticket,
         limits=site_pb2.Limits(
             memory_bytes=limits.memory_bytes,
             cpu_seconds=limits.cpu_seconds,
@@ -234,19 +245,15 @@ def encode_request(request: FragmentRequest) -> site_pb2.RunFragmentRequest:
         ),
         deadline_ms=request.deadline_ms,
         input_sha256=request.input_sha256,
-        pushdown_program=request.pushdown_program,
     )
 
 
 def decode_request(message: site_pb2.RunFragmentRequest) -> FragmentRequest:
-    """A request message as a fragment request (field values are checked by the service)."""
+    """A request message as a fragment request (the ticket is checked by the service)."""
     limits = message.limits
     return FragmentRequest(
         fragment_id=message.fragment_id,
-        job_id=message.job_id,
-        asset_id=message.asset_id,
-        executor=message.executor,
-        program=message.program,
+        ticket=bytes(message.ticket),
         limits=RequestedLimits(
             memory_bytes=limits.memory_bytes,
             cpu_seconds=limits.cpu_seconds,
@@ -256,7 +263,6 @@ def decode_request(message: site_pb2.RunFragmentRequest) -> FragmentRequest:
         ),
         deadline_ms=message.deadline_ms,
         input_sha256=message.input_sha256,
-        pushdown_program=message.pushdown_program,
     )
 
 

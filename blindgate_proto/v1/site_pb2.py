@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x62lindgate_proto/v1/site.proto\x12\x0c\x62lindgate.v1\"\x0f\n\rHealthRequest\"D\n\tAssetInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\x12\r\n\x05ready\x18\x04 \x01(\x08\"\x80\x02\n\x0eHealthResponse\x12\x15\n\ragent_version\x18\x01 \x01(\t\x12\x17\n\x0fisolation_level\x18\x02 \x01(\t\x12\x19\n\x11isolation_backend\x18\x03 \x01(\t\x12\x38\n\x06layers\x18\x04 \x03(\x0b\x32(.blindgate.v1.HealthResponse.LayersEntry\x12\'\n\x06\x61ssets\x18\x05 \x03(\x0b\x32\x17.blindgate.v1.AssetInfo\x12\x11\n\texecutors\x18\x06 \x03(\t\x1a-\n\x0bLayersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x08:\x02\x38\x01\"p\n\x06Limits\x12\x14\n\x0cmemory_bytes\x18\x01 \x01(\x04\x12\x13\n\x0b\x63pu_seconds\x18\x02 \x01(\r\x12\x14\n\x0cwall_seconds\x18\x03 \x01(\x01\x12\x14\n\x0coutput_bytes\x18\x04 \x01(\x04\x12\x0f\n\x07threads\x18\x05 \x01(\r\"\xd9\x01\n\x12RunFragmentRequest\x12\x13\n\x0b\x66ragment_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x10\n\x08\x61sset_id\x18\x03 \x01(\t\x12\x10\n\x08\x65xecutor\x18\x04 \x01(\t\x12\x0f\n\x07program\x18\x05 \x01(\t\x12$\n\x06limits\x18\x06 \x01(\x0b\x32\x14.blindgate.v1.Limits\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x07 \x01(\r\x12\x14\n\x0cinput_sha256\x18\x08 \x01(\t\x12\x18\n\x10pushdown_program\x18\t \x01(\t\"\x99\x01\n\x05Value\x12\x14\n\nnull_value\x18\x01 \x01(\x08H\x00\x12\x14\n\nbool_value\x18\x02 \x01(\x08H\x00\x12\x13\n\tint_value\x18\x03 \x01(\x12H\x00\x12\x16\n\x0c\x64ouble_value\x18\x04 \x01(\x01H\x00\x12\x16\n\x0cstring_value\x18\x05 \x01(\tH\x00\x12\x17\n\rbig_int_value\x18\x06 \x01(\tH\x00\x42\x06\n\x04kind\"*\n\x03Row\x12#\n\x06values\x18\x01 \x03(\x0b\x32\x13.blindgate.v1.Value\"\xcb\x01\n\x13RunFragmentResponse\x12\x13\n\x0b\x66ragment_id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x0f\n\x07\x63olumns\x18\x03 \x03(\t\x12\r\n\x05types\x18\x04 \x03(\t\x12\x1f\n\x04rows\x18\x05 \x03(\x0b\x32\x11.blindgate.v1.Row\x12,\n\x07\x66\x61ilure\x18\x06 \x01(\x0e\x32\x1b.blindgate.v1.FailureReason\x12\x12\n\nelapsed_ms\x18\x07 \x01(\x01\x12\x10\n\x08replayed\x18\x08 \x01(\x08\"G\n\x12UploadInputRequest\x12\x12\n\ntotal_size\x18\x01 \x01(\x04\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\r\n\x05\x63hunk\x18\x03 \x01(\x0c\"L\n\x13UploadInputResponse\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x17\n\x0f\x61lready_present\x18\x03 \x01(\x08\"$\n\rCancelRequest\x12\x13\n\x0b\x66ragment_id\x18\x01 \x01(\t\">\n\x0e\x43\x61ncelResponse\x12,\n\x07outcome\x18\x01 \x01(\x0e\x32\x1b.blindgate.v1.CancelOutcome*\x8a\x02\n\rFailureReason\x12\x1e\n\x1a\x46\x41ILURE_REASON_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x46\x41ILURE_REASON_TIMEOUT\x10\x01\x12\x19\n\x15\x46\x41ILURE_REASON_MEMORY\x10\x02\x12$\n FAILURE_REASON_SANDBOX_VIOLATION\x10\x03\x12#\n\x1f\x46\x41ILURE_REASON_OUTPUT_TOO_LARGE\x10\x04\x12\x1c\n\x18\x46\x41ILURE_REASON_BAD_INPUT\x10\x05\x12\x1b\n\x17\x46\x41ILURE_REASON_INTERNAL\x10\x06\x12\x1c\n\x18\x46\x41ILURE_REASON_CANCELLED\x10\x07*\x90\x01\n\rCancelOutcome\x12\x1e\n\x1a\x43\x41NCEL_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43\x41NCEL_OUTCOME_STOPPED\x10\x01\x12\x1e\n\x1a\x43\x41NCEL_OUTCOME_NOT_STARTED\x10\x02\x12#\n\x1f\x43\x41NCEL_OUTCOME_ALREADY_FINISHED\x10\x03\x32\xbf\x02\n\tSiteAgent\x12\x43\n\x06Health\x12\x1b.blindgate.v1.HealthRequest\x1a\x1c.blindgate.v1.HealthResponse\x12R\n\x0bRunFragment\x12 .blindgate.v1.RunFragmentRequest\x1a!.blindgate.v1.RunFragmentResponse\x12T\n\x0bUploadInput\x12 .blindgate.v1.UploadInputRequest\x1a!.blindgate.v1.UploadInputResponse(\x01\x12\x43\n\x06\x43\x61ncel\x12\x1b.blindgate.v1.CancelRequest\x1a\x1c.blindgate.v1.CancelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x62lindgate_proto/v1/site.proto\x12\x0c\x62lindgate.v1\"\x0f\n\rHealthRequest\"D\n\tAssetInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\x12\r\n\x05ready\x18\x04 \x01(\x08\"\x80\x02\n\x0eHealthResponse\x12\x15\n\ragent_version\x18\x01 \x01(\t\x12\x17\n\x0fisolation_level\x18\x02 \x01(\t\x12\x19\n\x11isolation_backend\x18\x03 \x01(\t\x12\x38\n\x06layers\x18\x04 \x03(\x0b\x32(.blindgate.v1.HealthResponse.LayersEntry\x12\'\n\x06\x61ssets\x18\x05 \x03(\x0b\x32\x17.blindgate.v1.AssetInfo\x12\x11\n\texecutors\x18\x06 \x03(\t\x1a-\n\x0bLayersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x08:\x02\x38\x01\"p\n\x06Limits\x12\x14\n\x0cmemory_bytes\x18\x01 \x01(\x04\x12\x13\n\x0b\x63pu_seconds\x18\x02 \x01(\r\x12\x14\n\x0cwall_seconds\x18\x03 \x01(\x01\x12\x14\n\x0coutput_bytes\x18\x04 \x01(\x04\x12\x0f\n\x07threads\x18\x05 \x01(\r\"\xdf\x01\n\x12RunFragmentRequest\x12\x13\n\x0b\x66ragment_id\x18\x01 \x01(\t\x12$\n\x06limits\x18\x06 \x01(\x0b\x32\x14.blindgate.v1.Limits\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x07 \x01(\r\x12\x14\n\x0cinput_sha256\x18\x08 \x01(\t\x12\x0e\n\x06ticket\x18\n \x01(\x0cJ\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05J\x04\x08\x05\x10\x06J\x04\x08\t\x10\nR\x06job_idR\x08\x61sset_idR\x08\x65xecutorR\x07programR\x10pushdown_program\"\x99\x01\n\x05Value\x12\x14\n\nnull_value\x18\x01 \x01(\x08H\x00\x12\x14\n\nbool_value\x18\x02 \x01(\x08H\x00\x12\x13\n\tint_value\x18\x03 \x01(\x12H\x00\x12\x16\n\x0c\x64ouble_value\x18\x04 \x01(\x01H\x00\x12\x16\n\x0cstring_value\x18\x05 \x01(\tH\x00\x12\x17\n\rbig_int_value\x18\x06 \x01(\tH\x00\x42\x06\n\x04kind\"*\n\x03Row\x12#\n\x06values\x18\x01 \x03(\x0b\x32\x13.blindgate.v1.Value\"\xed\x01\n\x13RunFragmentResponse\x12\x13\n\x0b\x66ragment_id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x0f\n\x07\x63olumns\x18\x03 \x03(\t\x12\r\n\x05types\x18\x04 \x03(\t\x12\x1f\n\x04rows\x18\x05 \x03(\x0b\x32\x11.blindgate.v1.Row\x12,\n\x07\x66\x61ilure\x18\x06 \x01(\x0e\x32\x1b.blindgate.v1.FailureReason\x12\x12\n\nelapsed_ms\x18\x07 \x01(\x01\x12\x10\n\x08replayed\x18\x08 \x01(\x08\x12\x0f\n\x07release\x18\t \x01(\t\x12\x0f\n\x07reasons\x18\n \x03(\t\"G\n\x12UploadInputRequest\x12\x12\n\ntotal_size\x18\x01 \x01(\x04\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\r\n\x05\x63hunk\x18\x03 \x01(\x0c\"L\n\x13UploadInputResponse\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x17\n\x0f\x61lready_present\x18\x03 \x01(\x08\"$\n\rCancelRequest\x12\x13\n\x0b\x66ragment_id\x18\x01 \x01(\t\">\n\x0e\x43\x61ncelResponse\x12,\n\x07outcome\x18\x01 \x01(\x0e\x32\x1b.blindgate.v1.CancelOutcome*\xa6\x02\n\rFailureReason\x12\x1e\n\x1a\x46\x41ILURE_REASON_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x46\x41ILURE_REASON_TIMEOUT\x10\x01\x12\x19\n\x15\x46\x41ILURE_REASON_MEMORY\x10\x02\x12$\n FAILURE_REASON_SANDBOX_VIOLATION\x10\x03\x12#\n\x1f\x46\x41ILURE_REASON_OUTPUT_TOO_LARGE\x10\x04\x12\x1c\n\x18\x46\x41ILURE_REASON_BAD_INPUT\x10\x05\x12\x1b\n\x17\x46\x41ILURE_REASON_INTERNAL\x10\x06\x12\x1c\n\x18\x46\x41ILURE_REASON_CANCELLED\x10\x07\x12\x1a\n\x16\x46\x41ILURE_REASON_REFUSED\x10\x08*\x90\x01\n\rCancelOutcome\x12\x1e\n\x1a\x43\x41NCEL_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43\x41NCEL_OUTCOME_STOPPED\x10\x01\x12\x1e\n\x1a\x43\x41NCEL_OUTCOME_NOT_STARTED\x10\x02\x12#\n\x1f\x43\x41NCEL_OUTCOME_ALREADY_FINISHED\x10\x03\x32\xbf\x02\n\tSiteAgent\x12\x43\n\x06Health\x12\x1b.blindgate.v1.HealthRequest\x1a\x1c.blindgate.v1.HealthResponse\x12R\n\x0bRunFragment\x12 .blindgate.v1.RunFragmentRequest\x1a!.blindgate.v1.RunFragmentResponse\x12T\n\x0bUploadInput\x12 .blindgate.v1.UploadInputRequest\x1a!.blindgate.v1.UploadInputResponse(\x01\x12\x43\n\x06\x43\x61ncel\x12\x1b.blindgate.v1.CancelRequest\x1a\x1c.blindgate.v1.CancelResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,10 +33,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_HEALTHRESPONSE_LAYERSENTRY']._loaded_options = None
   _globals['_HEALTHRESPONSE_LAYERSENTRY']._serialized_options = b'8\001'
-  _globals['_FAILUREREASON']._serialized_start=1387
-  _globals['_FAILUREREASON']._serialized_end=1653
-  _globals['_CANCELOUTCOME']._serialized_start=1656
-  _globals['_CANCELOUTCOME']._serialized_end=1800
+  _globals['_FAILUREREASON']._serialized_start=1427
+  _globals['_FAILUREREASON']._serialized_end=1721
+  _globals['_CANCELOUTCOME']._serialized_start=1724
+  _globals['_CANCELOUTCOME']._serialized_end=1868
   _globals['_HEALTHREQUEST']._serialized_start=47
   _globals['_HEALTHREQUEST']._serialized_end=62
   _globals['_ASSETINFO']._serialized_start=64
@@ -48,21 +48,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LIMITS']._serialized_start=393
   _globals['_LIMITS']._serialized_end=505
   _globals['_RUNFRAGMENTREQUEST']._serialized_start=508
-  _globals['_RUNFRAGMENTREQUEST']._serialized_end=725
-  _globals['_VALUE']._serialized_start=728
-  _globals['_VALUE']._serialized_end=881
-  _globals['_ROW']._serialized_start=883
-  _globals['_ROW']._serialized_end=925
-  _globals['_RUNFRAGMENTRESPONSE']._serialized_start=928
-  _globals['_RUNFRAGMENTRESPONSE']._serialized_end=1131
-  _globals['_UPLOADINPUTREQUEST']._serialized_start=1133
-  _globals['_UPLOADINPUTREQUEST']._serialized_end=1204
-  _globals['_UPLOADINPUTRESPONSE']._serialized_start=1206
-  _globals['_UPLOADINPUTRESPONSE']._serialized_end=1282
-  _globals['_CANCELREQUEST']._serialized_start=1284
-  _globals['_CANCELREQUEST']._serialized_end=1320
-  _globals['_CANCELRESPONSE']._serialized_start=1322
-  _globals['_CANCELRESPONSE']._serialized_end=1384
-  _globals['_SITEAGENT']._serialized_start=1803
-  _globals['_SITEAGENT']._serialized_end=2122
+  _globals['_RUNFRAGMENTREQUEST']._serialized_end=731
+  _globals['_VALUE']._serialized_start=734
+  _globals['_VALUE']._serialized_end=887
+  _globals['_ROW']._serialized_start=889
+  _globals['_ROW']._serialized_end=931
+  _globals['_RUNFRAGMENTRESPONSE']._serialized_start=934
+  _globals['_RUNFRAGMENTRESPONSE']._serialized_end=1171
+  _globals['_UPLOADINPUTREQUEST']._serialized_start=1173
+  _globals['_UPLOADINPUTREQUEST']._serialized_end=1244
+  _globals['_UPLOADINPUTRESPONSE']._serialized_start=1246
+  _globals['_UPLOADINPUTRESPONSE']._serialized_end=1322
+  _globals['_CANCELREQUEST']._serialized_start=1324
+  _globals['_CANCELREQUEST']._serialized_end=1360
+  _globals['_CANCELRESPONSE']._serialized_start=1362
+  _globals['_CANCELRESPONSE']._serialized_end=1424
+  _globals['_SITEAGENT']._serialized_start=1871
+  _globals['_SITEAGENT']._serialized_end=2190
 # @@protoc_insertion_point(module_scope)

@@ -17,6 +17,7 @@ class FailureReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FAILURE_REASON_BAD_INPUT: _ClassVar[FailureReason]
     FAILURE_REASON_INTERNAL: _ClassVar[FailureReason]
     FAILURE_REASON_CANCELLED: _ClassVar[FailureReason]
+    FAILURE_REASON_REFUSED: _ClassVar[FailureReason]
 
 class CancelOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -32,6 +33,7 @@ FAILURE_REASON_OUTPUT_TOO_LARGE: FailureReason
 FAILURE_REASON_BAD_INPUT: FailureReason
 FAILURE_REASON_INTERNAL: FailureReason
 FAILURE_REASON_CANCELLED: FailureReason
+FAILURE_REASON_REFUSED: FailureReason
 CANCEL_OUTCOME_UNSPECIFIED: CancelOutcome
 CANCEL_OUTCOME_STOPPED: CancelOutcome
 CANCEL_OUTCOME_NOT_STARTED: CancelOutcome
@@ -91,26 +93,18 @@ class Limits(_message.Message):
     def __init__(self, memory_bytes: _Optional[int] = ..., cpu_seconds: _Optional[int] = ..., wall_seconds: _Optional[float] = ..., output_bytes: _Optional[int] = ..., threads: _Optional[int] = ...) -> None: ...
 
 class RunFragmentRequest(_message.Message):
-    __slots__ = ("fragment_id", "job_id", "asset_id", "executor", "program", "limits", "deadline_ms", "input_sha256", "pushdown_program")
+    __slots__ = ("fragment_id", "limits", "deadline_ms", "input_sha256", "ticket")
     FRAGMENT_ID_FIELD_NUMBER: _ClassVar[int]
-    JOB_ID_FIELD_NUMBER: _ClassVar[int]
-    ASSET_ID_FIELD_NUMBER: _ClassVar[int]
-    EXECUTOR_FIELD_NUMBER: _ClassVar[int]
-    PROGRAM_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
     INPUT_SHA256_FIELD_NUMBER: _ClassVar[int]
-    PUSHDOWN_PROGRAM_FIELD_NUMBER: _ClassVar[int]
+    TICKET_FIELD_NUMBER: _ClassVar[int]
     fragment_id: str
-    job_id: str
-    asset_id: str
-    executor: str
-    program: str
     limits: Limits
     deadline_ms: int
     input_sha256: str
-    pushdown_program: str
-    def __init__(self, fragment_id: _Optional[str] = ..., job_id: _Optional[str] = ..., asset_id: _Optional[str] = ..., executor: _Optional[str] = ..., program: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., deadline_ms: _Optional[int] = ..., input_sha256: _Optional[str] = ..., pushdown_program: _Optional[str] = ...) -> None: ...
+    ticket: bytes
+    def __init__(self, fragment_id: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., deadline_ms: _Optional[int] = ..., input_sha256: _Optional[str] = ..., ticket: _Optional[bytes] = ...) -> None: ...
 
 class Value(_message.Message):
     __slots__ = ("null_value", "bool_value", "int_value", "double_value", "string_value", "big_int_value")
@@ -135,7 +129,7 @@ class Row(_message.Message):
     def __init__(self, values: _Optional[_Iterable[_Union[Value, _Mapping]]] = ...) -> None: ...
 
 class RunFragmentResponse(_message.Message):
-    __slots__ = ("fragment_id", "ok", "columns", "types", "rows", "failure", "elapsed_ms", "replayed")
+    __slots__ = ("fragment_id", "ok", "columns", "types", "rows", "failure", "elapsed_ms", "replayed", "release", "reasons")
     FRAGMENT_ID_FIELD_NUMBER: _ClassVar[int]
     OK_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
@@ -144,6 +138,8 @@ class RunFragmentResponse(_message.Message):
     FAILURE_FIELD_NUMBER: _ClassVar[int]
     ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
     REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
     fragment_id: str
     ok: bool
     columns: _containers.RepeatedScalarFieldContainer[str]
@@ -152,7 +148,9 @@ class RunFragmentResponse(_message.Message):
     failure: FailureReason
     elapsed_ms: float
     replayed: bool
-    def __init__(self, fragment_id: _Optional[str] = ..., ok: _Optional[bool] = ..., columns: _Optional[_Iterable[str]] = ..., types: _Optional[_Iterable[str]] = ..., rows: _Optional[_Iterable[_Union[Row, _Mapping]]] = ..., failure: _Optional[_Union[FailureReason, str]] = ..., elapsed_ms: _Optional[float] = ..., replayed: _Optional[bool] = ...) -> None: ...
+    release: str
+    reasons: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, fragment_id: _Optional[str] = ..., ok: _Optional[bool] = ..., columns: _Optional[_Iterable[str]] = ..., types: _Optional[_Iterable[str]] = ..., rows: _Optional[_Iterable[_Union[Row, _Mapping]]] = ..., failure: _Optional[_Union[FailureReason, str]] = ..., elapsed_ms: _Optional[float] = ..., replayed: _Optional[bool] = ..., release: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UploadInputRequest(_message.Message):
     __slots__ = ("total_size", "sha256", "chunk")

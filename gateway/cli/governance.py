@@ -76,16 +76,27 @@ def policy() -> None:
 @policy.command("set")
 @click.argument("asset_id")
 @click.argument("file", type=click.File("r"))
+@click.option(
+    "--key",
+    "key_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Sign the policy with this organisation key (PEM): the asset's site accepts only "
+    "policies its holder signed.",
+)
 @gateway_command
-def policy_set(s: Session, asset_id: str, file: Any) -> None:
+def policy_set(s: Session, asset_id: str, file: Any, key_path: Path | None) -> None:
     """Store FILE as the asset's new policy version (holder key)."""
     document = file.read()
+    key = _load_key(key_path) if key_path is not None else None
     with failures(source=file.name):
-        stored = s.client.set_policy(asset_id, document)
-    s.show(
-        stored,
-        lambda p: click.echo(f"policy version {p['version']} stored for {p['asset_id']}"),
-    )
+        stored = s.client.set_policy(asset_id, document, key=key)
+
+    def human(p: dict[str, Any]) -> None:
+        click.echo(f"policy version {p['version']} stored for {p['asset_id']}")
+        if not p.get("signed"):
+            note("not signed: the asset's site refuses jobs until a signed version is set (--key)")
+
+    s.show(stored, human)
 
 
 @policy.command("show")
@@ -238,11 +249,19 @@ def licence_accept(s: Session, licence_id: str, key_file: Path) -> None:
 @licence.command("revoke")
 @click.argument("licence_id")
 @click.option("--reason", required=True, help="Why (kept in the licence and the trace).")
+@click.option(
+    "--key",
+    "key_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Sign the revocation with the holder organisation's key (PEM): it then reaches "
+    "the holder's sites, which refuse the licence for good.",
+)
 @gateway_command
-def licence_revoke(s: Session, licence_id: str, reason: str) -> None:
+def licence_revoke(s: Session, licence_id: str, reason: str, key_path: Path | None) -> None:
     """Revoke a licence at once (holder or auditor)."""
+    key = _load_key(key_path) if key_path is not None else None
     s.show(
-        s.client.revoke_licence(licence_id, reason),
+        s.client.revoke_licence(licence_id, reason, key=key),
         lambda lic: click.echo(f"licence revoked: {lic['id']} (reason: {reason})"),
     )
 

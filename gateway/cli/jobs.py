@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
 
+from contracts import LicenceError, private_key_from_pem
 from gateway.audit.errors import TraceError
 from gateway.cli import render
 from gateway.cli.connect import Session, gateway_command
@@ -262,10 +264,25 @@ def list_jobs(s: Session, state: str | None) -> None:
 @job.command("approve")
 @click.argument("job_id")
 @click.option("--reason", default="", help="Why (kept with the approval and in the trace).")
+@click.option(
+    "--key",
+    "key_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    required=True,
+    help="The holder organisation's signing key (PEM): your site checks the approval's "
+    "signature over the job as shown to you.",
+)
 @gateway_command
-def approve(s: Session, job_id: str, reason: str) -> None:
-    """Approve a job pending approval (holder key)."""
-    s.show(s.client.approve(job_id, reason), lambda j: click.echo(f"job {j['id']}: {j['state']}"))
+def approve(s: Session, job_id: str, reason: str, key_path: Path) -> None:
+    """Approve a job pending approval (holder key), signed with the organisation's key."""
+    try:
+        key = private_key_from_pem(key_path.read_bytes())
+    except (OSError, LicenceError) as exc:
+        fail(f"cannot read the private key {key_path}: {exc}")
+    s.show(
+        s.client.approve(job_id, reason, key=key),
+        lambda j: click.echo(f"job {j['id']}: {j['state']}"),
+    )
 
 
 @job.command("reject")

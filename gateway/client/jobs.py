@@ -7,7 +7,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from gateway.client.errors import ApiError
+from gateway.client.signing import sign_approval
 from gateway.client.transport import Transport
 
 TERMINAL = frozenset({"succeeded", "failed", "denied", "cancelled"})
@@ -36,9 +39,18 @@ class JobsApi(Transport):
     def job(self, job_id: str) -> Any:
         return self.get(f"/v1/jobs/{job_id}")
 
-    def approve(self, job_id: str, reason: str = "") -> Any:
-        """A holder approves a job pending approval."""
-        return self.post(f"/v1/jobs/{job_id}/approve", {"reason": reason})
+    def approve(
+        self, job_id: str, reason: str = "", *, key: Ed25519PrivateKey | None = None
+    ) -> Any:
+        """A holder approves a job pending approval, signing it with the organisation's
+        ``key`` (its site checks the signature; the job's digest is computed here from the
+        job as the gateway shows it)."""
+        body: dict[str, Any] = {"reason": reason}
+        if key is not None:
+            me = self.get("/v1/me")
+            job = self.get(f"/v1/jobs/{job_id}")
+            body.update(sign_approval(key, job, me["principal"]["id"], me["organisation"]["id"]))
+        return self.post(f"/v1/jobs/{job_id}/approve", body)
 
     def reject(self, job_id: str, reason: str = "") -> Any:
         """A holder rejects a job pending approval."""

@@ -24,15 +24,30 @@ _licence_asset = LicenceAssetRow.__table__  # type: ignore[attr-defined]
 _charge = BudgetChargeRow.__table__  # type: ignore[attr-defined]
 
 
-def add_policy(session: Session, asset_id: str, document: str, by: str, at: datetime) -> int:
-    """Store a new version of the asset's policy and return its number."""
+def add_policy(
+    session: Session,
+    asset_id: str,
+    document: str,
+    by: str,
+    at: datetime,
+    statement: str | None = None,
+    signature: str | None = None,
+) -> int:
+    """Store a new version of the asset's policy (with the holder's signed statement, when
+    signed) and return its number."""
     latest = session.execute(
         select(func.max(_policy.c.version)).where(_policy.c.asset_id == asset_id)
     ).scalar_one()
     version = int(latest or 0) + 1
     session.execute(
         insert(PolicyVersionRow).values(
-            asset_id=asset_id, version=version, document=document, created_by=by, created_at=at
+            asset_id=asset_id,
+            version=version,
+            document=document,
+            created_by=by,
+            created_at=at,
+            statement=statement,
+            signature=signature,
         )
     )
     return version

@@ -183,6 +183,8 @@ class PolicyVersionRow(SQLModel, table=True):
     document: str = Field(sa_type=Text)
     created_by: str = Field(max_length=40)
     created_at: datetime = _ts()
+    statement: str | None = Field(default=None, sa_type=Text)
+    signature: str | None = Field(default=None, max_length=200)
 
 
 class LicenceRow(SQLModel, table=True):
@@ -201,6 +203,7 @@ class LicenceRow(SQLModel, table=True):
     accepted_at: datetime | None = _ts(nullable=True)
     revoked_at: datetime | None = _ts(nullable=True)
     revoke_reason: str | None = Field(default=None, max_length=1000)
+    revocation: str | None = Field(default=None, sa_type=Text)
 
 
 class LicenceAssetRow(SQLModel, table=True):

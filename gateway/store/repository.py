@@ -96,8 +96,17 @@ class Tx(Protocol):
     def next_serial(self, name: str) -> int: ...
 
     # policies, licences, ledger
-    def add_policy(self, asset_id: str, document: str, by: str, at: datetime) -> int:
-        """Store a new policy version of the asset; return its number (1, 2, ...)."""
+    def add_policy(
+        self,
+        asset_id: str,
+        document: str,
+        by: str,
+        at: datetime,
+        statement: str | None = None,
+        signature: str | None = None,
+    ) -> int:
+        """Store a new policy version of the asset (with the holder's signed statement, when
+        signed); return its number (1, 2, ...)."""
         ...
 
     def get_policy(self, asset_id: str, version: int | None = None) -> PolicyVersion | None:

@@ -36,8 +36,16 @@ class GovernanceTx:
         self.session.flush()
 
     # policies, licences, ledger
-    def add_policy(self, asset_id: str, document: str, by: str, at: datetime) -> int:
-        return gov.add_policy(self.session, asset_id, document, by, at)
+    def add_policy(
+        self,
+        asset_id: str,
+        document: str,
+        by: str,
+        at: datetime,
+        statement: str | None = None,
+        signature: str | None = None,
+    ) -> int:
+        return gov.add_policy(self.session, asset_id, document, by, at, statement, signature)
 
     def get_policy(self, asset_id: str, version: int | None = None) -> PolicyVersion | None:
         return gov.get_policy(self.session, asset_id, version)

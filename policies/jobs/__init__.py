@@ -12,8 +12,9 @@ from policies.jobs.aggregates import AggregateName, OutputColumn
 from policies.jobs.combine import CombinedGroup, CombineError, combine
 from policies.jobs.errors import AnalysisError, JobError, PlanError, Refusal, ReleaseError
 from policies.jobs.mechanisms import Noised, NoiseSource, OpenDPNoise, Thresholded
-from policies.jobs.noise import Cell, Charge, Release, normal_key, release
+from policies.jobs.noise import Cell, Charge, Release, normal_key
 from policies.jobs.query import GroupKey
+from policies.jobs.release import SiteRelease, finish, release, site_release
 from policies.jobs.rewrite import (
     UNITS,
     Partial,
@@ -53,10 +54,13 @@ __all__ = [
     "Release",
     "ReleaseError",
     "RowValue",
+    "SiteRelease",
     "Thresholded",
     "analyse",
     "combine",
+    "finish",
     "normal_key",
     "partial_plan",
     "release",
+    "site_release",
 ]

@@ -41,6 +41,51 @@ def targeting_threshold(min_group_size: int, scale: float) -> int:
     return min_group_size + math.ceil(scale * math.log(1 / TARGETING_FAILURE))
 
 
+def sum_threshold(min_group_size: int, scales: Sequence[float]) -> int:
+    """The threshold for a count of people summed over sites, each with its own noise.
+
+    Each site adds discrete Laplace noise of its own ``scale`` (OpenDP's ``make_laplace``
+    over integers: ``P(k) ∝ exp(-|k|/scale)``). The sum's tail is bounded with Chernoff's
+    method, ``P(Σ X ≥ t) ≤ min_λ exp(-λt)·Π E[exp(λX_i)]``, and the threshold is
+    ``min_group_size`` plus the smallest ``t`` whose bound is at most
+    :data:`TARGETING_FAILURE`.  For one site it is :func:`targeting_threshold`.
+    """
+    if not scales:
+        raise ValueError("a threshold needs at least one site's scale")
+    if len(scales) == 1:
+        return targeting_threshold(min_group_size, scales[0])
+    if not all(b > 0 and math.isfinite(b) for b in scales):
+        raise ValueError("scales must be positive and finite")
+    target = math.log(TARGETING_FAILURE)
+
+    def log_mgf(lam: float) -> float:
+        total = 0.0
+        for b in scales:
+            q = math.exp(-1 / b)
+            # E[e^{λX}] = (1-q)² / ((1 - q·e^λ)(1 - q·e^{-λ})) for λ < 1/b
+            total += (
+                2 * math.log1p(-q)
+                - math.log1p(-q * math.exp(lam))
+                - math.log1p(-q * math.exp(-lam))
+            )
+        return total
+
+    limit = min(1 / b for b in scales)
+
+    def needed(lam: float) -> float:
+        return (log_mgf(lam) - target) / lam
+
+    low, high = limit * 1e-6, limit * (1 - 1e-9)
+    for _ in range(200):  # the bound is convex in λ: golden-section search for its minimum
+        a = high - (high - low) * 0.618033988749895
+        b = low + (high - low) * 0.618033988749895
+        if needed(a) <= needed(b):
+            high = b
+        else:
+            low = a
+    return min_group_size + math.ceil(needed((low + high) / 2))
+
+
 @dataclass(frozen=True, slots=True)
 class Noised:
     """A noisy vector, the Laplace scale used and the epsilon OpenDP's map charges."""

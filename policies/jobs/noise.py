@@ -66,15 +66,14 @@ import itertools
 import logging
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from policies import ClipBounds, EffectiveParameters
 from policies.jobs.combine import CombinedGroup, variance_from
 from policies.jobs.errors import Refusal, ReleaseError
-from policies.jobs.mechanisms import NoiseSource, OpenDPNoise, targeting_threshold
-from policies.jobs.rewrite import UNITS, PartialPlan, PlannedOutput
+from policies.jobs.rewrite import PartialPlan, PlannedOutput
 
 log = logging.getLogger(__name__)
 
@@ -211,134 +210,6 @@ def normal_key(value: Any) -> Any:
     if isinstance(value, str) and _DATE_KEY.match(value):
         return value[:10]
     return value
-
-
-def release(
-    plan: PartialPlan,
-    groups: Sequence[CombinedGroup],
-    params: EffectiveParameters,
-    *,
-    noise: NoiseSource | None = None,
-    unsafe_allow_min_max: bool = False,
-) -> Release:
-    """Select keys, threshold, noise and account for ``groups``; see the module docs."""
-    if any(o.function in ("min", "max") for o in plan.outputs):
-        if not unsafe_allow_min_max:
-            _refuse_min_max(plan)
-        log.warning("releasing exact clipped MIN/MAX of asset %s without noise", plan.asset_id)
-    source = noise if noise is not None else OpenDPNoise()
-    c, k = params.max_rows_per_unit, params.min_group_size
-    units_epsilon, share = shares(plan, params)
-    quantities = [p for p in plan.partials if p.kind in _NOISY_KINDS]
-    public = declared_groups(plan, params)
-    key_release: KeyRelease
-    if public is not None:
-        by_key = {tuple(normal_key(v) for v in g.key): g for g in groups}
-        candidates = [
-            by_key.get(tuple(normal_key(v) for v in key)) or _empty(plan, key) for key in public
-        ]
-        noised = source.laplace(
-            [g.units for g in candidates], sensitivity=c, epsilon=units_epsilon, integer=True
-        )
-        threshold = targeting_threshold(k, noised.scale)
-        noisy_units = {i: int(v) for i, v in enumerate(noised.values)}
-        shown = list(range(len(candidates)))
-        passed = {i for i in shown if noisy_units[i] >= threshold}
-        key_release = "declared_keys" if plan.keys else "no_group_keys"
-        units_charge = Charge(
-            UNITS, "units", float(c), noised.scale, noised.epsilon, 0.0, "laplace"
-        )
-    else:
-        if not params.delta > 0:
-            raise ReleaseError(
-                [
-                    Refusal(
-                        "undeclared_group_keys",
-                        ", ".join(k.sql for k in plan.keys),
-                        "Keys read from the data can be released only by a private selection, "
-                        "which needs delta > 0.",
-                        "Group by columns with declared keys, or ask for delta > 0.",
-                    )
-                ]
-            )
-        candidates = list(groups)
-        thresholded = source.laplace_threshold(
-            {str(i): g.units for i, g in enumerate(candidates)},
-            contributions=c,
-            epsilon=units_epsilon,
-            delta=params.delta,
-            min_threshold=k,
-        )
-        noisy_units = {int(i): v for i, v in thresholded.values.items()}
-        threshold = thresholded.threshold
-        shown = sorted(noisy_units)
-        passed = set(shown)
-        key_release = "stability_histogram"
-        units_charge = Charge(
-            UNITS,
-            "units",
-            float(c),
-            thresholded.scale,
-            thresholded.epsilon,
-            thresholded.delta,
-            "laplace_threshold",
-        )
-        if params.max_groups is not None and len(passed) > params.max_groups:
-            raise ReleaseError(
-                [
-                    Refusal(
-                        "too_many_groups",
-                        f"{len(passed)} groups",
-                        f"{len(passed)} groups passed the threshold; the policy allows "
-                        f"{params.max_groups}.",
-                        "Group by fewer or coarser keys.",
-                    )
-                ]
-            )
-    released = [i for i in shown if i in passed]
-    charges = [units_charge]
-    noisy: dict[str, list[float]] = {UNITS: [float(noisy_units[i]) for i in released]}
-    for partial in quantities:
-        sensitivity = _sensitivity(partial.kind, partial.bounds, c)
-        exact = [float(candidates[i].partials.get(partial.name) or 0) for i in released]
-        result = source.laplace(
-            exact, sensitivity=sensitivity, epsilon=share, integer=partial.kind == "count"
-        )
-        noisy[partial.name] = list(result.values)
-        charges.append(
-            Charge(
-                partial.name,
-                partial.kind,
-                sensitivity,
-                result.scale,
-                result.epsilon,
-                0.0,
-                "laplace",
-            )
-        )
-    by_name = {charge.quantity: charge for charge in charges}
-    position = {index: n for n, index in enumerate(released)}
-    rows = tuple(
-        {
-            o.name: (
-                _cell(o, candidates[index], position[index], noisy, by_name)
-                if index in position
-                else _withheld(o, candidates[index])
-            )
-            for o in plan.outputs
-        }
-        for index in shown
-    )
-    return Release(
-        columns=tuple(o.name for o in plan.outputs),
-        rows=rows,
-        epsilon_spent=math.fsum(charge.epsilon for charge in charges),
-        delta_spent=math.fsum(charge.delta for charge in charges),
-        suppressed_groups=len(candidates) - len(released),
-        threshold=threshold,
-        key_release=key_release,
-        charges=tuple(charges),
-    )
 
 
 def _empty(plan: PartialPlan, key: tuple[Any, ...]) -> CombinedGroup:

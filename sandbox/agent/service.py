@@ -24,11 +24,17 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import Any, Protocol
 
+from contracts.terms import rfc3339_utc
+from policies.jobs import JobError, OpenDPNoise, combine, site_release
+from policies.jobs.he import SiteNoise, site_noise
 from sandbox.agent.config import FileAsset, PostgresAsset, SiteConfig
 from sandbox.agent.fragments import AgentRunner, StopReason, StopSwitch
+from sandbox.agent.ledger import LedgerRefused, SiteLedger
 from sandbox.agent.postgres import (
     ExportFailed,
     PostgresExports,
@@ -36,16 +42,19 @@ from sandbox.agent.postgres import (
     SandboxOwner,
     run_pushdown,
 )
+from sandbox.agent.tickets import Admitted, TicketRefused, admit, describe, read_ticket
 from sandbox.inputs import InputStore, PendingInput
 from sandbox.spec import (
     FailureReason,
     FragmentSpec,
     Limits,
     OutputValidationError,
+    ResultTable,
     validate_table,
 )
 from sandbox.wire import (
     CANCELLED,
+    REFUSED,
     AssetStatus,
     CancelOutcome,
     FragmentOutcome,
@@ -58,6 +67,12 @@ log = logging.getLogger(__name__)
 FRAGMENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MAX_DEADLINE_MS = 24 * 3600 * 1000
 _WAIT_SLICE = 0.25
+
+
+class SiteLogLike(Protocol):
+    """The site's log as the service uses it: append one entry, durably."""
+
+    def append(self, entry: dict[str, Any]) -> int: ...
 
 
 class AgentError(Exception):
@@ -93,11 +108,10 @@ def agent_version() -> str:
 
 
 def request_digest(request: FragmentRequest) -> str:
-    """What a fragment id is bound to: everything but the id and the deadline."""
-    body = dataclasses.asdict(request)
-    body.pop("fragment_id")
-    body.pop("deadline_ms")
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    """What a fragment id is bound to: the ticket, the input and the limits asked for."""
+    limits = dataclasses.asdict(request.limits)
+    body = json.dumps({"input": request.input_sha256, "limits": limits}, sort_keys=True)
+    return hashlib.sha256(request.ticket + b"\0" + body.encode()).hexdigest()
 
 
 def resolve_limits(ceiling: Limits, request: FragmentRequest) -> Limits:
@@ -161,6 +175,11 @@ class AgentService:
         )
         self._uploads = threading.BoundedSemaphore(config.max_concurrent_uploads)
         self._closed = False
+        self.ledger = SiteLedger(config.state / "ledger.db")
+        self.log: SiteLogLike | None = None
+        """The site's own tamper-evident log of every ticket (set when the agent starts)."""
+        self._noise: OpenDPNoise | None = None
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def warm(self) -> None:
         """Pre-start sandboxes for plain SQL fragments on every file asset."""
@@ -295,6 +314,7 @@ class AgentService:
         self._workers.shutdown(wait=True, cancel_futures=True)
         self.runner.close()
         self.exports.clear()
+        self.ledger.close()
 
     def _stop(self, execution: Execution, reason: StopReason) -> bool:
         if not execution.switch.stop(reason):
@@ -306,8 +326,9 @@ class AgentService:
         return True
 
     def _execute(self, execution: Execution, request: FragmentRequest) -> None:
+        warm: tuple[Path, Path] | None = None
         try:
-            outcome = self._run(execution, request)
+            outcome, warm = self._run(execution, request)
         except Exception as exc:
             log.error("fragment %s: unexpected %s", request.fragment_id, type(exc).__name__)
             outcome = FragmentOutcome.failed(request.fragment_id, FailureReason.INTERNAL.value)
@@ -317,38 +338,97 @@ class AgentService:
                 request.fragment_id, _code(stopped), outcome.elapsed_ms
             )
         self._complete(execution, outcome)
-        if outcome.ok and request.executor == "tenseal_he":
-            self._warm_he(request)
+        if outcome.ok and warm is not None:
+            self._warm_he(request, *warm)
 
-    def _warm_he(self, request: FragmentRequest) -> None:
+    def _warm_he(self, request: FragmentRequest, asset: Path, directory: Path) -> None:
         """Keep a sandbox with this HE context already loaded for the next job using it."""
-        asset = self.config.assets.get(request.asset_id)
-        directory = self.inputs.directory(request.input_sha256)
-        if not self.config.pool_size or not isinstance(asset, FileAsset) or directory is None:
+        if not self.config.pool_size:
             return
         try:
             limits = resolve_limits(self._limits, request)
-            self.runner.warm("tenseal_he", asset.path, directory, limits)
+            self.runner.warm("tenseal_he", asset, directory, limits)
         except ValueError:
             log.debug("fragment %s: no sandbox kept for its HE context", request.fragment_id)
 
-    def _run(self, execution: Execution, request: FragmentRequest) -> FragmentOutcome:
+    def _record(self, ticket: Any, digest: str, decision: str, reason: str, **extra: Any) -> None:
+        """Append a ticket's fate to the site's log (ids and digests only)."""
+        if self.log is None:
+            return
+        job = getattr(ticket, "job", None)
+        self.log.append(
+            {
+                "at": rfc3339_utc(self.clock()),
+                "event": "ticket",
+                "fragment": getattr(ticket, "fragment_id", ""),
+                "job": getattr(job, "id", ""),
+                "asset": getattr(ticket, "asset_id", ""),
+                "kind": getattr(job, "kind", ""),
+                "decision": decision,
+                "reason": reason,
+                "epsilon": float(getattr(job, "epsilon", 0.0)),
+                "delta": float(getattr(job, "delta", 0.0)),
+                "ticket_sha256": digest,
+                **extra,
+            }
+        )
+
+    def _admit(self, request: FragmentRequest) -> Admitted:
+        """Verify, decide and charge the request's ticket; raises :class:`TicketRefused`."""
+        digest = hashlib.sha256(request.ticket).hexdigest()
+        ticket: Any = None
+        try:
+            ticket, digest = read_ticket(request.ticket)
+            if ticket.fragment_id != request.fragment_id:
+                raise TicketRefused("fragment_mismatch")
+            now = self.clock()
+            admitted = admit(ticket, digest, self.config, self.ledger, now)
+            self.ledger.admit(
+                ticket.fragment_id,
+                digest,
+                ticket.job.id,
+                ticket.asset_id,
+                admitted.charges,
+                now=now,
+                budget=admitted.budget,
+            )
+        except LedgerRefused as exc:
+            self._record(ticket, digest, "refuse", exc.code)
+            raise TicketRefused(exc.code) from None
+        except TicketRefused as exc:
+            log.info("fragment %s refused: %s %s", request.fragment_id, exc.code, exc.reasons)
+            self._record(ticket, digest, "refuse", exc.code, reasons=list(exc.reasons))
+            raise
+        self._record(ticket, digest, "accept", "ok", **describe(admitted))
+        return admitted
+
+    def _run(
+        self, execution: Execution, request: FragmentRequest
+    ) -> tuple[FragmentOutcome, tuple[Path, Path] | None]:
         fragment_id = request.fragment_id
         bad_input = FragmentOutcome.failed(fragment_id, FailureReason.BAD_INPUT.value)
         if execution.switch.reason is not None:
-            return bad_input
-        asset = self.config.assets.get(request.asset_id)
-        if asset is None:
-            log.debug("fragment %s: unknown asset", fragment_id)
-            return bad_input
-        if isinstance(asset, PostgresAsset) and asset.postgres.pushdown:
-            return self._pushdown(request, asset)
+            return bad_input, None
+        try:
+            admitted = self._admit(request)
+        except TicketRefused as exc:
+            outcome = FragmentOutcome.failed(fragment_id, REFUSED, reasons=(exc.code, *exc.reasons))
+            return outcome, None
+        asset = self.config.assets[admitted.ticket.local_ref]
+        if (
+            admitted.sql is not None
+            and isinstance(asset, PostgresAsset)
+            and asset.postgres.pushdown
+        ):
+            return self._release(admitted, self._pushdown(request, admitted, asset)), None
         if isinstance(asset, PostgresAsset):
             try:
-                asset_path = self.exports.snapshot(request.asset_id, asset.postgres)
+                asset_path = self.exports.snapshot(admitted.ticket.local_ref, asset.postgres)
             except ExportFailed as exc:
-                log.warning("fragment %s: asset %s: %s", fragment_id, request.asset_id, exc)
-                return FragmentOutcome.failed(fragment_id, FailureReason.INTERNAL.value)
+                log.warning(
+                    "fragment %s: asset %s: %s", fragment_id, admitted.ticket.local_ref, exc
+                )
+                return FragmentOutcome.failed(fragment_id, FailureReason.INTERNAL.value), None
         else:
             asset_path = asset.path
         input_dir: Path | None = None
@@ -356,29 +436,83 @@ class AgentService:
             input_dir = self.inputs.directory(request.input_sha256)
             if input_dir is None:
                 log.debug("fragment %s: input not stored", fragment_id)
-                return bad_input
+                return bad_input, None
         try:
             limits = resolve_limits(self._limits, request)
         except ValueError:
-            return bad_input
-        spec = FragmentSpec(request.executor, request.program, asset_path, input_dir, limits)
+            return bad_input, None
+        executor, program, noise = self._program(admitted)
+        spec = FragmentSpec(executor, program, asset_path, input_dir, limits)
         result = self.runner.run_stoppable(spec, execution.switch, fragment_id)
-        if result.ok:
-            return FragmentOutcome(fragment_id, True, result.table, elapsed_ms=result.elapsed_ms)
-        failure = (result.failure or FailureReason.INTERNAL).value
-        return FragmentOutcome.failed(fragment_id, failure, result.elapsed_ms)
+        if not result.ok or result.table is None:
+            failure = (result.failure or FailureReason.INTERNAL).value
+            return FragmentOutcome.failed(fragment_id, failure, result.elapsed_ms), None
+        outcome = FragmentOutcome(fragment_id, True, result.table, elapsed_ms=result.elapsed_ms)
+        if noise is not None:  # an HE step: noised before it was encrypted
+            release = {"he": {"charges": noise.charges}}
+            outcome = dataclasses.replace(outcome, release=json.dumps(release))
+            warm = (asset_path, input_dir) if input_dir is not None else None
+            return outcome, warm
+        if admitted.test_program is not None:
+            return outcome, None
+        return self._release(admitted, outcome), None
 
-    def _pushdown(self, request: FragmentRequest, asset: PostgresAsset) -> FragmentOutcome:
-        """Run the fragment inside the holder's PostgreSQL (read-only, time-limited)."""
+    def _program(self, admitted: Admitted) -> tuple[str, str, SiteNoise | None]:
+        """(executor, program, HE noise) the site derived itself from the ticket's job."""
+        if admitted.sql is not None:
+            return "duckdb_sql", admitted.sql.sql, None
+        if admitted.test_program is not None:
+            return "python_test", admitted.test_program, None
+        assert admitted.he is not None
+        noise = site_noise(admitted.he, self.noise)
+        program = {**admitted.he.site_program(), "noise": noise.program}
+        program.update(admitted.attachments or {})
+        return "tenseal_he", json.dumps(program), noise
+
+    @property
+    def noise(self) -> OpenDPNoise:
+        if self._noise is None:
+            self._noise = OpenDPNoise()
+        return self._noise
+
+    def _release(self, admitted: Admitted, outcome: FragmentOutcome) -> FragmentOutcome:
+        """Key and noise a SQL fragment's exact partials before they leave the site."""
+        if not outcome.ok or outcome.table is None:
+            return outcome
+        plan = admitted.sql
+        assert plan is not None
+        table = outcome.table
+        rows = [dict(zip(table.columns, row, strict=True)) for row in table.rows]
+        try:
+            groups = combine(plan, [rows])
+            released = site_release(plan, groups, admitted.params, noise=self.noise)
+        except (JobError, ValueError) as exc:
+            log.info("fragment %s: release refused: %s", outcome.fragment_id, type(exc).__name__)
+            return FragmentOutcome.failed(
+                outcome.fragment_id, FailureReason.INTERNAL.value, outcome.elapsed_ms
+            )
+        columns, noisy_rows, meta = released.to_wire(plan)
+        noisy = ResultTable(
+            columns=tuple(columns),
+            types=tuple("DOUBLE" for _ in columns),
+            rows=tuple(tuple(row) for row in noisy_rows),
+        )
+        return dataclasses.replace(outcome, table=noisy, release=json.dumps(meta))
+
+    def _pushdown(
+        self, request: FragmentRequest, admitted: Admitted, asset: PostgresAsset
+    ) -> FragmentOutcome:
+        """Run the site's own fragment inside the holder's PostgreSQL (read-only, time-limited)."""
         fragment_id = request.fragment_id
-        if not request.pushdown_program or request.executor != "duckdb_sql":
+        assert admitted.sql is not None
+        try:
+            program = admitted.sql.pushdown_sql("asset")
+        except (JobError, ValueError):
             return FragmentOutcome.failed(fragment_id, FailureReason.BAD_INPUT.value)
         begin = time.monotonic()
         wall = request.limits.wall_seconds or self._limits.wall_seconds
         try:
-            columns, types, rows = run_pushdown(
-                asset.postgres, os.environ, request.pushdown_program, wall
-            )
+            columns, types, rows = run_pushdown(asset.postgres, os.environ, program, wall)
         except PushdownFailed as exc:
             elapsed = (time.monotonic() - begin) * 1000
             return FragmentOutcome.failed(fragment_id, exc.code, elapsed)

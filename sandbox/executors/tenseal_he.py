@@ -83,6 +83,16 @@ def _list(value: object, limit: int) -> list[Any]:
     return value
 
 
+def _added(values: list[Any], noise: object, size: int, *, integer: bool) -> list[Any]:
+    """``values`` plus the agent's noise vector (which must have ``size`` finite entries)."""
+    drawn = _list(noise, size)
+    if len(drawn) != size or len(values) != size:
+        raise _bad("BadNoise")
+    if integer:
+        return [int(v) + _int(e, -(2**52), 2**52) for v, e in zip(values, drawn, strict=True)]
+    return [float(v) + _number(e) for v, e in zip(values, drawn, strict=True)]
+
+
 def _scalar(value: object) -> object:
     if value is None or isinstance(value, bool | int | str):
         return value
@@ -296,6 +306,14 @@ class Executor:
             for j in range(len(columns)):
                 cells[j * count + g] = float(row[3 + 2 * j] or 0.0)
                 cells[half + j * count + g] = float(row[4 + 2 * j] or 0.0)
+        # The site's own noise, drawn by its agent, is added before anything is encrypted:
+        # nothing exact about this partition leaves the sandbox.
+        noise = spec.get("noise")
+        if not isinstance(noise, dict):
+            raise _bad("NoNoise")
+        units = _added(units, noise.get("units"), count, integer=True)
+        counts = _added(counts, noise.get("counts"), count, integer=True)
+        cells = _added(cells, noise.get("cells"), width, integer=False)
         ts = self._ts
         rows = [("counts", _encode(ts.bfv_vector(self._ctx("bfv"), counts)))]
         if columns:
@@ -368,8 +386,19 @@ class Executor:
         units = int(con.execute("SELECT COUNT(DISTINCT __u) FROM bounded").fetchone()[0])
         x = np.column_stack([np.asarray(data[f"__x{j}"], dtype=np.float64) for j in range(d)])
         y = np.asarray(data["__y"], dtype=np.float64)
-        n = float(len(y))
-        sx, sxy, gram, syy = x.sum(axis=0), x.T @ y, x.T @ x, float(y @ y)
+        noise = spec.get("noise")
+        if not isinstance(noise, dict):
+            raise _bad("NoNoise")
+        # The site's own noise on the sufficient statistics, before the encrypted model sees
+        # them: the released numbers are functions of noised statistics whatever the weights.
+        n = float(len(y)) + _number(noise.get("n"))
+        sx = x.sum(axis=0) + np.asarray(_added([0.0] * d, noise.get("x"), d, integer=False))
+        sxy = x.T @ y + np.asarray(_added([0.0] * d, noise.get("xy"), d, integer=False))
+        gram = x.T @ x + np.asarray(
+            _added([0.0] * (d * d), noise.get("gram"), d * d, integer=False)
+        ).reshape(d, d)
+        syy = float(y @ y) + _number(noise.get("yy"))
+        units = _added([units], noise.get("units"), 1, integer=True)[0]
         ts = self._ts
         scores = w.dot(sx.tolist())
         residuals = ww.dot(gram.reshape(-1).tolist()) - w.dot((2.0 * sxy).tolist()) + syy

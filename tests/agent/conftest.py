@@ -23,10 +23,17 @@ from gateway import pki
 from gateway.siteclient.client import SiteClient, SiteMetrics
 from sandbox.agent.config import SiteConfig, parse_config
 from sandbox.agent.server import AgentServer
+from tests.agent.tickets import holder_section
 
-ROWS = [("north", 3), ("south", 5), ("north", 7), ("east", 1), ("south", 9)]
-EXPECTED_GROUPS = (("east", 1, 1), ("north", 2, 10), ("south", 2, 14))
-GROUP_BY = "SELECT district, COUNT(*) AS n, SUM(los) AS total FROM asset GROUP BY 1 ORDER BY 1"
+ROWS = [
+    ("p1", "north", 3, "flu"),
+    ("p2", "south", 5, "asthma"),
+    ("p3", "north", 7, "flu"),
+    ("p4", "east", 1, "fracture"),
+    ("p5", "south", 9, "flu"),
+]
+EXACT = {"north": (2, 10), "south": (2, 14), "east": (1, 1)}
+"""Exact (people, total length of stay) per district: what no released value may equal."""
 MAX_INPUT = 6 * 1024 * 1024
 
 
@@ -96,7 +103,8 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("assets")
     os.chmod(root, 0o755)
     csv = root / "admissions.csv"
-    csv.write_text("district,los\n" + "".join(f"{d},{n}\n" for d, n in ROWS), encoding="utf-8")
+    lines = "".join(",".join(map(str, row)) + "\n" for row in ROWS)
+    csv.write_text("patient_id,district,los,diagnosis\n" + lines, encoding="utf-8")
     parquet = root / "admissions.parquet"
     con = duckdb.connect()
     con.execute(f"COPY (SELECT * FROM read_csv('{csv}')) TO '{parquet}' (FORMAT parquet)")
@@ -117,6 +125,7 @@ def agent_document(certs: Pki, assets: dict[str, Path], cache: Path) -> dict[str
             "billing": {"postgres": {"dsn_env": "BILLING_DSN", "table": "public.billing"}},
         },
         "cache_dir": str(cache),
+        "holder": holder_section(),
         "unsafe_enable_test_executor": True,
         "pool_size": 1,
         "limits": {"cpu_seconds": 2, "wall_seconds": 6.0},

@@ -94,9 +94,11 @@ def test_codec_round_trips_outcomes_and_requests() -> None:
     assert wire.decode_outcome(wire.encode_outcome(outcome)) == outcome
     failed = FragmentOutcome.failed("f-2", "cancelled", 1.0)
     assert wire.decode_outcome(wire.encode_outcome(failed)) == failed
-    request = FragmentRequest(
-        "f-3", "j", "a", "duckdb_sql", "SELECT 1", RequestedLimits(cpu_seconds=2), 500, "0" * 64
-    )
+    refused = FragmentOutcome.failed("f-4", "refused", reasons=("policy_denied", "x"))
+    assert wire.decode_outcome(wire.encode_outcome(refused)) == refused
+    released = FragmentOutcome("f-5", True, table, release='{"key_release": "declared_keys"}')
+    assert wire.decode_outcome(wire.encode_outcome(released)) == released
+    request = FragmentRequest("f-3", b"{}", RequestedLimits(cpu_seconds=2), 500, "0" * 64)
     assert wire.decode_request(wire.encode_request(request)) == request
 
 

@@ -8,6 +8,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -15,7 +16,8 @@ from prometheus_client import CollectorRegistry
 from gateway.errors import Conflict
 from gateway.siteclient.client import SiteClient, SiteMetrics
 from sandbox.wire import CancelOutcome, FragmentOutcome, FragmentRequest, RequestedLimits
-from tests.agent.conftest import EXPECTED_GROUPS, GROUP_BY, Pki, metric
+from tests.agent.conftest import EXACT, Pki, metric
+from tests.agent.tickets import GROUPED, Minter, release_of, request
 
 PRELUDE = textwrap.dedent(
     """
@@ -27,25 +29,25 @@ PRELUDE = textwrap.dedent(
     """
 )
 
-_counter = iter(range(1_000_000))
-
-
-def fresh_id(prefix: str = "frag") -> str:
-    return f"{prefix}-{time.monotonic_ns()}-{next(_counter)}"
+MINT = Minter()
 
 
 def sql(
-    program: str, asset: str = "admissions-csv", fragment_id: str | None = None
+    query: str = GROUPED,
+    asset: str = "admissions-csv",
+    fragment_id: str | None = None,
+    epsilon: float = 50.0,
 ) -> FragmentRequest:
-    return FragmentRequest(fragment_id or fresh_id(), "job-1", asset, "duckdb_sql", program)
+    """A ``sql_aggregate`` ticket for ``query``, as the gateway would send it."""
+    ticket = MINT.ticket(sql=query, local_ref=asset, fragment_id=fragment_id, epsilon=epsilon)
+    return request(ticket)
 
 
 def python(body: str, fragment_id: str | None = None, **fields: object) -> FragmentRequest:
+    """A ``python_test`` ticket: signed, never decided, only with the unsafe test executor."""
     program = PRELUDE + textwrap.dedent(body)
-    request = FragmentRequest(
-        fragment_id or fresh_id(), "job-1", "admissions-csv", "python_test", program
-    )
-    return dataclasses.replace(request, **fields)  # type: ignore[arg-type]
+    ticket = MINT.ticket(kind="python_test", sql=program, fragment_id=fragment_id)
+    return dataclasses.replace(request(ticket), **fields)  # type: ignore[arg-type]
 
 
 def cells(outcome: FragmentOutcome) -> list[object]:
@@ -54,11 +56,16 @@ def cells(outcome: FragmentOutcome) -> list[object]:
     return [cell for row in outcome.table.rows for cell in row]
 
 
-def assert_still_serving(client: SiteClient) -> None:
-    outcome = client.run_fragment(sql(GROUP_BY))
-    assert outcome.ok
+def released(outcome: FragmentOutcome) -> dict[str, list[Any]]:
+    """The noisy partials per district, as released by the site."""
+    assert outcome.ok, outcome
     assert outcome.table is not None
-    assert outcome.table.rows == EXPECTED_GROUPS
+    return {str(row[0]): list(row[1:]) for row in outcome.table.rows}
+
+
+def assert_still_serving(client: SiteClient) -> None:
+    outcome = client.run_fragment(sql())
+    assert set(released(outcome)) == set(EXACT)
 
 
 @pytest.fixture
@@ -86,33 +93,40 @@ def test_health_reports_isolation_and_assets(
 
 
 @pytest.mark.parametrize("asset", ["admissions-csv", "admissions-parquet"])
-def test_group_by_returns_the_aggregates(
+def test_a_grouped_job_leaves_the_site_noised_per_declared_key(
     client: SiteClient, registry: CollectorRegistry, asset: str
 ) -> None:
-    outcome = client.run_fragment(sql(GROUP_BY, asset))
+    outcome = client.run_fragment(sql(asset=asset))
     assert outcome.ok and not outcome.replayed
     assert outcome.table is not None
-    assert outcome.table.columns == ("district", "n", "total")
-    assert outcome.table.rows == EXPECTED_GROUPS
-    assert outcome.table.types[1] == "BIGINT"
+    assert outcome.table.columns[:2] == ("__g0", "__units")
+    groups = released(outcome)
+    assert set(groups) == set(EXACT)
+    for district, (people, total) in EXACT.items():
+        noisy_people, *partials = groups[district]
+        assert isinstance(noisy_people, int) and abs(noisy_people - people) <= 3
+        assert any(abs(float(v) - total) < 3 for v in partials if v is not None)
+    meta = release_of(outcome)
+    assert meta["key_release"] == "declared_keys"
+    assert {c["mechanism"] for c in meta["charges"]} == {"laplace"}
+    assert sum(c["epsilon"] for c in meta["charges"]) == pytest.approx(50.0)
     labels = {"site": "riverside", "method": "RunFragment"}
     assert metric(registry, "blindgate_site_calls_total", **labels) == 1
     assert metric(registry, "blindgate_site_call_seconds_count", **labels) == 1
 
 
 def test_values_keep_their_types(client: SiteClient) -> None:
-    outcome = client.run_fragment(
-        sql(f"SELECT NULL AS a, TRUE AS b, 2.5::DOUBLE AS c, 'x' AS d, {2**127 - 1}::HUGEINT AS e")
-    )
+    outcome = client.run_fragment(python(f"rows = [[None, True, 2.5, 'x', {2**127 - 1}]]"))
     assert cells(outcome) == [None, True, 2.5, "x", 2**127 - 1]
 
 
-def test_unknown_asset_is_bad_input(client: SiteClient, registry: CollectorRegistry) -> None:
-    outcome = client.run_fragment(sql(GROUP_BY, asset="no-such-asset"))
-    assert not outcome.ok
-    assert outcome.failure == "bad_input"
-    assert outcome.table is None
-    labels = {"site": "riverside", "method": "RunFragment", "reason": "bad_input"}
+def test_a_ticket_for_an_asset_the_site_does_not_serve_is_refused(
+    client: SiteClient, registry: CollectorRegistry
+) -> None:
+    outcome = client.run_fragment(sql(asset="no-such-asset"))
+    assert (outcome.ok, outcome.failure, outcome.table) == (False, "refused", None)
+    assert outcome.reasons == ("unknown_asset",)
+    labels = {"site": "riverside", "method": "RunFragment", "reason": "refused"}
     assert metric(registry, "blindgate_site_failures_total", **labels) == 1
 
 
@@ -120,31 +134,34 @@ def test_a_postgres_asset_without_its_connection_string_fails(
     client: SiteClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("BILLING_DSN", raising=False)
-    assert client.run_fragment(sql(GROUP_BY, asset="billing")).failure == "internal"
+    assert client.run_fragment(sql(asset="billing")).failure == "internal"
 
 
-def test_sql_errors_are_bad_input_without_detail(client: SiteClient) -> None:
-    outcome = client.run_fragment(sql("SELECT no_such_column FROM asset"))
-    assert outcome == FragmentOutcome(
-        outcome.fragment_id, False, None, "bad_input", outcome.elapsed_ms
-    )
+def test_a_query_the_site_cannot_analyse_is_refused_with_codes_only(client: SiteClient) -> None:
+    outcome = client.run_fragment(sql("SELECT no_such_column FROM admissions"))
+    assert (outcome.ok, outcome.failure, outcome.table) == (False, "refused", None)
+    assert outcome.reasons[0] == "analysis_refused"
+    assert "no_such_column" not in repr(outcome.reasons)
 
 
-def test_repeated_fragment_id_returns_the_stored_result(client: SiteClient) -> None:
-    request = sql("SELECT random() AS r, COUNT(*) AS n FROM asset")
+def test_repeated_fragment_id_returns_the_stored_release(client: SiteClient) -> None:
+    request = sql(epsilon=1.0)
     first = client.run_fragment(request)
     again = client.run_fragment(request)
     assert again.replayed and not first.replayed
     assert cells(again) == cells(first)
-    other = client.run_fragment(sql(request.program))
+    assert again.release == first.release
+    other = client.run_fragment(sql(epsilon=1.0))
     assert cells(other) != cells(first)
 
 
 def test_fragment_id_reused_for_another_fragment_is_refused(client: SiteClient) -> None:
-    request = sql(GROUP_BY)
+    request = sql()
     client.run_fragment(request)
     with pytest.raises(Conflict):
-        client.run_fragment(sql("SELECT 1", fragment_id=request.fragment_id))
+        client.run_fragment(
+            sql("SELECT COUNT(*) AS n FROM admissions", fragment_id=request.fragment_id)
+        )
 
 
 def test_hostile_fragment_is_stopped_and_the_agent_keeps_serving(

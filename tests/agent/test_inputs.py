@@ -15,9 +15,8 @@ from blindgate_proto.v1 import site_pb2
 from gateway.errors import BlindgateError
 from gateway.siteclient.client import SiteClient
 from sandbox.agent.server import AgentServer
-from sandbox.wire import FragmentRequest
 from tests.agent.conftest import MAX_INPUT, Pki, raw_stub
-from tests.agent.test_fragments import cells, fresh_id
+from tests.agent.test_fragments import cells, python
 
 MIB = 1024 * 1024
 
@@ -66,9 +65,7 @@ def test_a_5_mb_input_is_streamed_verified_and_readable_by_a_fragment(
         "with open(os.path.join(context.input_dir, 'data'), 'rb') as handle:\n"
         "    result = hashlib.sha256(handle.read()).hexdigest()\n"
     )
-    request = FragmentRequest(
-        fresh_id(), "job-1", "admissions-csv", "python_test", program, input_sha256=digest
-    )
+    request = python(program, input_sha256=digest)
     assert cells(client.run_fragment(request)) == [digest]
 
 
@@ -115,12 +112,5 @@ def test_a_malformed_digest_is_refused(address: str, certs: Pki) -> None:
 
 
 def test_a_fragment_naming_an_unknown_input_is_bad_input(client: SiteClient) -> None:
-    request = FragmentRequest(
-        fresh_id(),
-        "job-1",
-        "admissions-csv",
-        "python_test",
-        "result = 1",
-        input_sha256=os.urandom(32).hex(),
-    )
+    request = python("result = 1", input_sha256=os.urandom(32).hex())
     assert client.run_fragment(request).failure == "bad_input"

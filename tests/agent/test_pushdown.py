@@ -91,22 +91,48 @@ def test_statement_timeout(admissions: tuple[str, Path]) -> None:
         run_pushdown(source, {"DSN": dsn}, slow, 0.2)
 
 
+PUSHDOWN_POLICY = """\
+version: 1
+asset: admissions
+columns:
+  patient_id: {control: join_key}
+  district:
+    control: group_by
+    keys: {values: [north, south, east, west]}
+  los:
+    control: aggregate
+    clip: {lower: 0, upper: 30}
+jobs:
+  kinds: [sql_aggregate]
+  aggregates: [count, sum, avg]
+  purposes: [research]
+  min_group_size: 5
+  max_rows_per_unit: 1
+  approval: {mode: auto}
+privacy:
+  epsilon_per_job_max: 50
+  budget: {epsilon: 1000, delta: 0, period_days: 30}
+"""
+
+
 def test_the_agent_pushes_down_when_its_holder_says_so(
     admissions: tuple[str, Path], certs: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Through the real agent over mutual TLS: a push-down asset runs the PostgreSQL form."""
+    """Through the real agent over mutual TLS: a push-down asset runs the PostgreSQL form
+    the agent derives itself from the operator's job, and exports nothing."""
     from prometheus_client import CollectorRegistry
 
     from gateway.siteclient.client import SiteClient, SiteMetrics
     from sandbox.agent.config import parse_config
     from sandbox.agent.server import AgentServer
-    from sandbox.wire import FragmentRequest
     from tests.agent.conftest import agent_document
+    from tests.agent.tickets import Minter, release_of, request
 
     dsn, _ = admissions
     monkeypatch.setenv("PUSHDOWN_DSN", dsn)
+    cache = tmp_path / "cache"
     document = agent_document(
-        certs, {"csv": tmp_path / "x.csv", "parquet": tmp_path / "x.pq"}, tmp_path / "cache"
+        certs, {"csv": tmp_path / "x.csv", "parquet": tmp_path / "x.pq"}, cache
     )
     document["assets"] = {
         "admissions": {
@@ -116,7 +142,10 @@ def test_the_agent_pushes_down_when_its_holder_says_so(
     document["unsafe_enable_test_executor"] = False
     agent = AgentServer(parse_config(document, certs.root / "agent"))
     port = agent.start()
-    plan = partial_plan(analyse(QUERIES[0], SCHEMA), params(c=1))
+    minter = Minter(
+        policy=PUSHDOWN_POLICY,
+        columns=[(c.name, c.type, str(c.tag)) for c in SCHEMA.columns],
+    )
     try:
         with SiteClient(
             f"127.0.0.1:{port}",
@@ -127,21 +156,13 @@ def test_the_agent_pushes_down_when_its_holder_says_so(
             metrics=SiteMetrics(CollectorRegistry()),
             timeout=15.0,
         ) as client:
-            request = FragmentRequest(
-                "pd-1",
-                "job-1",
-                "admissions",
-                "duckdb_sql",
-                plan.sql,
-                pushdown_program=plan.pushdown_sql("asset"),
-            )
-            outcome = client.run_fragment(request)
+            ticket = minter.ticket(local_ref="admissions", sql=QUERIES[0], epsilon=10)
+            outcome = client.run_fragment(request(ticket))
             assert outcome.ok, outcome
             assert outcome.table is not None
             assert {row[0] for row in outcome.table.rows} == {"north", "south", "east", "west"}
-            without = FragmentRequest("pd-2", "job-1", "admissions", "duckdb_sql", plan.sql)
-            refused = client.run_fragment(without)
-            assert not refused.ok
-            assert refused.failure == "bad_input"
+            assert release_of(outcome)["key_release"] == "declared_keys"
     finally:
         agent.stop(grace=0.2)
+    exported = [p for p in (cache / "exports").rglob("*") if p.is_file()]
+    assert exported == []

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from contracts.tickets import Ticket
 from sandbox.agent.config import parse_config
 from sandbox.agent.fragments import StopSwitch
 from sandbox.agent.service import AgentService, Busy, InvalidRequest, WaitAbandoned
@@ -22,6 +23,10 @@ from sandbox.config import IsolationLevel
 from sandbox.isolation import LAYERS, IsolationReport
 from sandbox.spec import FailureReason, FragmentResult, FragmentSpec, ResultTable
 from sandbox.wire import CancelOutcome, FragmentRequest
+from tests.agent import tickets
+from tests.agent.tickets import Minter, holder_section
+
+MINT = Minter()
 
 
 class BlockingRunner:
@@ -56,8 +61,10 @@ def make_service(tmp_path: Path, **settings: Any) -> tuple[AgentService, Blockin
         "tls": {"cert": "c", "key": "k", "ca": "a"},
         "gateway_fingerprints": ["0" * 64],
         "assets": {"a": {"path": "a.csv"}},
+        "holder": holder_section(),
         "cache_dir": "cache",
         "pool_size": 0,
+        "unsafe_enable_test_executor": True,
         **settings,
     }
     runner = BlockingRunner()
@@ -72,8 +79,21 @@ def service(tmp_path: Path) -> Iterator[tuple[AgentService, BlockingRunner]]:
     made[0].close()
 
 
+_TICKETS: dict[str, Ticket] = {}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_tickets() -> None:
+    _TICKETS.clear()
+
+
 def request(fragment_id: str, **fields: Any) -> FragmentRequest:
-    return FragmentRequest(fragment_id, "j", "a", "duckdb_sql", "SELECT 1", **fields)
+    """The same signed ticket every time for one fragment id (a retry, not a new job)."""
+    if fragment_id not in _TICKETS:
+        _TICKETS[fragment_id] = MINT.ticket(
+            kind="python_test", sql="result = 1", local_ref="a", fragment_id=fragment_id
+        )
+    return tickets.request(_TICKETS[fragment_id], **fields)
 
 
 def wait_until(condition: Any, timeout: float = 5.0) -> None:
@@ -160,7 +180,8 @@ def test_the_outcome_cache_is_bounded(tmp_path: Path) -> None:
     assert agent.run(request("f3")).replayed
     again = agent.run(request("f1"))
     assert not again.replayed
-    assert runner.started == ["f1", "f2", "f3", "f1"]
+    assert (again.failure, again.reasons) == ("refused", ("replayed",))
+    assert runner.started == ["f1", "f2", "f3"]
     agent.close()
 
 
@@ -168,7 +189,7 @@ def test_requests_are_checked(service: tuple[AgentService, BlockingRunner]) -> N
     agent, _ = service
     for bad in ("", "x" * 129, "a/b", "a b"):
         with pytest.raises(InvalidRequest):
-            agent.submit(request(bad))
+            agent.submit(FragmentRequest(bad, request("f").ticket))
         with pytest.raises(InvalidRequest):
             agent.cancel(bad)
     with pytest.raises(InvalidRequest):

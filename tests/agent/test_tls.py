@@ -15,12 +15,7 @@ def _calls(stub: site_pb2_grpc.SiteAgentStub) -> dict[str, object]:
     return {
         "Health": lambda: stub.Health(site_pb2.HealthRequest(), timeout=5),
         "RunFragment": lambda: stub.RunFragment(
-            site_pb2.RunFragmentRequest(
-                fragment_id="tls-probe",
-                asset_id="admissions-csv",
-                executor="duckdb_sql",
-                program="SELECT 1",
-            ),
+            site_pb2.RunFragmentRequest(fragment_id="tls-probe", ticket=b"{}"),
             timeout=5,
         ),
         "UploadInput": lambda: stub.UploadInput(

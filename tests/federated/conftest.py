@@ -21,12 +21,15 @@ from blindgate_demo.federation import (
     build,
     gateway_tls,
     init_pki,
+    set_signed_policy,
 )
+from contracts.tickets import ApprovalStatement, job_statement, sign_statement
 from gateway.config import Settings
 from gateway.domain import Actor
 from gateway.metrics import GatewayMetrics
 from gateway.service import Services, build_services
 from gateway.service.jobs.runner import JobRunner, make_runner
+from gateway.service.jobs.schemas import ApprovalIn, JobOut
 from gateway.siteclient.pool import SitePool
 from gateway.store import SqlStore, open_store
 
@@ -86,6 +89,32 @@ class Federation:
     @property
     def asset_ids(self) -> list[str]:
         return [h.asset_id for h in self.hospitals]
+
+    def set_policy(self, text: str) -> None:
+        """Every hospital sets ``text`` as its partition's policy, signed with its key."""
+        for holder in self.built.holders:
+            set_signed_policy(
+                self.services, holder.actor, holder.signing_key, holder.assets["admissions"], text
+            )
+
+    def approve(self, index: int, job_id: str, reason: str = "ok") -> JobOut:
+        """Hospital ``index`` approves the job, signed with its organisation's key."""
+        holder = self.built.holders[index]
+        job = self.services.jobs.get(holder.actor, job_id)
+        signed_at = self.services.ctx.clock.now()
+        statement = ApprovalStatement(
+            holder_org_id=holder.actor.org_id,
+            principal_id=holder.actor.principal_id,
+            job_id=job_id,
+            job_sha256=job_statement(job.model_dump()).digest,
+            signed_at=signed_at,
+        )
+        body = ApprovalIn(
+            reason=reason,
+            signature=sign_statement(statement, holder.signing_key),
+            signed_at=signed_at,
+        )
+        return self.services.jobs.approve(holder.actor, job_id, body, approve=True)
 
     def truth(self) -> dict[str, tuple[int, float]]:
         """Per district: (rows, mean los) over every partition."""

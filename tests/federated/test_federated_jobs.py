@@ -7,7 +7,7 @@ import pytest
 
 from gateway.audit.receipt import verify_receipt
 from gateway.domain import JobState
-from gateway.errors import InvalidState
+from gateway.errors import InvalidState, ValidationFailed
 from gateway.service.jobs.schemas import ApprovalIn, JobSubmitIn
 from tests.federated.conftest import Federation
 
@@ -149,10 +149,15 @@ def test_manual_approval(tmp_path, store_url) -> None:
         job = submit(fed)
         assert job.state == "pending_approval"
         assert fed.runner.run_once() is False
-        holder = fed.hospitals[1]
-        approved = fed.services.jobs.approve(
-            holder.actor, job.id, ApprovalIn(reason="ok"), approve=True
-        )
+        # Each holder decides under its own policy: one holder's approval never stands for
+        # another's, and an approval is signed with the holder organisation's key.
+        unsigned = fed.services.jobs.approve
+        with pytest.raises(ValidationFailed):
+            unsigned(fed.hospitals[1].actor, job.id, ApprovalIn(reason="ok"), approve=True)
+        assert fed.approve(1, job.id).state == "pending_approval"
+        assert fed.approve(0, job.id).state == "pending_approval"
+        assert fed.runner.run_once() is False
+        approved = fed.approve(2, job.id)
         assert approved.state == "queued"
         assert fed.runner.run_once()
         assert fed.services.jobs.get(fed.operator, job.id).state == "succeeded"
@@ -299,8 +304,7 @@ def test_max_groups_denies_declared_keys_and_fails_selected_keys_charged(
     capped = POLICY.replace("MODE", "auto").replace(
         "  max_rows_per_unit: 1\n", "  max_rows_per_unit: 1\n  max_groups: 2\n"
     )
-    for hospital in fed.hospitals:
-        fed.services.policies.set(hospital.actor, hospital.asset_id, capped)
+    fed.set_policy(capped)
     job = submit(fed)  # three declared districts
     assert job.state == "denied"
     assert "too_many_groups" in [r["code"] for r in job.decision["reasons"]]
@@ -308,8 +312,7 @@ def test_max_groups_denies_declared_keys_and_fails_selected_keys_charged(
         "  budget: {epsilon: 20, delta: 1.0e-6, period_days: 30}",
         "  delta_per_job_max: 1.0e-7\n  budget: {epsilon: 20, delta: 1.0e-6, period_days: 30}",
     )
-    for hospital in fed.hospitals:
-        fed.services.policies.set(hospital.actor, hospital.asset_id, selected)
+    fed.set_policy(selected)
     job = submit(fed, delta=1e-8)
     assert job.state == "queued", job.decision
     assert fed.runner.run_once()

@@ -24,8 +24,7 @@ def submit(fed: Federation, sql: str = GROUPED, epsilon: float = 5.0, **over: ob
 
 
 def set_policy(fed: Federation, text: str) -> None:
-    for hospital in fed.hospitals:
-        fed.services.policies.set(hospital.actor, hospital.asset_id, text)
+    fed.set_policy(text)
 
 
 def test_declared_keys_are_released_in_full_empty_ones_included(federation: Federation) -> None:

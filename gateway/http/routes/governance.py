@@ -58,14 +58,18 @@ async def set_policy(asset_id: str, request: Request, svc: Svc) -> PolicyVersion
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         if content_type in _YAML:
-            document = raw.decode("utf-8")
+            body = PolicySetIn(document=raw.decode("utf-8"))
         else:
-            document = PolicySetIn.model_validate_json(raw).document
+            body = PolicySetIn.model_validate_json(raw)
     except (UnicodeDecodeError, ValueError):
         raise ValidationFailed(
             'the body must be a UTF-8 YAML document or {"document": ...}'
         ) from None
-    return await run_in_threadpool(svc.policies.set, actor, asset_id, document)
+    return await run_in_threadpool(
+        lambda: svc.policies.set(
+            actor, asset_id, body.document, signature=body.signature, signed_at=body.signed_at
+        )
+    )
 
 
 @router.get("/assets/{asset_id}/policy", tags=["policies"])
@@ -109,7 +113,9 @@ def accept_licence(licence_id: str, body: LicenceAcceptIn, svc: Svc, actor: Call
 
 @router.post("/licences/{licence_id}/revoke", tags=["licences"])
 def revoke_licence(licence_id: str, body: LicenceRevokeIn, svc: Svc, actor: Caller) -> LicenceOut:
-    return svc.licences.revoke(actor, licence_id, body.reason)
+    return svc.licences.revoke(
+        actor, licence_id, body.reason, signature=body.signature, signed_at=body.signed_at
+    )
 
 
 @router.get("/licences/{licence_id}/budget", tags=["licences"])

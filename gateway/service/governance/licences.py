@@ -22,6 +22,7 @@ from contracts.signing import (
     verify_signatures,
 )
 from contracts.terms import canonical_bytes, terms_from_canonical
+from contracts.tickets import RevocationStatement, canonical, verify_statement
 from gateway.domain import (
     TERMINAL_STATES,
     Actor,
@@ -31,7 +32,7 @@ from gateway.domain import (
     LicenceStatus,
     Role,
 )
-from gateway.errors import Forbidden, InvalidState, LicenceInvalid, NotFound
+from gateway.errors import Forbidden, InvalidState, LicenceInvalid, NotFound, ValidationFailed
 from gateway.service.core.access import hide_unless, require_role
 from gateway.service.core.context import PageRequest, ServiceContext, encode_cursor
 from gateway.service.core.schemas import PageOut
@@ -250,8 +251,21 @@ class LicenceService:
 
         return self.tracer.write(actor, "licence.accept", work, target={"licence": licence_id})[0]
 
-    def revoke(self, actor: Actor, licence_id: str, reason: str) -> LicenceOut:
-        """Revoke at once (the holder, or an auditor): no new job starts under it."""
+    def revoke(
+        self,
+        actor: Actor,
+        licence_id: str,
+        reason: str,
+        *,
+        signature: str | None = None,
+        signed_at: datetime | None = None,
+    ) -> LicenceOut:
+        """Revoke at once (the holder, or an auditor): no new job starts under it.
+
+        With the holder organisation's ``signature`` of the revocation (made at
+        ``signed_at``), the revocation also travels to the holder's sites, which then
+        refuse the licence for good whatever the gateway says later.
+        """
 
         def work(tx: Tx, note: Note) -> LicenceOut:
             licence = self.visible(actor, tx.get_licence(licence_id, lock=True))
@@ -260,9 +274,16 @@ class LicenceService:
                 raise Forbidden("only the holder or an auditor revokes a licence")
             if licence.status == LicenceStatus.REVOKED:
                 raise InvalidState("the licence is already revoked")
+            revocation = None
+            if signature is not None or signed_at is not None:
+                revocation = self._signed_revocation(tx, licence, signature, signed_at)
             now = self.ctx.clock.now()
             tx.update_licence(
-                licence_id, status=LicenceStatus.REVOKED, revoked_at=now, revoke_reason=reason
+                licence_id,
+                status=LicenceStatus.REVOKED,
+                revoked_at=now,
+                revoke_reason=reason,
+                revocation=revocation,
             )
             # No new job starts under it, and jobs not yet released under it are cancelled.
             live = [s for s in JobState if s not in TERMINAL_STATES]
@@ -290,6 +311,27 @@ class LicenceService:
             request={"reason": reason},
             target={"licence": licence_id},
         )[0]
+
+    @staticmethod
+    def _signed_revocation(
+        tx: Tx, licence: Licence, signature: str | None, signed_at: datetime | None
+    ) -> str:
+        """The revocation as the holder's sites will check it (JSON of statement and
+        signature); its signature must verify under the holder organisation's key."""
+        if signature is None or signed_at is None:
+            raise ValidationFailed("a signed revocation needs both signature and signed_at")
+        statement = RevocationStatement(
+            holder_org_id=licence.holder_org_id, licence_id=licence.id, signed_at=signed_at
+        )
+        try:
+            verify_statement(statement, signature, (_pub(tx, licence.holder_org_id, "holder"),))
+        except LicenceError:
+            raise ValidationFailed(
+                "the revocation's signature does not verify under the holder's key"
+            ) from None
+        return json.dumps(
+            {"statement": canonical(statement).decode("utf-8"), "signature": signature}
+        )
 
     def get(self, actor: Actor, licence_id: str) -> LicenceOut:
         with self.ctx.store.read() as tx:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from contracts import LicenceError, decode_public_key
+from contracts.tickets import PolicyStatement, canonical, policy_statement, verify_statement
 from gateway.domain import Actor, Asset, AssetStatus, PolicyVersion, Role
-from gateway.errors import AssetDisposed, Forbidden, NotFound, PolicyInvalid
+from gateway.errors import AssetDisposed, Forbidden, NotFound, PolicyInvalid, ValidationFailed
 from gateway.service.catalogue.visibility import visible_asset
 from gateway.service.core.context import ServiceContext
 from gateway.service.core.tracing import Note, Tracer
@@ -42,8 +45,23 @@ def parse_for_asset(document: str, asset: Asset) -> Policy:
     return policy.model_copy(update={"asset": asset.id})
 
 
+def statement_for(asset: Asset, document: str, signed_at: datetime) -> PolicyStatement:
+    """What the asset's holder signs for ``document``: the asset's schema and the
+    document's digest (see :mod:`contracts.tickets`)."""
+    return policy_statement(
+        holder_org_id=asset.org_id,
+        asset_id=asset.id,
+        asset_name=asset.name,
+        privacy_unit=asset.privacy_unit,
+        columns=[(c.name, str(c.type), str(c.tag)) for c in asset.columns],
+        document=document,
+        signed_at=signed_at,
+    )
+
+
 def _out(version: PolicyVersion) -> PolicyVersionOut:
     return PolicyVersionOut(
+        signed=version.signature is not None,
         asset_id=version.asset_id,
         version=version.version,
         document=version.document,
@@ -63,8 +81,22 @@ class PolicyService:
     def schema() -> dict[str, Any]:
         return policy_schema()
 
-    def set(self, actor: Actor, asset_id: str, document: str) -> PolicyVersionOut:
-        """Store a new version of the asset's policy (the asset's holder only)."""
+    def set(
+        self,
+        actor: Actor,
+        asset_id: str,
+        document: str,
+        *,
+        signature: str | None = None,
+        signed_at: datetime | None = None,
+    ) -> PolicyVersionOut:
+        """Store a new version of the asset's policy (the asset's holder only).
+
+        With ``signature`` (the holder organisation's signature over
+        :func:`statement_for`, made at ``signed_at``) the version can be sent to the
+        asset's site, which accepts only policies its holder signed; an unsigned version
+        is stored, but no job runs on the asset until a signed one replaces it.
+        """
 
         def work(tx: Tx, note: Note) -> PolicyVersionOut:
             asset = visible_asset(actor, tx, asset_id, note)
@@ -73,9 +105,27 @@ class PolicyService:
             if asset.status == AssetStatus.DISPOSED:
                 raise AssetDisposed()
             parse_for_asset(document, asset)
+            statement = None
+            if signature is not None or signed_at is not None:
+                if signature is None or signed_at is None:
+                    raise ValidationFailed("a signed policy needs both signature and signed_at")
+                made = statement_for(asset, document, signed_at)
+                org = tx.get_org(asset.org_id)
+                key = org.public_key if org is not None else None
+                try:
+                    if key is None:
+                        raise LicenceError("bad_key")
+                    verify_statement(made, signature, (decode_public_key(key),))
+                except LicenceError:
+                    raise ValidationFailed(
+                        "the signature does not verify under your organisation's registered key"
+                    ) from None
+                statement = canonical(made).decode("utf-8")
             now = self.ctx.clock.now()
-            version = tx.add_policy(asset.id, document, actor.principal_id, now)
-            note.detail = {"policy_version": version}
+            version = tx.add_policy(
+                asset.id, document, actor.principal_id, now, statement, signature
+            )
+            note.detail = {"policy_version": version, "signed": statement is not None}
             stored = tx.get_policy(asset.id, version)
             assert stored is not None
             return _out(stored)

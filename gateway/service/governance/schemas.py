@@ -12,11 +12,23 @@ from gateway.service.core.schemas import Strict
 
 class PolicySetIn(Strict):
     document: str = Field(max_length=256 * 1024, description="The policy document (YAML)")
+    signature: str | None = Field(
+        default=None,
+        max_length=200,
+        description="The holder organisation's Ed25519 signature (base64) of the policy "
+        "statement: the asset's schema and the document's SHA-256, at signed_at",
+    )
+    signed_at: datetime | None = None
 
 
 class PolicyVersionOut(BaseModel):
     asset_id: str
     version: int
+    signed: bool = Field(
+        default=False,
+        description="Signed by the holder organisation's key: only a signed policy reaches "
+        "the asset's site, so only then do jobs run on the asset",
+    )
     document: str
     created_by: str
     created_at: datetime
@@ -40,6 +52,13 @@ class LicenceAcceptIn(Strict):
 
 class LicenceRevokeIn(Strict):
     reason: str = Field(min_length=1, max_length=1000)
+    signature: str | None = Field(
+        default=None,
+        max_length=200,
+        description="The holder organisation's Ed25519 signature (base64) of the revocation "
+        "statement, at signed_at: it then reaches the holder's sites too",
+    )
+    signed_at: datetime | None = None
 
 
 class LicenceOut(BaseModel):

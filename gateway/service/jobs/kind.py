@@ -26,7 +26,6 @@ from gateway.domain import Asset, Job
 from policies import ColumnUsage, Decision, EffectiveParameters
 from policies.jobs import AssetSchema
 from sandbox.spec import ResultTable
-from sandbox.wire import FragmentRequest
 
 A = TypeVar("A")
 P = TypeVar("P")
@@ -61,6 +60,8 @@ class FailureCode(enum.StrEnum):
     COMBINE_OUTPUT_TOO_LARGE = "combine_output_too_large"
     COMBINE_BAD_INPUT = "combine_bad_input"
     COMBINE_INTERNAL = "combine_internal"
+    SITE_REFUSED = "site_refused"
+    POLICY_UNSIGNED = "policy_unsigned"
 
     @property
     def charged(self) -> bool:
@@ -70,7 +71,10 @@ class FailureCode(enum.StrEnum):
 
     @classmethod
     def of_fragment(cls, reason: str | None) -> FailureCode:
-        """The code of a site fragment that failed with ``reason`` (a sandbox code)."""
+        """The code of a site fragment that failed with ``reason`` (a sandbox code, or
+        ``refused`` when the site refused the ticket)."""
+        if reason == "refused":
+            return cls.SITE_REFUSED
         return cls._prefixed("fragment", reason)
 
     @classmethod
@@ -141,21 +145,24 @@ class Analysed(Generic[A_co]):
 
 @dataclass(frozen=True, slots=True)
 class SiteStep:
-    """One fragment for the site holding ``asset``, with an input it needs uploaded first."""
+    """One fragment for the site holding ``asset``: what the kind adds to the ticket (inputs
+    the job carries, by name), and an input the site must hold before it runs."""
 
     asset: Asset
-    request: FragmentRequest
+    attachments: dict[str, str] = field(default_factory=dict)
     upload: Path | None = None
-    """A file the site must hold (by ``request.input_sha256``) before the fragment runs."""
+    input_sha256: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class SiteResult:
-    """What one site answered for its fragment."""
+    """What one site answered for its fragment: its (already noised) table and how it
+    released it."""
 
     step: SiteStep
     table: ResultTable
     elapsed_ms: float = 0.0
+    release: str = ""
 
 
 class JobKind(Protocol[A, P]):
@@ -187,10 +194,9 @@ class JobKind(Protocol[A, P]):
         """What an allowed job runs under ``params``, or a denial."""
         ...
 
-    def site_steps(
-        self, job: Job, plan: P, assets: list[Asset], deadline_ms: int
-    ) -> list[SiteStep]:
-        """One fragment per asset, for the site that holds it."""
+    def site_steps(self, job: Job, plan: P, assets: list[Asset]) -> list[SiteStep]:
+        """One fragment per asset, for the site that holds it (the runner wraps each in a
+        ticket: the site derives the fragment itself from the job)."""
         ...
 
     def combine(self, job: Job, plan: P, results: list[SiteResult]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import timedelta
 from typing import Any
 
+from contracts.tickets import encode_ticket
 from gateway.domain import Actor, Asset, Job, JobState, Role, Site
 from gateway.errors import BlindgateError, InvalidState
 from gateway.service.core.context import ServiceContext
@@ -35,10 +36,11 @@ from gateway.service.jobs.kind import FailureCode, JobFailed, SiteResult, SiteSt
 from gateway.service.jobs.leases import LeaseKeeper
 from gateway.service.jobs.service import JobService
 from gateway.service.jobs.support import covering_licences
+from gateway.service.jobs.tickets import fragment_id, ticket_for
 from gateway.service.trace.service import AuditService
 from gateway.siteclient.pool import SitePool
 from gateway.store import Tx
-from sandbox.wire import FragmentOutcome
+from sandbox.wire import FragmentOutcome, FragmentRequest
 
 log = logging.getLogger(__name__)
 
@@ -218,9 +220,20 @@ class JobRunner:
             raise JobFailed(FailureCode.POLICY_DENIED, reasons)
         if [a for a in job.asset_ids if a not in cover]:
             raise JobFailed(FailureCode.LICENCE_NOT_COVERING)
-        steps = kind.site_steps(job, decided.plan, assets, int(self.fragment_timeout * 1000))
+        steps = kind.site_steps(job, decided.plan, assets)
+        now = self.ctx.clock.now()
+        with self.ctx.store.read() as tx:
+            requests = [
+                FragmentRequest(
+                    fragment_id=fragment_id(job, step.asset),
+                    ticket=encode_ticket(ticket_for(tx, job, step, now)),
+                    deadline_ms=int(self.fragment_timeout * 1000),
+                    input_sha256=step.input_sha256,
+                )
+                for step in steps
+            ]
         with self._stage("fragments, fan-out to last answer"):
-            results = self._run_steps(job, steps, sites)
+            results = self._run_steps(job, list(zip(steps, requests, strict=True)), sites)
         with self._stage("combine and noise"):
             result = kind.combine(job, decided.plan, results)
         compute = sum(r.elapsed_ms for r in results) / 1000
@@ -230,35 +243,39 @@ class JobRunner:
             self.observe("execute (claimed -> released)", time.monotonic() - started)
 
     def _run_steps(
-        self, job: Job, steps: list[SiteStep], sites: dict[str, Site | None]
+        self,
+        job: Job,
+        steps: list[tuple[SiteStep, FragmentRequest]],
+        sites: dict[str, Site | None],
     ) -> list[SiteResult]:
         """Run every site's fragment (after its upload, if any); all must succeed."""
         futures: list[Future[FragmentOutcome]] = []
         clients: list[tuple[Any, str]] = []
-        for step in steps:
+        for step, request in steps:
             site = sites.get(step.asset.id)
             if site is None:
                 raise JobFailed(FailureCode.SITE_MISSING)
             client = self.pool.client(site)
-            clients.append((client, step.request.fragment_id))
-            futures.append(self._fanout.submit(self._site_step, client, step))
+            clients.append((client, request.fragment_id))
+            futures.append(self._fanout.submit(self._site_step, client, step, request))
         self._wait_or_cancel(job, futures, clients)
         results = []
-        for step, future in zip(steps, futures, strict=True):
+        for (step, _), future in zip(steps, futures, strict=True):
             outcome = future.result()
             if not outcome.ok or outcome.table is None:
-                raise JobFailed(FailureCode.of_fragment(outcome.failure))
-            results.append(SiteResult(step, outcome.table, outcome.elapsed_ms))
+                reasons = [{"code": code} for code in outcome.reasons]
+                raise JobFailed(FailureCode.of_fragment(outcome.failure), reasons)
+            results.append(SiteResult(step, outcome.table, outcome.elapsed_ms, outcome.release))
         return results
 
-    def _site_step(self, client: Any, step: SiteStep) -> FragmentOutcome:
+    def _site_step(self, client: Any, step: SiteStep, request: FragmentRequest) -> FragmentOutcome:
         if step.upload is not None:
             with self._stage("input upload (gRPC, per site)"):
                 client.upload_input(
-                    step.upload, timeout=self.fragment_timeout, digest=step.request.input_sha256
+                    step.upload, timeout=self.fragment_timeout, digest=step.input_sha256
                 )
         with self._stage("fragment round trip (gRPC, per site)"):
-            outcome: FragmentOutcome = client.run_fragment(step.request, self.fragment_timeout + 10)
+            outcome: FragmentOutcome = client.run_fragment(request, self.fragment_timeout + 10)
         if self.observe is not None:
             self.observe("fragment in the site's sandbox (per site)", outcome.elapsed_ms / 1000)
         return outcome
@@ -342,7 +359,8 @@ class JobRunner:
 
         with self._stage("release transaction (charge, result, trace)"):
             _, pending = self.tracer.write(actor, "job.release", work)
-        charged = [(asset_id, job.epsilon, job.delta) for asset_id in cover]
+        epsilon, delta = spent(job, result)
+        charged = [(asset_id, epsilon, delta) for asset_id in cover]
         self.ledger.metrics.released(job.kind, job.operator_org_id, charged, result, wall)
         with self._stage("receipt (inclusion proof, signature)"):
             receipt = self.audit.receipt(pending).model_dump()
@@ -380,6 +398,8 @@ class JobRunner:
             log.error("could not record the failure of job %s", job.id)
         if code != FailureCode.CANCELLED:
             self.ledger.metrics.finished(job.kind, "failed", code)
+        if code in _CODES and FailureCode(code).charged:
+            self.ledger.metrics.charged([(a, job.epsilon, job.delta) for a in job.asset_ids])
         self.pool.metrics.violation("gateway", code)
 
 

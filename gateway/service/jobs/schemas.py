@@ -27,6 +27,13 @@ class JobSubmitIn(Strict):
 
 class ApprovalIn(Strict):
     reason: str = Field(default="", max_length=1000)
+    signature: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Approve: the holder organisation's Ed25519 signature (base64) of the "
+        "approval statement (job id, the job's SHA-256, the principal), at signed_at",
+    )
+    signed_at: datetime | None = None
 
 
 class JobOut(BaseModel):
@@ -50,6 +57,12 @@ class JobOut(BaseModel):
     has_result: bool
     spec: dict[str, Any] | None = Field(
         default=None, description="HE jobs: what is computed (columns, groups, filters, context)"
+    )
+    licence_ids: list[str] = Field(default_factory=list)
+    job_sha256: str = Field(
+        default="",
+        description="SHA-256 of the job as submitted (what a holder's approval signs; a "
+        "holder's client computes it again from the fields shown)",
     )
 
 

@@ -14,6 +14,8 @@ import json
 import threading
 from typing import Any
 
+from contracts import LicenceError, decode_public_key
+from contracts.tickets import ApprovalStatement, canonical, verify_statement
 from gateway.audit.merkle import leaf_hash
 from gateway.domain import (
     TERMINAL_STATES,
@@ -25,7 +27,7 @@ from gateway.domain import (
     PendingTrace,
     Role,
 )
-from gateway.errors import Forbidden, InvalidState, NotFound
+from gateway.errors import Forbidden, InvalidState, NotFound, ValidationFailed
 from gateway.service.catalogue.federated import expand
 from gateway.service.catalogue.visibility import visible_asset
 from gateway.service.core.access import hide_unless, require_role
@@ -45,7 +47,13 @@ from gateway.service.jobs.schemas import (
     JobResultOut,
     JobSubmitIn,
 )
-from gateway.service.jobs.support import decided, job_out, summary
+from gateway.service.jobs.support import (
+    approvals_needed,
+    decided,
+    job_out,
+    statement_of,
+    summary,
+)
 from gateway.service.trace.service import AuditService
 from gateway.store import Tx
 from policies import Decision
@@ -290,19 +298,31 @@ class JobService:
                 raise InvalidState("the approval window has expired; the job is denied")
             if any(a["principal"] == actor.principal_id for a in job.approvals):
                 raise InvalidState("you have already decided on this job")
-            vote = {
+            vote: dict[str, Any] = {
                 "principal": actor.principal_id,
                 "org": actor.org_id,
                 "decision": "approve" if approve else "reject",
                 "reason": body.reason,
                 "at": now.isoformat(),
             }
+            if approve:
+                vote.update(self._signed_approval(tx, actor, job, body))
             approvals = [*job.approvals, vote]
             yes = sum(1 for a in approvals if a["decision"] == "approve")
             state: JobState = job.state
             if not approve:
                 state = JobState.DENIED
-            elif yes >= max(1, job.approvals_required):
+            elif all(
+                len(
+                    {
+                        a["principal"]
+                        for a in approvals
+                        if a["org"] == org and a["decision"] == "approve"
+                    }
+                )
+                >= needed
+                for org, needed in approvals_needed(job, tx.job_holders(job.id)).items()
+            ):
                 state = JobState.QUEUED
             tx.update_job(
                 job.id,
@@ -323,6 +343,32 @@ class JobService:
         if updated.state == JobState.QUEUED:
             self.wakeup.set()
         return job_out(updated)
+
+    def _signed_approval(self, tx: Tx, actor: Actor, job: Job, body: ApprovalIn) -> dict[str, str]:
+        """The approval as the holder's site will check it: a statement naming the job's
+        digest and the approving principal, signed with the organisation's key."""
+        if body.signature is None or body.signed_at is None:
+            raise ValidationFailed(
+                "an approval is signed with your organisation's key, so that your site can "
+                "check it: blindgate job approve JOB --key holder.pem"
+            )
+        statement = ApprovalStatement(
+            holder_org_id=actor.org_id,
+            principal_id=actor.principal_id,
+            job_id=job.id,
+            job_sha256=statement_of(job).digest,
+            signed_at=body.signed_at,
+        )
+        org = tx.get_org(actor.org_id)
+        try:
+            if org is None or org.public_key is None:
+                raise LicenceError("bad_key")
+            verify_statement(statement, body.signature, (decode_public_key(org.public_key),))
+        except LicenceError:
+            raise ValidationFailed(
+                "the approval's signature does not verify under your organisation's key"
+            ) from None
+        return {"statement": canonical(statement).decode("utf-8"), "signature": body.signature}
 
     def cancel(self, actor: Actor, job_id: str) -> JobOut:
         """Cancel a job that has not finished (its operator, or an auditor)."""

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from contracts.terms import terms_from_canonical
+from contracts.tickets import JobStatement, job_statement
 from gateway.domain import Job, JobState
 from gateway.service.governance.decisions import deny
 from gateway.service.jobs.schemas import JobOut
@@ -37,6 +38,27 @@ def job_out(job: Job) -> JobOut:
         attempts=job.attempts,
         has_result=job.result is not None,
         spec=job.spec,
+        licence_ids=job.licence_ids,
+        job_sha256=statement_of(job).digest,
+    )
+
+
+def statement_of(job: Job) -> JobStatement:
+    """The job as submitted, as tickets carry it and approvals sign it."""
+    return job_statement(
+        {
+            "id": job.id,
+            "kind": job.kind,
+            "operator_org_id": job.operator_org_id,
+            "sql": job.sql,
+            "spec": job.spec,
+            "purpose": job.purpose,
+            "epsilon": job.epsilon,
+            "delta": job.delta,
+            "assets": job.asset_ids,
+            "licence_ids": job.licence_ids,
+            "created_at": job.created_at,
+        }
     )
 
 
@@ -83,11 +105,32 @@ def summary(decision: Decision) -> dict[str, Any]:
 
 
 def required_approvals(decision: Decision) -> int:
+    """How many approvals the job needs in all: each holder's, under its own policy."""
     params = decision.parameters
     if params is None or params.approval_mode == "auto":
         return 0
-    quorums = [a.quorum.required for a in params.approvals.values() if a.quorum is not None]
-    return max([1, *quorums])
+    return sum(
+        1 if rule.quorum is None else rule.quorum.required
+        for rule in params.approvals.values()
+        if rule.mode != "auto"
+    )
+
+
+def approvals_needed(job: Job, holders: dict[str, str]) -> dict[str, int]:
+    """Per holder organisation, how many of its principals must approve ``job``: each
+    holder decides under its own policy; one holder's approval never stands for another's.
+
+    ``holders`` maps the job's assets to their holder organisations.
+    """
+    rules = (job.decision.get("parameters") or {}).get("approvals") or {}
+    needed: dict[str, int] = {}
+    for asset_id, rule in rules.items():
+        org = holders.get(asset_id)
+        if org is None or rule.get("mode", "manual") == "auto":
+            continue
+        quorum = rule.get("quorum") or {}
+        needed[org] = max(needed.get(org, 0), int(quorum.get("required", 1)))
+    return needed
 
 
 def for_schema(

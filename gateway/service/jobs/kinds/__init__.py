@@ -10,16 +10,13 @@ from gateway.service.jobs.kind import JobKind
 from gateway.service.jobs.kinds.he_aggregate import HeAggregate
 from gateway.service.jobs.kinds.he_linear import HeLinear
 from gateway.service.jobs.kinds.sql_aggregate import SqlAggregate
-from policies.jobs import NoiseSource
 
 
-def registry(
-    workspace: HeWorkspace, noise: NoiseSource | None = None
-) -> dict[str, JobKind[Any, Any]]:
+def registry(workspace: HeWorkspace) -> dict[str, JobKind[Any, Any]]:
     """Every job kind the gateway runs, by name."""
     kinds: list[JobKind[Any, Any]] = [
-        SqlAggregate(noise),
-        HeAggregate(workspace, noise),
-        HeLinear(workspace, noise),
+        SqlAggregate(),
+        HeAggregate(workspace),
+        HeLinear(workspace),
     ]
     return {kind.name: kind for kind in kinds}

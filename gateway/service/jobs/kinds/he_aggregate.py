@@ -1,40 +1,24 @@
 """``he_aggregate``: secure aggregation of counts, sums and sums of squares per group.
 
-Each site encrypts, per group (the product of the public key lists the operator names),
-its row count with BFV and its sums and sums of squares with CKKS under the operator's
-context.  The gateway adds the sites' ciphertexts and adds OpenDP noise to them (discrete
-Laplace on counts, sensitivity ``c``; Laplace on sums and sums of squares, ``c·max|bound|``
-and ``c·max bound²``; ε split equally over people, counts, sums and sums of squares), and
-zeroes the groups whose noisy count of people is under the release threshold.
+Each site adds its own OpenDP noise to its row counts (discrete Laplace, sensitivity
+``c``), sums and sums of squares (Laplace, ``c·max|bound|`` and ``c·max bound²``) and
+counts of people, per group (the product of the declared key lists the operator names),
+then encrypts the counts with BFV and the sums with CKKS under the operator's context.
+The gateway adds the sites' ciphertexts and zeroes the groups whose summed noisy count of
+people is under the release threshold.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from gateway.domain import Job
 from gateway.service.jobs.kind import SiteResult
-from gateway.service.jobs.kinds.he_common import (
-    MARGIN,
-    HeKind,
-    HePlan,
-    charge,
-    deny,
-    release_threshold,
-    slots,
-)
+from gateway.service.jobs.kinds.he_common import HeKind, deny, slots
 from policies import Decision
+from policies.jobs.he import HePlan, group_keys
 
 NAME = "he_aggregate"
-
-
-def group_keys(groups: list[dict[str, Any]]) -> list[list[Any]]:
-    """Every combination of group keys, in slot order (the last column varies fastest)."""
-    combos: list[list[Any]] = [[]]
-    for group in groups:
-        combos = [[*combo, value] for combo in combos for value in group["values"]]
-    return combos
 
 
 class HeAggregate(HeKind):
@@ -63,61 +47,29 @@ class HeAggregate(HeKind):
         return None
 
     def combine(self, job: Job, plan: HePlan, results: list[SiteResult]) -> dict[str, Any]:
-        c, k, count = plan.max_rows_per_unit, plan.min_group_size, plan.group_count
+        count = plan.group_count
         parts = self.parts(results, count)
-        columns = plan.columns
-        # The count of people that gates the release has its own fixed share of ε; the
-        # counts, sums and sums of squares split the rest.
-        people_share = plan.epsilon * plan.threshold_share * (1 - MARGIN)
-        share = plan.epsilon * (1 - plan.threshold_share) / (1 + 2 * len(columns)) * (1 - MARGIN)
         totals = [sum(site[g] for site in parts.units) for g in range(count)]
-        people = self.noise.laplace(totals, sensitivity=c, epsilon=people_share, integer=True)
-        threshold = release_threshold(k, people.scale)
-        mask = [1 if v >= threshold else 0 for v in people.values]
-        counts = self.noise.laplace([0] * count, sensitivity=c, epsilon=share, integer=True)
-        charges = [
-            charge("people", "laplace", c, people.scale, people.epsilon),
-            charge("count", "laplace", c, counts.scale, counts.epsilon),
-        ]
-        sums: list[float] = []
-        squares: list[float] = []
-        for column in columns:
-            m = column.magnitude
-            for kind, sensitivity, out in (
-                ("sum", c * m, sums),
-                ("sum_of_squares", c * m * m, squares),
-            ):
-                if sensitivity == 0:
-                    out.extend([0.0] * count)
-                    charges.append(charge(f"{kind}:{column.name}", "none", 0, 0, 0))
-                    continue
-                drawn = self.noise.laplace(
-                    [0.0] * count, sensitivity=sensitivity, epsilon=share, integer=False
-                )
-                out.extend(drawn.values)
-                charges.append(
-                    charge(
-                        f"{kind}:{column.name}", "laplace", sensitivity, drawn.scale, drawn.epsilon
-                    )
-                )
-        cells = sums + squares
+        threshold = self.threshold(plan, parts)
+        mask = [1 if v >= threshold else 0 for v in totals]
+        cells = 2 * len(plan.columns) * count
         combined = self.run_combine(
             plan,
             {
                 "op": "combine_aggregate",
                 "groups": count,
-                "cells": len(cells),
+                "cells": cells,
                 "parts": parts.ciphertexts,
                 "mask": mask,
-                "noise_counts": [int(v) for v in counts.values],
-                "noise_cells": cells,
+                "noise_counts": [0] * count,
+                "noise_cells": [0.0] * cells,
             },
         )
         released = [i for i in range(count) if mask[i]]
         return {
             "columns": [],
             "rows": [],
-            "epsilon_spent": math.fsum(ch["epsilon"] for ch in charges),
+            "epsilon_spent": parts.epsilon,
             "delta_spent": 0.0,
             "threshold": threshold,
             "key_release": "declared_keys" if plan.groups else "no_group_keys",
@@ -127,14 +79,15 @@ class HeAggregate(HeKind):
                 "groups": [g["column"] for g in plan.groups],
                 "keys": group_keys(plan.groups),
                 "released": released,
-                "people": {str(i): int(people.values[i]) for i in released},
-                "columns": [col.name for col in columns],
+                "people": {str(i): int(totals[i]) for i in released},
+                "columns": [col.name for col in plan.columns],
                 "ciphertexts": combined,
                 "layout": {
                     "counts": "bfv: one slot per group, in the order of keys",
                     "sums": "ckks: sums then sums of squares, column-major: "
                     "[column * groups + group]",
                 },
-                "charges": charges,
+                "charges": parts.combined_charges(),
+                "noised_at": "sites",
             },
         }

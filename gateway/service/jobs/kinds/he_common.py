@@ -1,22 +1,21 @@
-"""What the two HE kinds share: their specification, plan, site step and release threshold.
+"""What the two HE kinds share at the gateway: submission, decision, site steps and the
+threshold on the sites' noisy counts of people.
 
 An HE job runs on ciphertexts under the **operator's own key**: the operator's public
-context bundle is uploaded once (``/v1/he/contexts``) and named by its SHA-256; each site,
-inside its sandbox, bounds rows per person, clips to the policy's bounds and returns
-encrypted aggregates; the gateway adds them up and adds noise to the ciphertexts in its
-own sandbox (:class:`~gateway.service.jobs.he_workspace.HeWorkspace`), never in its
-process.
+context bundle is uploaded once (``/v1/he/contexts``) and named by its SHA-256.  Each
+site, inside its sandbox, bounds rows per person, clips to its policy's bounds, adds its
+own OpenDP noise (:mod:`policies.jobs.he`) and only then encrypts; the gateway adds the
+sites' ciphertexts in its own sandbox (:class:`~gateway.service.jobs.he_workspace.
+HeWorkspace`), never in its process, and adds no noise of its own.
 
 What each party learns
     *Sites* see the operator's public context and, for ``he_linear``, the encrypted
     weights; they learn nothing of the model or of other sites.  *The gateway* sees
-    ciphertexts it cannot decrypt, plus each site's number of distinct people per group
-    (in plaintext): the group-size threshold cannot be evaluated on ciphertexts under the
-    operator's key without the operator's secret key, so the gateway compares a noisy
-    total count of people with the policy's minimum (as for SQL jobs).  These counts are
-    never released or traced.  *The operator* decrypts only totals over all sites, with
-    differential-privacy noise the gateway added homomorphically, and only for groups
-    whose noisy count of people reached the minimum.
+    ciphertexts it cannot decrypt and each site's *noisy* count of people per group (it
+    needs them to decide which groups pass the release threshold): nothing exact about
+    any partition.  *The operator* decrypts only totals over all sites, each site's share
+    noised at the site, and only for groups whose summed noisy count of people passed
+    the threshold.
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,21 +38,19 @@ from gateway.service.jobs.kind import (
     JobFailed,
     SiteResult,
     SiteStep,
-    Use,
 )
 from gateway.service.jobs.schemas import HeJobIn
 from policies import Decision, EffectiveParameters, Reason
-from policies.jobs import AssetSchema, NoiseSource, OpenDPNoise, normal_key
-from policies.jobs.mechanisms import targeting_threshold
+from policies.jobs import AssetSchema
+from policies.jobs.errors import Refusal
+from policies.jobs.he import HeAnalysis, HePlan, analyse_spec, plan_spec
+from policies.jobs.mechanisms import sum_threshold, targeting_threshold
 from sandbox.he_format import PARAMETER_SETS
-from sandbox.wire import FragmentRequest
-
-MARGIN = 1e-9
-"""Taken off every ε share, so that rounding never spends more than the job's ε."""
 
 
 def release_threshold(min_group_size: int, scale: float) -> int:
-    """The noisy count of people a group must reach (see :func:`targeting_threshold`)."""
+    """The noisy count of people a group must reach (one site; see
+    :func:`~policies.jobs.mechanisms.targeting_threshold`)."""
     return targeting_threshold(min_group_size, scale)
 
 
@@ -62,89 +60,43 @@ def deny(code: str, message: str, fix: str, subject: str | None = None) -> Decis
     return Decision(allow=False, reasons=(reason,))
 
 
-def charge(
-    quantity: str, mechanism: str, sensitivity: float, scale: float, epsilon: float
-) -> dict[str, Any]:
-    """One noisy quantity of an HE release, as the result reports it."""
-    return {
-        "quantity": quantity,
-        "mechanism": mechanism,
-        "sensitivity": sensitivity,
-        "scale": scale,
-        "epsilon": epsilon,
-    }
-
-
-@dataclass(frozen=True, slots=True)
-class Bounded:
-    """A column that is aggregated, with the policy's clip bounds."""
-
-    name: str
-    lower: float
-    upper: float
-
-    @property
-    def magnitude(self) -> float:
-        return max(abs(self.lower), abs(self.upper))
-
-    def program(self) -> dict[str, Any]:
-        return {"name": self.name, "lower": self.lower, "upper": self.upper}
-
-
-@dataclass(frozen=True, slots=True)
-class HePlan:
-    """What an allowed HE job computes, with the bounds its policy sets."""
-
-    threshold_share: float
-    """Part of ε spent on the count of people that gates the release."""
-    kind: str
-    context: str
-    unit: str
-    max_rows_per_unit: int
-    min_group_size: int
-    epsilon: float
-    where: list[dict[str, Any]]
-    columns: list[Bounded]
-    groups: list[dict[str, Any]]
-    features: list[Bounded]
-    label: Bounded | None
-
-    @property
-    def group_count(self) -> int:
-        count = 1
-        for group in self.groups:
-            count *= len(group["values"])
-        return count
-
-    def site_program(self) -> dict[str, Any]:
-        """The site step's program (without the weights, which the kind adds)."""
-        common = {
-            "unit": self.unit,
-            "max_rows_per_unit": self.max_rows_per_unit,
-            "where": self.where,
-        }
-        if self.kind == "he_aggregate":
-            return {
-                "op": "aggregate",
-                **common,
-                "columns": [c.program() for c in self.columns],
-                "groups": [{"name": g["column"], "values": g["values"]} for g in self.groups],
-            }
-        assert self.label is not None
-        return {
-            "op": "linear",
-            **common,
-            "features": [f.program() for f in self.features],
-            "label": self.label.program(),
-        }
+def _denial(refusal: Refusal) -> Decision:
+    return deny(refusal.code, refusal.message, refusal.fix, refusal.construct or None)
 
 
 @dataclass(frozen=True, slots=True)
 class SiteParts:
-    """The sites' answers: their ciphertexts by name, and their counts of people."""
+    """The sites' answers: ciphertexts by name, noisy counts of people, how each noised."""
 
     ciphertexts: list[dict[str, str]]
     units: list[list[int]]
+    charges: list[list[dict[str, Any]]]
+
+    def people_scales(self) -> list[float]:
+        return [
+            float(next(c["scale"] for c in site if c["quantity"] == "people"))
+            for site in self.charges
+        ]
+
+    def combined_charges(self) -> list[dict[str, Any]]:
+        """Per quantity, the scale of one Laplace noise with the summed noises' variance,
+        and the ε each site spent on it (each on its own partition)."""
+        out = []
+        for first in self.charges[0]:
+            same = [c for site in self.charges for c in site if c["quantity"] == first["quantity"]]
+            out.append(
+                {
+                    **first,
+                    "scale": math.sqrt(math.fsum(float(c["scale"]) ** 2 for c in same)),
+                    "epsilon": max(float(c["epsilon"]) for c in same),
+                    "sites": len(same),
+                }
+            )
+        return out
+
+    @property
+    def epsilon(self) -> float:
+        return max(math.fsum(float(c["epsilon"]) for c in site) for site in self.charges)
 
 
 class HeKind:
@@ -152,9 +104,8 @@ class HeKind:
 
     name = ""
 
-    def __init__(self, workspace: HeWorkspace, noise: NoiseSource | None = None) -> None:
+    def __init__(self, workspace: HeWorkspace) -> None:
         self.workspace = workspace
-        self.noise = noise or OpenDPNoise()
 
     # submission ---------------------------------------------------------------------------
     def draft(self, body: HeJobIn) -> Draft:
@@ -184,17 +135,17 @@ class HeKind:
             digests[f"{key}_sha256"] = self.workspace.put_blob(raw)
         return digests
 
-    def weights(self, job: Job) -> tuple[str, str]:
-        """The encrypted weights an ``he_linear`` job was submitted with (base64)."""
+    def weights(self, job: Job) -> dict[str, str]:
+        """The encrypted weights an ``he_linear`` job was submitted with (base64, by name)."""
         spec = job.spec or {}
-        texts = []
-        for key in ("weights_sha256", "weights_outer_sha256"):
-            digest = spec.get(key)
+        texts = {}
+        for key in ("weights", "weights_outer"):
+            digest = spec.get(f"{key}_sha256")
             directory = self.workspace.blobs.directory(str(digest)) if digest else None
             if directory is None:
                 raise NotFound("the job's encrypted weights are no longer stored")
-            texts.append(base64.b64encode((directory / "data").read_bytes()).decode())
-        return texts[0], texts[1]
+            texts[key] = base64.b64encode((directory / "data").read_bytes()).decode()
+        return texts
 
     # decision -----------------------------------------------------------------------------
     def precheck(self, spec: dict[str, Any] | None) -> Decision | None:
@@ -215,132 +166,43 @@ class HeKind:
         """A denial if the bundle's schemes cannot hold what ``spec`` computes."""
         raise NotImplementedError
 
-    def analyse(self, job: Job, schema: AssetSchema) -> Analysed[dict[str, str]] | Decision:
-        spec = job.spec or {}
-        summed = [*spec.get("columns", []), *spec.get("features", [])]
-        if spec.get("label"):
-            summed.append(spec["label"])
-        names: dict[str, str] = {}
-        for column in [
-            *summed,
-            *(g["column"] for g in spec.get("groups", [])),
-            *(w["column"] for w in spec.get("where", [])),
-        ]:
-            found = schema.column(column)
-            if found is None:
-                return deny(
-                    "unknown_column",
-                    f"The asset has no column '{column}'.",
-                    "Name columns of the asset card.",
-                    column,
-                )
-            names[column] = found.name
-        uses: list[Use] = [(names[c], "aggregate", "sum") for c in summed]
-        for group in spec.get("groups", []):
-            uses.append((names[group["column"]], "group_by", None))
-        for condition in spec.get("where", []):
-            uses.append((names[condition["column"]], "filter", None))
-        keys: list[tuple[str, ...]] = [(names[g["column"]],) for g in spec.get("groups", [])]
-        return Analysed(list(dict.fromkeys(uses)), names, keys)
+    def analyse(self, job: Job, schema: AssetSchema) -> Analysed[HeAnalysis] | Decision:
+        found = analyse_spec(job.spec or {}, schema)
+        if isinstance(found, Refusal):
+            return _denial(found)
+        return Analysed(found.uses, found, found.keys)
 
     def plan(
-        self,
-        job: Job,
-        analysis: dict[str, str],
-        schema: AssetSchema,
-        params: EffectiveParameters,
+        self, job: Job, analysis: HeAnalysis, schema: AssetSchema, params: EffectiveParameters
     ) -> HePlan | Decision:
-        spec, names = job.spec or {}, analysis
-        clip = params.clip.get(schema.asset_id, {})
-
-        def bounded(name: str) -> Bounded | None:
-            bounds = clip.get(names[name])
-            if bounds is None:
-                return None
-            return Bounded(names[name], float(bounds.lower), float(bounds.upper))
-
-        summed = [*spec.get("columns", []), *spec.get("features", [])]
-        if spec.get("label"):
-            summed.append(spec["label"])
-        missing = [c for c in summed if bounded(c) is None]
-        if missing:
-            return deny(
-                "clip_bounds_missing",
-                f"Column '{missing[0]}' has no clip bounds in the policy.",
-                "Ask the holder to set clip bounds, or leave the column out.",
-                missing[0],
-            )
-        plan = HePlan(
-            threshold_share=params.threshold_share,
-            kind=job.kind,
-            context=str(spec.get("context_sha256")),
-            unit=schema.unit.name,
-            max_rows_per_unit=params.max_rows_per_unit,
-            min_group_size=params.min_group_size,
-            epsilon=params.epsilon,
-            where=[
-                {"column": names[w["column"]], "op": w["op"], "value": w["value"]}
-                for w in spec.get("where", [])
-            ],
-            columns=[b for c in spec.get("columns", []) if (b := bounded(c))],
-            groups=[
-                {"column": names[g["column"]], "values": g["values"]}
-                for g in spec.get("groups", [])
-            ],
-            features=[b for c in spec.get("features", []) if (b := bounded(c))],
-            label=bounded(spec["label"]) if spec.get("label") else None,
-        )
-        for group in plan.groups:
-            declared = {normal_key(v) for v in params.key_domains.get(group["column"], ())}
-            outside = [v for v in group["values"] if normal_key(v) not in declared]
-            if outside:
-                return deny(
-                    "key_outside_domain",
-                    f"Group key {outside[0]!r} of column '{group['column']}' is not among the "
-                    "keys the policy declares.",
-                    "Name only declared keys (GET the asset's policy to see them).",
-                    group["column"],
-                )
-        if params.max_groups is not None and plan.group_count > params.max_groups:
-            return deny(
-                "too_many_groups",
-                f"The job has {plan.group_count} groups; the policy allows {params.max_groups}.",
-                "Name fewer group keys.",
-            )
-        return plan
+        planned = plan_spec(job.kind, job.spec or {}, analysis, schema, params)
+        return _denial(planned) if isinstance(planned, Refusal) else planned
 
     # running ------------------------------------------------------------------------------
-    def program(self, job: Job, plan: HePlan) -> dict[str, Any]:
-        """What each site computes."""
-        return plan.site_program()
+    def attachments(self, job: Job) -> dict[str, str]:
+        """Inputs the job carries to each site besides its specification."""
+        return {}
 
-    def site_steps(
-        self, job: Job, plan: HePlan, assets: list[Asset], deadline_ms: int
-    ) -> list[SiteStep]:
+    def site_steps(self, job: Job, plan: HePlan, assets: list[Asset]) -> list[SiteStep]:
         bundle = self.workspace.path(plan.context)
-        text = json.dumps(self.program(job, plan))
+        attachments = self.attachments(job)
         return [
-            SiteStep(
-                asset,
-                FragmentRequest(
-                    fragment_id=f"{job.id}.{asset.id}.he",
-                    job_id=job.id,
-                    asset_id=asset.local_ref,
-                    executor="tenseal_he",
-                    program=text,
-                    deadline_ms=deadline_ms,
-                    input_sha256=plan.context,
-                ),
-                upload=bundle,
-            )
+            SiteStep(asset, attachments, upload=bundle, input_sha256=plan.context)
             for asset in assets
         ]
 
     def parts(self, results: list[SiteResult], width: int) -> SiteParts:
-        """The sites' ciphertexts and their counts of people (``width`` per site)."""
+        """The sites' ciphertexts, their noisy counts of people (``width`` per site) and
+        how each site noised its step."""
         ciphertexts = [{str(r[0]): str(r[1]) for r in result.table.rows} for result in results]
         units = [_units(part.pop("units", ""), width) for part in ciphertexts]
-        return SiteParts(ciphertexts, units)
+        charges = [_charges(result.release) for result in results]
+        return SiteParts(ciphertexts, units, charges)
+
+    def threshold(self, plan: HePlan, parts: SiteParts) -> int:
+        """The summed noisy count of people a group must reach: ``k`` plus a margin that
+        covers the sum of the sites' noises."""
+        return sum_threshold(plan.min_group_size, parts.people_scales())
 
     def run_combine(self, plan: HePlan, program: dict[str, Any]) -> dict[str, str]:
         """One combining step in the gateway's HE sandbox."""
@@ -351,7 +213,7 @@ class HeKind:
 
 
 def _units(text: str, width: int) -> list[int]:
-    """A site's counts of people: ``width`` non-negative integers, or the job fails."""
+    """A site's noisy counts of people: ``width`` integers, or the job fails."""
     try:
         values = json.loads(text)
     except ValueError:
@@ -359,10 +221,23 @@ def _units(text: str, width: int) -> list[int]:
     if (
         not isinstance(values, list)
         or len(values) != width
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values)
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in values)
     ):
         raise JobFailed(FailureCode.FRAGMENT_INTERNAL)
     return values
+
+
+def _charges(release: str) -> list[dict[str, Any]]:
+    """How a site noised its step (from its release), or the job fails."""
+    try:
+        charges = json.loads(release)["he"]["charges"]
+    except (ValueError, KeyError, TypeError):
+        raise JobFailed(FailureCode.FRAGMENT_INTERNAL) from None
+    if not isinstance(charges, list) or not any(
+        isinstance(c, dict) and c.get("quantity") == "people" for c in charges
+    ):
+        raise JobFailed(FailureCode.FRAGMENT_INTERNAL)
+    return charges
 
 
 def _digested(body: HeJobIn) -> dict[str, Any]:

@@ -1,32 +1,22 @@
 """``he_linear``: an encrypted linear model evaluated on the sites' rows.
 
 The operator sends ``Enc(w)`` and ``Enc(vec(w wᵀ))``; each site forms the sufficient
-statistics ``n, Σx, Σxy, ΣxxT, Σy²`` of its clipped, bounded rows in its sandbox and
-returns only ``Enc(Σ w·x)``, ``Enc(Σ (y - w·x)²)`` and ``Enc(n)``.  The gateway adds them
-across sites and adds the encrypted equivalent of Laplace noise on the statistics
-(``w·N_x``, ``vec(wwᵀ)·vec(N_G) - 2w·N_xy + N_yy``, ``N_n``; each block with its own L1
-sensitivity), so the released numbers are a function of noised statistics whatever
-weights were sent: the guarantee does not rest on the unseen model.
+statistics ``n, Σx, Σxy, ΣxxT, Σy²`` of its clipped, bounded rows in its sandbox, adds its
+own OpenDP noise to them (each block with its own L1 sensitivity) and returns only
+``Enc(Σ w·x)``, ``Enc(Σ (y - w·x)²)`` and ``Enc(n)`` computed from the noised statistics.
+The gateway adds them across sites.  So the released numbers are a function of noised
+statistics whatever weights were sent: the guarantee does not rest on the unseen model.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from typing import Any
 
 from gateway.domain import Job
 from gateway.service.jobs.kind import SiteResult
-from gateway.service.jobs.kinds.he_common import (
-    MARGIN,
-    HeKind,
-    HePlan,
-    charge,
-    deny,
-    release_threshold,
-    slots,
-)
+from gateway.service.jobs.kinds.he_common import HeKind, deny, slots
 from policies import Decision
+from policies.jobs.he import HePlan
 
 NAME = "he_linear"
 
@@ -49,23 +39,14 @@ class HeLinear(HeKind):
             return deny("he_context_unusable", "Too many features.", "Use fewer features.")
         return None
 
-    def program(self, job: Job, plan: HePlan) -> dict[str, Any]:
-        program = plan.site_program()
-        program["weights"], program["weights_outer"] = self.weights(job)
-        return program
+    def attachments(self, job: Job) -> dict[str, str]:
+        return self.weights(job)
 
     def combine(self, job: Job, plan: HePlan, results: list[SiteResult]) -> dict[str, Any]:
         assert plan.label is not None
         parts = self.parts(results, 1)
-        c, k = plan.max_rows_per_unit, plan.min_group_size
-        # The count of people that gates the release has its own fixed share of ε; the five
-        # blocks of statistics split the rest.
-        people_share = plan.epsilon * plan.threshold_share * (1 - MARGIN)
-        share = plan.epsilon * (1 - plan.threshold_share) / 5 * (1 - MARGIN)
         total = sum(sum(site) for site in parts.units)
-        people = self.noise.laplace([total], sensitivity=1, epsilon=people_share, integer=True)
-        charges = [charge("people", "laplace", 1, people.scale, people.epsilon)]
-        threshold = release_threshold(k, people.scale)
+        threshold = self.threshold(plan, parts)
         base = {
             "columns": [],
             "rows": [],
@@ -73,52 +54,40 @@ class HeLinear(HeKind):
             "threshold": threshold,
             "key_release": "no_group_keys",
         }
-        if people.values[0] < threshold:
+        if total < threshold:
+            people = next(c for c in parts.combined_charges() if c["quantity"] == "people")
             return {
                 **base,
-                "epsilon_spent": people.epsilon,
-                "he": {"kind": plan.kind, "suppressed": True, "charges": charges},
+                "epsilon_spent": float(people["epsilon"]),
+                "he": {"kind": plan.kind, "suppressed": True, "charges": [people]},
             }
-        mags = [f.magnitude for f in plan.features]
-        d, by = len(mags), plan.label.magnitude
-        blocks = {
-            "n": (1, float(c)),
-            "x": (d, c * math.fsum(mags)),
-            "xy": (d, c * by * math.fsum(mags)),
-            "gram": (d * d, c * math.fsum(mags) ** 2),
-            "yy": (1, c * by * by),
-        }
-        noise: dict[str, Any] = {}
-        for name, (size, sensitivity) in blocks.items():
-            if sensitivity == 0:
-                noise[name] = [0.0] * size
-                continue
-            drawn = self.noise.laplace(
-                [0.0] * size, sensitivity=sensitivity, epsilon=share, integer=False
-            )
-            noise[name] = list(drawn.values)
-            charges.append(charge(name, "laplace", sensitivity, drawn.scale, drawn.epsilon))
-        noise["n"], noise["yy"] = noise["n"][0], noise["yy"][0]
-        sent = json.loads(results[0].step.request.program)  # the weights, read once per run
+        weights = results[0].step.attachments
+        d = len(plan.features)
         combined = self.run_combine(
             plan,
             {
                 "op": "combine_linear",
                 "features": d,
                 "parts": parts.ciphertexts,
-                "noise": noise,
-                "weights": sent["weights"],
-                "weights_outer": sent["weights_outer"],
+                "noise": {
+                    "n": 0.0,
+                    "x": [0.0] * d,
+                    "xy": [0.0] * d,
+                    "gram": [0.0] * d * d,
+                    "yy": 0.0,
+                },
+                "weights": weights["weights"],
+                "weights_outer": weights["weights_outer"],
             },
         )
         return {
             **base,
-            "epsilon_spent": math.fsum(ch["epsilon"] for ch in charges),
+            "epsilon_spent": parts.epsilon,
             "he": {
                 "kind": plan.kind,
                 "context_sha256": plan.context,
                 "suppressed": False,
-                "people": int(people.values[0]),
+                "people": int(total),
                 "features": [f.name for f in plan.features],
                 "label": plan.label.name,
                 "ciphertexts": combined,
@@ -127,6 +96,7 @@ class HeLinear(HeKind):
                     "squared_residual_sum": "ckks slot 0: Σ (y - w·x)² over rows",
                     "rows": "ckks slot 0: number of rows",
                 },
-                "charges": charges,
+                "charges": parts.combined_charges(),
+                "noised_at": "sites",
             },
         }

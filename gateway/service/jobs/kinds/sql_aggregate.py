@@ -8,7 +8,7 @@ partials are combined, thresholded and noised (OpenDP) before anything is releas
 
 from __future__ import annotations
 
-import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,15 +31,13 @@ from policies.jobs import (
     AnalysisError,
     AssetSchema,
     JobError,
-    NoiseSource,
     PartialPlan,
     Release,
+    SiteRelease,
     analyse,
-    combine,
+    finish,
     partial_plan,
-    release,
 )
-from sandbox.wire import FragmentRequest
 
 NAME = "sql_aggregate"
 
@@ -50,11 +48,6 @@ class SqlPlan:
 
     fragment: PartialPlan
     params: EffectiveParameters
-
-    @property
-    def digest(self) -> str:
-        """A short digest of the fragment's SQL (part of every fragment id)."""
-        return hashlib.sha256(self.fragment.sql.encode()).hexdigest()[:16]
 
 
 def cells(released: Release) -> dict[str, Any]:
@@ -85,9 +78,6 @@ class SqlAggregate:
     """The ``sql_aggregate`` job kind."""
 
     name = NAME
-
-    def __init__(self, noise: NoiseSource | None = None) -> None:
-        self.noise = noise
 
     def draft(self, body: JobSubmitIn) -> Draft:
         return Draft(
@@ -124,36 +114,26 @@ class SqlAggregate:
         except JobError as exc:
             return refused(exc)
 
-    def site_steps(
-        self, job: Job, plan: SqlPlan, assets: list[Asset], deadline_ms: int
-    ) -> list[SiteStep]:
-        try:  # for sites that push fragments down to the holder's PostgreSQL
-            pushdown = plan.fragment.pushdown_sql("asset")
-        except (JobError, ValueError):
-            pushdown = ""
-        return [
-            SiteStep(
-                asset,
-                FragmentRequest(
-                    fragment_id=f"{job.id}.{asset.id}.{plan.digest}",
-                    job_id=job.id,
-                    asset_id=asset.local_ref,
-                    executor="duckdb_sql",
-                    program=plan.fragment.sql,
-                    deadline_ms=deadline_ms,
-                    pushdown_program=pushdown,
-                ),
-            )
-            for asset in assets
-        ]
+    def site_steps(self, job: Job, plan: SqlPlan, assets: list[Asset]) -> list[SiteStep]:
+        return [SiteStep(asset) for asset in assets]
 
     def combine(self, job: Job, plan: SqlPlan, results: list[SiteResult]) -> dict[str, Any]:
-        partials = [
-            [dict(zip(r.table.columns, row, strict=True)) for row in r.table.rows] for r in results
-        ]
+        """Add the sites' noisy partials up and release what passes the threshold.
+
+        Each site keyed and noised its own partials (:func:`policies.jobs.site_release`):
+        the gateway never sees an exact value of a partition.
+        """
         try:
-            groups = combine(plan.fragment, partials)
-            released = release(plan.fragment, groups, plan.params, noise=self.noise)
+            sites = [
+                SiteRelease.from_wire(
+                    plan.fragment, r.table.columns, r.table.rows, json.loads(r.release or "null")
+                )
+                for r in results
+            ]
+        except ValueError:
+            raise JobFailed(FailureCode.FRAGMENT_INTERNAL) from None
+        try:
+            released = finish(plan.fragment, sites, plan.params)
         except JobError as exc:
             codes = [r.code for r in exc.reasons]
             code = (
@@ -162,4 +142,6 @@ class SqlAggregate:
                 else FailureCode.RELEASE_REFUSED
             )
             raise JobFailed(code, [{"code": c} for c in codes]) from None
+        except ValueError:
+            raise JobFailed(FailureCode.FRAGMENT_INTERNAL) from None
         return cells(released)
