@@ -154,6 +154,7 @@ def write_env(path: Path, fed: Federation, url: str) -> None:
     """Write the demo's keys and ids as a shell file (mode 0600) for ``source``."""
     first = fed.holders[0]
     partitions = fed.assets("admissions")
+    keys = path.parent / "keys"
     path.write_text(
         f"export BLINDGATE_URL={url}\n"
         f"export ADMIN_KEY={fed.admin_key}\n"
@@ -164,6 +165,8 @@ def write_env(path: Path, fed: Federation, url: str) -> None:
         f"export SITE_ID={first.site_id}\n"
         f"export HOLDER_ORG={first.actor.org_id}\n"
         f"export OPERATOR_ORG={fed.operator.org_id}\n"
+        f"export HOLDER_SIGNING_KEY={keys / (first.party.slug + '.pem')}\n"
+        f"export OPERATOR_SIGNING_KEY={keys / 'operator.pem'}\n"
         f"export FEDERATED_ASSET={fed.federated['admissions']}\n"
         f"export FEDERATED_ASSETS='{' '.join(partitions)}'\n"
         f"export PARTITIONS='{' '.join('--asset ' + a for a in partitions)}'\n"

@@ -104,7 +104,8 @@ def he_aggregate(fed: Federation, url: str, echo: Echo) -> dict[str, Any] | None
         true_n, true_mean = exact.get(district, (0, 0.0))
         echo(f"  {district:<10}{group['count']:>8}{mean:>11.2f}   {true_n:>6} {true_mean:>8.2f}")
     echo(
-        "\n  decrypted by the operator only; the gateway added OpenDP noise to the "
-        f"ciphertexts; epsilon spent {totals['epsilon_spent']:.3f} of 1.0\n"
+        "\n  decrypted by the operator only; each hospital's agent added its OpenDP noise "
+        "before encrypting, so nobody, the gateway included, saw an exact count; epsilon "
+        f"spent {totals['epsilon_spent']:.3f} of 1.0\n"
     )
     return totals
