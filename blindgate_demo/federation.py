@@ -268,6 +268,7 @@ class Licensing:
     prefix: str = "lic-"
     valid_days: int = 30
     epsilon_cap: str | None = None
+    job_cap: int | None = None
     fee: dict[str, str] = field(default_factory=lambda: {"amount": "0", "currency": "CNY"})
 
 
@@ -548,6 +549,7 @@ def _license(fed: Federation, holder: Holder, licensing: Licensing) -> None:
             "valid_from": now - timedelta(minutes=5),
             "valid_until": now + timedelta(days=licensing.valid_days),
             "epsilon_cap": licensing.epsilon_cap,
+            "job_cap": licensing.job_cap,
             "fee": licensing.fee,
         }
     )

@@ -138,6 +138,20 @@ def countersign(
     return digest + operator_private_key.sign(ACCEPT_CONTEXT + digest + holder_signature)
 
 
+def verify_signatures(
+    terms: LicenceTerms,
+    holder_signature: bytes,
+    operator_signature: bytes,
+    holder_public_key: Ed25519PublicKey,
+    operator_public_key: Ed25519PublicKey,
+) -> None:
+    """Check both signatures of an agreement under these keys (nothing about time or
+    revocation); raises ``LicenceError`` (``bad_signature``, ``bad_key`` or ``tampered``)."""
+    digest = terms_digest(terms)
+    _check(holder_signature, b"", OFFER_CONTEXT, holder_public_key, digest)
+    _check(operator_signature, holder_signature, ACCEPT_CONTEXT, operator_public_key, digest)
+
+
 def verify_agreement(
     terms: LicenceTerms,
     holder_signature: bytes,
@@ -154,9 +168,9 @@ def verify_agreement(
     ``not_yet_valid`` or ``expired`` (checked in that order); returns ``None`` if the
     agreement holds. ``now`` must be timezone-aware.
     """
-    digest = terms_digest(terms)
-    _check(holder_signature, b"", OFFER_CONTEXT, holder_public_key, digest)
-    _check(operator_signature, holder_signature, ACCEPT_CONTEXT, operator_public_key, digest)
+    verify_signatures(
+        terms, holder_signature, operator_signature, holder_public_key, operator_public_key
+    )
     if revoked:
         raise LicenceError("revoked")
     if now.tzinfo is None or now.utcoffset() is None:

@@ -11,8 +11,8 @@ benchmarks all start a gateway this way::
     Gateway(services).serve_forever()                             # REST in the foreground
 
 Stopping reverses the start: the APIs stop taking calls, the runner finishes its jobs'
-current step, the monitor and ticker stop, the site connections close, and a last
-checkpoint is signed.
+current step, the monitor and ticker stop, the failed-authentication summaries are traced,
+the site connections close, and a last checkpoint is signed.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from gateway.service import Services
 from gateway.service.jobs.runner import JobRunner, StageObserver, make_runner
 from gateway.service.trace.log import CheckpointTicker
 from gateway.siteclient.pool import SiteMonitor
+from sandbox.logs import install_safe_records
 
 log = logging.getLogger("blindgate")
 
@@ -47,6 +48,7 @@ class Gateway:
         owner: str | None = None,
         observe: StageObserver | None = None,
     ) -> None:
+        install_safe_records()  # no caller-supplied text can forge a log line
         settings = services.ctx.settings
         self.services = services
         self.http_port = settings.http_port if http_port is None else http_port
@@ -86,6 +88,8 @@ class Gateway:
             self._started.append("ticker")
             self.services.watch.history.start()
             self._started.append("history")
+            self.services.identities.failures.start()
+            self._started.append("auth-failures")
             if self.services.site_pool.tls is not None:
                 self._monitor.start()
                 self._started.append("monitor")
@@ -129,6 +133,8 @@ class Gateway:
             self._ticker.stop()
         if "history" in started:
             self.services.watch.history.stop()
+        if "auth-failures" in started:
+            self.services.identities.failures.stop()  # traces every open group
         if started:
             self.services.site_pool.close()
             self.services.he.workspace.close()

@@ -49,8 +49,37 @@ class Settings(BaseSettings):
         default=None, description="Its private key (default: <data_dir>/pki/gateway.key)"
     )
     site_check_interval_seconds: float = Field(default=30.0, gt=0)
+    job_lease_seconds: float = Field(
+        default=10.0,
+        ge=1.0,
+        description="Lease on a running job, renewed every quarter of it while the job runs; "
+        "a job whose gateway died is taken over once its lease lapses",
+    )
+    auth_failure_interval_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Failed authentications are traced per source and interval of this length",
+    )
+    auth_failures_per_source: int = Field(
+        default=30,
+        ge=1,
+        description="Failed authentications a source may make per interval before 429",
+    )
     dev_mode: bool = False
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=4096,
+        description="Longest request head (request line and headers); longer ones get 431",
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Time a client has to send a request's head before its connection closes",
+    )
+    keep_alive_seconds: float = Field(
+        default=5.0, gt=0, description="Idle time after which a kept-alive connection closes"
+    )
     he_minimum_isolation: IsolationLevel = Field(
         default=IsolationLevel.MEDIUM,
         description="Least isolation of the sandbox that checks HE contexts and combines "

@@ -60,6 +60,9 @@ CATALOGUE: dict[str, ErrorSpec] = {
     "budget_exhausted": ErrorSpec(
         409, "RESOURCE_EXHAUSTED", "The privacy budget does not allow this charge."
     ),
+    "too_many_requests": ErrorSpec(
+        429, "RESOURCE_EXHAUSTED", "Too many failed attempts; retry after 'retry_after' seconds."
+    ),
     "unavailable": ErrorSpec(503, "UNAVAILABLE", "The service is not ready."),
     "internal": ErrorSpec(500, "INTERNAL", "Internal error."),
 }
@@ -146,6 +149,16 @@ class LicenceInvalid(BlindgateError):
 
 class BudgetExhausted(BlindgateError):
     code = "budget_exhausted"
+
+
+class TooManyRequests(BlindgateError):
+    """A rate limit refused the call; ``retry_after`` is in whole seconds."""
+
+    code = "too_many_requests"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int) -> None:
+        super().__init__(detail, retry_after=retry_after)
+        self.retry_after = retry_after
 
 
 class Unavailable(BlindgateError):

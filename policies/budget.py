@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 from policies.model import Budget
 
@@ -82,4 +82,9 @@ def jobs_that_fit(remaining_epsilon: float, epsilon_per_job: float) -> int:
     if per_job <= 0:
         raise ValueError("epsilon_per_job must be positive")
     left = exact(remaining_epsilon)
-    return 0 if left <= 0 else int(left // per_job)
+    if left <= 0:
+        return 0
+    with localcontext() as ctx:
+        # Any two finite floats: a quotient of at most ~10^632 (1e308 / 5e-324), exact.
+        ctx.prec = 700
+        return int(left // per_job)

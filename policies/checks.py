@@ -227,6 +227,12 @@ def check_licences(out: Reasons, req: EvaluationRequest) -> None:
         where = f"licences[{lid}]"
         if lic.status == "revoked":
             out.add("licence_revoked", f"{where}.status", f"Licence '{lid}' is revoked.")
+        elif lic.status == "key_rotated":
+            out.add(
+                "licence_key_rotated",
+                f"{where}.status",
+                f"Licence '{lid}' was signed under a key its holder or operator has replaced.",
+            )
         elif lic.status in ("pending", "suspended"):
             out.add("licence_not_active", f"{where}.status", f"Licence '{lid}' is {lic.status}.")
         elif lic.status != "active":

@@ -169,6 +169,11 @@ REASONS: Final[Mapping[str, ReasonInfo]] = {
         "The licence has been revoked",
         "Negotiate a new licence with the holder.",
     ),
+    "licence_key_rotated": ReasonInfo(
+        "The licence was signed under a replaced key",
+        "Ask the holder to offer the licence again under its current key and countersign it "
+        "with yours; a licence signed under a replaced key authorises no new job.",
+    ),
     "licence_expired": ReasonInfo(
         "The licence has expired",
         "Renew the licence with the holder.",

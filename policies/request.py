@@ -17,7 +17,7 @@ from policies.model import AggregateFunction, JobKind, Policy
 ColumnUsage = Literal["select_plain", "filter", "group_by", "join_key", "aggregate"]
 ColumnTag = Literal["identifier", "quasi_identifier", "sensitive", "attribute"]
 AssetStatus = Literal["active", "frozen", "disposed"]
-LicenceStatus = Literal["pending", "active", "suspended", "revoked"]
+LicenceStatus = Literal["pending", "active", "suspended", "revoked", "key_rotated"]
 
 Identifier = Annotated[str, Field(min_length=1, max_length=200)]
 

@@ -7,10 +7,12 @@ payloads by their SHA-256 digest over canonical JSON.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from contracts.tlog.errors import EntryError
 from contracts.tlog.jcs import canonical_json
 from gateway.domain import Actor, TraceRecord
 
@@ -18,12 +20,21 @@ ENTRY_VERSION = 1
 
 
 def digest(payload: Any) -> str:
-    """``sha256:<hex>`` of ``payload``'s canonical JSON (bytes are hashed as they are)."""
+    """``sha256:<hex>`` of ``payload``'s canonical JSON (bytes are hashed as they are).
+
+    Defined for every request a caller can send: a payload outside I-JSON (an integer
+    beyond ±(2**53 - 1), NaN, an unpaired surrogate) has no canonical JSON, so it is hashed
+    as sorted, compact, ASCII-escaped JSON with integers written exactly."""
     if isinstance(payload, bytes):
         data = payload
     else:
         dump = getattr(payload, "model_dump", None)
-        data = canonical_json(dump(mode="json") if callable(dump) else payload)
+        value = dump(mode="json") if callable(dump) else payload
+        try:
+            data = canonical_json(value)
+        except EntryError:
+            text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
+            data = text.encode("ascii")
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 

@@ -6,14 +6,16 @@ import base64
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
-from contracts.tlog.checkpoint import join_notes, parse_and_verify_checkpoint
+from contracts.tlog.checkpoint import Checkpoint, join_notes, parse_and_verify_checkpoint
 from contracts.tlog.errors import TraceError
 from gateway.audit.export import CHECKPOINTS_FILE, ENTRIES_FILE, PUBLIC_KEY_FILE, entry_line
+from gateway.audit.live import LiveEntry, verify_entries
 from gateway.audit.pinpoint import LEAF_HASHES_FILE, pinpoint
 from gateway.audit.receipt import verify_receipt
 from gateway.audit.verify import verify_export, verify_live_state
@@ -104,10 +106,45 @@ def _verify_dir(directory: Path, as_json: bool) -> NoReturn:
     )
 
 
+def _live_entries(client: Client, start: int) -> Iterator[LiveEntry]:
+    """The log's entries from index ``start`` on, as the gateway serves them."""
+    cursor = str(start - 1) if start > 0 else None
+    while True:
+        page = client.entries_page(limit=1000, cursor=cursor)
+        for item in page["items"]:
+            committed = base64.b64decode(item["leaf_hash"]) if item["leaf_hash"] else None
+            yield item["index"], item["entry"], committed
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return
+
+
+def _rehash(client: Client, latest: Checkpoint, previous: Checkpoint | None, full: bool) -> str:
+    """Re-hash the entries after ``previous`` (all of them when ``full`` or on first use)
+    up to ``latest``: the proofs come from the stored tree, not from the entries."""
+    start = None if full or previous is None else previous
+    frontier: list[bytes] = []
+    if start is not None and start.size:
+        frontier = [base64.b64decode(h) for h in client.frontier(start.size)["hashes"]]
+    also = [previous] if previous is not None and start is None else []
+    first = start.size if start is not None else 0
+    checked = verify_entries(
+        latest, _live_entries(client, first), start=start, frontier=frontier, also=also
+    )
+    return f"entries {first}..{latest.size - 1} re-hashed" if checked else "no new entry"
+
+
 def _verify_live(
-    client: Client, url: str, state_file: Path, public_key: str | None, as_json: bool
+    client: Client,
+    url: str,
+    state_file: Path,
+    public_key: str | None,
+    as_json: bool,
+    full: bool = False,
 ) -> NoReturn:
     state: dict[str, Any] = json.loads(state_file.read_text()) if state_file.exists() else {}
+    if client.whoami()["principal"]["role"] != "auditor":
+        fail("verify --url re-hashes the entries it checks: use an auditor's key", 2)
     info = client.log_info()
     known = state.get(url, {})
     key = public_key or known.get("verifier_key")
@@ -130,15 +167,23 @@ def _verify_live(
                 answer = client.consistency_proof(previous.size, latest.size)
                 proof = [base64.b64decode(p) for p in answer["proof"]]
             verify_live_state(previous, latest, proof)
+        hashed = _rehash(client, latest, previous, full)
     except TraceError as exc:
         _refused(as_json, exc)
     state[url] = {"verifier_key": key, "checkpoint": latest_note}
     state_file.parent.mkdir(parents=True, exist_ok=True)
     state_file.write_text(json.dumps(state, indent=2))
-    found = {"ok": True, "from_size": previous.size if previous else None, "to_size": latest.size}
+    found = {
+        "ok": True,
+        "from_size": previous.size if previous else None,
+        "to_size": latest.size,
+        "rehashed": hashed,
+    }
     if previous is None:
-        _verdict(as_json, found, f"first checkpoint seen at size {latest.size}; remembered")
-    _verdict(as_json, found, f"size {previous.size} -> {latest.size} is append-only")
+        _verdict(
+            as_json, found, f"first checkpoint seen at size {latest.size}; {hashed}; remembered"
+        )
+    _verdict(as_json, found, f"size {previous.size} -> {latest.size} is append-only; {hashed}")
 
 
 @click.group()
@@ -172,6 +217,11 @@ def export_cmd(s: Session, out: Path) -> None:
     help="Where the last seen checkpoint is kept (live mode).",
 )
 @click.option("--public-key", default=None, help="Expected verifier key (live mode).")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Live mode: re-hash every entry, not only those after the checkpoint held.",
+)
 @json_option
 def verify_cmd(
     directory: Path | None,
@@ -179,6 +229,7 @@ def verify_cmd(
     api_key: str | None,
     state_file: Path | None,
     public_key: str | None,
+    full: bool,
     as_json: bool,
 ) -> None:
     """Verify an export DIRECTORY offline, or else the live gateway at --url against the
@@ -193,7 +244,8 @@ def verify_cmd(
                 2,
             )
         with open_client(url, api_key) as client, failures():
-            _verify_live(client, url, state_file or _default_state(), public_key, as_json)
+            state = state_file or _default_state()
+            _verify_live(client, url, state, public_key, as_json, full)
     except TraceError as exc:
         _refused(as_json, exc)
 

@@ -83,6 +83,10 @@ class AuditApi(Transport):
     def consistency_proof(self, from_size: int, to_size: int) -> Any:
         return self.get("/v1/audit/proofs/consistency", **{"from": from_size, "to": to_size})
 
+    def frontier(self, size: int) -> Any:
+        """The roots of the perfect subtrees covering the first ``size`` entries."""
+        return self.get("/v1/audit/proofs/frontier", size=size)
+
     def verify_receipt(self, receipt: dict[str, Any], verifier_key: str | None = None) -> Any:
         """Check a receipt (signature, leaf hash, inclusion proof); return its checkpoint.
 

@@ -29,6 +29,18 @@ def _abort(context: grpc.ServicerContext, error: BlindgateError) -> NoReturn:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _peer_host(peer: str | None) -> str | None:
+    """The address in a gRPC peer string (``ipv4:1.2.3.4:5``, ``ipv6:[::1]:5``)."""
+    if not peer:
+        return None
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv6":
+        return rest.rsplit(":", 1)[0].strip("[]")
+    if kind == "ipv4":
+        return rest.rsplit(":", 1)[0]
+    return kind
+
+
 def _card(card: AssetCard) -> gateway_pb2.AssetCard:
     struct = struct_pb2.Struct()
     json_format.ParseDict(card.model_dump(mode="json"), struct)
@@ -102,7 +114,7 @@ class GatewayServicer(JobsServicer, gateway_pb2_grpc.GatewayServicer):
             for key, value in context.invocation_metadata():
                 if key == "authorization" and isinstance(value, str):
                     header = value
-            actor = self.services.identities.authenticate(header)
+            actor = self.services.identities.authenticate(header, _peer_host(context.peer()))
             return fn(actor)
         except BlindgateError as exc:
             _abort(context, exc)
@@ -151,6 +163,41 @@ class GatewayServicer(JobsServicer, gateway_pb2_grpc.GatewayServicer):
         )
 
 
+def _unusable(message: Any) -> bool:
+    """Whether a request message holds a NUL character in any string, at any depth."""
+    for _field, value in message.ListFields():
+        repeated = not isinstance(value, str | bytes) and not hasattr(value, "ListFields")
+        values = value if repeated and hasattr(value, "__iter__") else [value]
+        for item in values:
+            if isinstance(item, str) and "\x00" in item:
+                return True
+            if hasattr(item, "ListFields") and _unusable(item):
+                return True
+    return False
+
+
+class TextGuard(grpc.ServerInterceptor):  # type: ignore[type-arg]
+    """Refuses, before any use case runs, a request whose text no store can keep."""
+
+    def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
+        handler = continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
+
+        def guarded(request: Any, context: grpc.ServicerContext) -> Any:
+            if _unusable(request):
+                error = ValidationFailed("text must not contain NUL characters")
+                _abort(context, error)
+            return inner(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            guarded,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
 def start_grpc(
     services: Services, *, address: str | None = None, workers: int = 16
 ) -> tuple[Any, int]:
@@ -160,6 +207,7 @@ def start_grpc(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
         options=[("grpc.max_receive_message_length", settings.max_body_bytes)],
+        interceptors=[TextGuard()],
     )
     gateway_pb2_grpc.add_GatewayServicer_to_server(  # type: ignore[no-untyped-call]
         GatewayServicer(services), server

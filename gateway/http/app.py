@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.errors import Unavailable
 from gateway.http import console
-from gateway.http.errors import install_error_handlers
+from gateway.http.errors import InternalErrors, install_error_handlers
 from gateway.http.middleware import BodyLimit, HttpMetrics, MetricsMiddleware
 from gateway.http.routes import audit, catalogue, governance, he, identities, jobs, security
 from gateway.service import Services
@@ -65,4 +65,5 @@ def create_app(services: Services) -> FastAPI:
         larger={he.JOBS: 16 << 20, he.JOBS + "/dry-run": 16 << 20, he.JOBS + "/check": 16 << 20},
         streamed=frozenset({he.CONTEXTS}),
     )
+    app.add_middleware(InternalErrors)
     return app

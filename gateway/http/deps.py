@@ -22,7 +22,12 @@ def actor(request: Request) -> Actor:
     Synchronous on purpose: the key lookup is a blocking store read, run in the threadpool.
     The cheap dependencies are ``async`` so they do not cost a threadpool hop each."""
     svc: Services = request.app.state.services
-    return svc.identities.authenticate(request.headers.get("authorization"))
+    return svc.identities.authenticate(request.headers.get("authorization"), source(request))
+
+
+def source(request: Request) -> str | None:
+    """The caller's address as the connection shows it (forwarding headers are not trusted)."""
+    return request.client.host if request.client is not None else None
 
 
 async def page(

@@ -10,8 +10,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import BlindgateError
+from gateway.errors import BlindgateError, TooManyRequests
 
 log = logging.getLogger("blindgate.http")
 
@@ -28,6 +29,8 @@ _STATUS_CODES = {
 
 def _response(error: BlindgateError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if error.code == "unauthenticated" else None
+    if isinstance(error, TooManyRequests):
+        headers = {"Retry-After": str(error.retry_after)}
     return JSONResponse(error.public_body(), status_code=error.spec.http_status, headers=headers)
 
 
@@ -72,6 +75,42 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unknown(_request: Request, exc: Exception) -> JSONResponse:
-        frames = "".join(traceback.format_tb(exc.__traceback__)[-4:])
-        log.error("unhandled %s (message withheld)\n%s", type(exc).__name__, frames)
+        log_unknown(exc)
         return _response(BlindgateError(code="internal"))
+
+
+def log_unknown(exc: BaseException) -> None:
+    """Log an unknown error by class and innermost frames, never by its message."""
+    frames = "".join(traceback.format_tb(exc.__traceback__)[-4:])
+    log.error("unhandled %s (message withheld)\n%s", type(exc).__name__, frames)
+
+
+class InternalErrors:
+    """Turns an unknown error into the generic 500 answer and keeps the connection.
+
+    Starlette's outermost handler answers an unknown error and then re-raises it, which
+    makes the server drop a kept-alive connection; this middleware answers and returns."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            log_unknown(exc)
+            if started:
+                raise  # half an answer was sent: only closing the connection is honest
+            response = _response(BlindgateError(code="internal"))
+            await response(scope, receive, send)

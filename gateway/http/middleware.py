@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import BlindgateError
+from gateway.service.core.schemas import unusable_text
 
 
 async def send_error(send: Send, error: BlindgateError) -> None:
@@ -28,6 +31,35 @@ async def send_error(send: Send, error: BlindgateError) -> None:
 
 
 _BODY_TYPES = {b"application/json", b"application/yaml", b"application/x-yaml", b"text/yaml"}
+
+_BAD_TEXT = BlindgateError(
+    "text must not contain NUL characters or unpaired surrogates", code="validation_failed"
+)
+_NON_JSON_NUMBER = re.compile(rb"NaN|Infinity")
+
+
+def _reject_constant(_name: str) -> Any:
+    raise ValueError("not JSON")
+
+
+def check_text(scope: Scope, body: bytes | None, json_body: bool) -> BlindgateError | None:
+    """Refuse what no store keeps and no JSON peer reads: NUL characters and unpaired
+    surrogates in the path, the query or a JSON body, and NaN/Infinity in a JSON body."""
+    if unusable_text(scope.get("path", "")) or b"\x00" in unquote_to_bytes(
+        scope.get("query_string", b"")
+    ):
+        return _BAD_TEXT
+    if body is None:
+        return None
+    if not json_body:
+        return _BAD_TEXT if b"\x00" in body else None
+    if b"\\u" not in body and not _NON_JSON_NUMBER.search(body):
+        return None  # no escape that could hide a NUL or a surrogate, no non-JSON number
+    try:
+        parsed = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return BlindgateError(code="malformed_json")
+    return _BAD_TEXT if unusable_text(parsed) else None
 
 
 class BodyLimit:
@@ -80,6 +112,10 @@ class BodyLimit:
             await send_error(send, BlindgateError(code="unsupported_media_type"))
             return
         if not has_body:
+            refused = check_text(scope, None, False)
+            if refused is not None:
+                await send_error(send, refused)
+                return
             await self.app(scope, receive, send)
             return
         # Read the whole body first (it is at most max_bytes), then replay it.
@@ -98,6 +134,10 @@ class BodyLimit:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        refused = check_text(scope, body, content_type == b"application/json")
+        if refused is not None:
+            await send_error(send, refused)
+            return
         replayed = False
 
         async def replay() -> Message:

@@ -9,6 +9,7 @@ import time
 import uvicorn
 
 from gateway.http.app import create_app
+from gateway.http.protocol import BoundedHeadProtocol
 from gateway.service import Services
 
 log = logging.getLogger("blindgate")
@@ -31,6 +32,11 @@ class HttpServer:
                 access_log=False,
                 server_header=False,
                 lifespan="off",
+                http=BoundedHeadProtocol.bounded(
+                    settings.max_header_bytes, settings.header_timeout_seconds
+                ),
+                ws="none",
+                timeout_keep_alive=max(1, round(settings.keep_alive_seconds)),
             )
         )
         self._thread: threading.Thread | None = None

@@ -52,6 +52,14 @@ def fetch_nodes(session: Session, ids: Sequence[NodeId]) -> list[bytes]:
     return [found[k] for k in keys]
 
 
+def _column(value: str | None) -> str | None:
+    """An index column's text as every store keeps it. The leaf holds the exact value;
+    a NUL or an unpaired surrogate here would fail the commit of a whole batch."""
+    if value is None:
+        return None
+    return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
+
 class TraceBatch:
     """Entries appended in one write transaction, in order, with savepoint marks."""
 
@@ -108,12 +116,12 @@ class TraceWriter:
                     "idx": index,
                     "leaf": pending.leaf,
                     "time": record.time,
-                    "action": record.action,
-                    "actor_principal": record.actor_principal,
-                    "actor_org": record.actor_org,
-                    "subject_org": record.subject_org,
-                    "asset_id": record.asset_id,
-                    "job_id": record.job_id,
+                    "action": _column(record.action),
+                    "actor_principal": _column(record.actor_principal),
+                    "actor_org": _column(record.actor_org),
+                    "subject_org": _column(record.subject_org),
+                    "asset_id": _column(record.asset_id),
+                    "job_id": _column(record.job_id),
                     "decision": record.decision,
                 }
             )

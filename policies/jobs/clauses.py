@@ -205,7 +205,7 @@ def check_from(select: exp.Select, schema: AssetSchema, out: Refusals) -> frozen
             "unknown_table",
             "FROM",
             f"The query reads no table; it must read '{schema.table}'.",
-            f"Add FROM {schema.table}.",
+            f"Add FROM {schema.table_sql}.",
         )
         return frozenset(qualifiers)
     table = source.this
@@ -258,7 +258,8 @@ def _check_source(
         )
         return None
     name = inner.name
-    if _PATH_LIKE.search(name):
+    own = name.lower() == schema.table.lower()
+    if not own and _PATH_LIKE.search(name):
         out.add(
             "table_function",
             name,
@@ -266,13 +267,13 @@ def _check_source(
             f"Read the asset table '{schema.table}'.",
         )
         return None
-    if source.args.get("db") or source.args.get("catalog") or name.lower() != schema.table.lower():
+    if source.args.get("db") or source.args.get("catalog") or not own:
         if not quiet_unknown:
             out.add(
                 "unknown_table",
                 sql_of(source),
                 f"The query may read only the asset table '{schema.table}'.",
-                f"Use FROM {schema.table}.",
+                f"Use FROM {schema.table_sql}.",
             )
         return None
     if source.args.get("sample"):
@@ -292,7 +293,7 @@ def _check_source(
                 "unsupported_clause",
                 key.upper(),
                 f"The table modifier {key.upper()} is not supported.",
-                f"Use FROM {schema.table}.",
+                f"Use FROM {schema.table_sql}.",
             )
     alias = source.args.get("alias")
     if isinstance(alias, exp.TableAlias):

@@ -189,7 +189,7 @@ class ExpressionChecker(FunctionChecks):
                 "unknown_column",
                 sql_of(node),
                 f"'{sql_of(node)}' does not name a column of '{self.schema.table}'.",
-                f"Refer to columns by name or as {self.schema.table}.<column>.",
+                f"Refer to columns by name or as {self.schema.table_sql}.<column>.",
             )
             return None
         spec = self.schema.column(node.name)

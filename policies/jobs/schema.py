@@ -11,6 +11,14 @@ from typing import Final
 from policies import ColumnTag
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_TABLE = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
+
+
+def sql_identifier(name: str) -> str:
+    """``name`` as SQL writes it: as is when it is a plain identifier, else double-quoted."""
+    if _NAME.match(name):
+        return name
+    return '"' + name.replace('"', '""') + '"'
 
 
 class Kind(StrEnum):
@@ -81,6 +89,10 @@ class ColumnSpec:
 class AssetSchema:
     """The asset a query reads: ``table`` is the name operators write in SQL.
 
+    A table name that is not a plain identifier (``bed-occupancy``) is written as a quoted
+    identifier (``"bed-occupancy"``, see :attr:`table_sql`); it may not hold control
+    characters.
+
     Column names are matched case-insensitively (as DuckDB does), so two columns may not
     differ only in case; names starting with ``__`` are reserved for the fragments.
     ``privacy_unit`` names the column that identifies a person.
@@ -95,8 +107,8 @@ class AssetSchema:
     def __post_init__(self) -> None:
         if not self.asset_id:
             raise ValueError("asset_id must not be empty")
-        if not _NAME.match(self.table):
-            raise ValueError(f"table name {self.table!r} is not a plain SQL identifier")
+        if not _TABLE.match(self.table) or self.table != self.table.strip():
+            raise ValueError(f"table name {self.table!r} is not a usable SQL name")
         by_key: dict[str, ColumnSpec] = {}
         for column in self.columns:
             if not _NAME.match(column.name):
@@ -126,6 +138,11 @@ class AssetSchema:
             columns=tuple(ColumnSpec(name, type_, tag) for name, type_, tag in columns),
             privacy_unit=privacy_unit,
         )
+
+    @property
+    def table_sql(self) -> str:
+        """The table name as a query writes it (quoted when it is not a plain identifier)."""
+        return sql_identifier(self.table)
 
     def column(self, name: str) -> ColumnSpec | None:
         """The column called ``name`` (any case), or ``None``."""

@@ -33,6 +33,7 @@ from sandbox.agent.fragments import AgentRunner
 from sandbox.agent.identity import certificate_fingerprint
 from sandbox.agent.service import AgentError, AgentService, Busy, InvalidRequest
 from sandbox.inputs import InputRejected
+from sandbox.logs import install_safe_records
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -276,6 +277,7 @@ class AgentServer:
 
 def serve(config: SiteConfig) -> None:
     """Run an agent until SIGINT or SIGTERM."""
+    install_safe_records()
     server = AgentServer(config)
     stop = threading.Event()
     for number in (signal.SIGINT, signal.SIGTERM):

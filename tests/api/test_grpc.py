@@ -57,3 +57,40 @@ def test_list_and_get_follow_the_rest_rules(
         )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert err.value.details().startswith("bad_pagination:")
+
+
+def test_a_nul_character_is_refused_before_any_use_case(
+    stub: gateway_pb2_grpc.GatewayStub, world: World
+) -> None:
+    before = world.services.audit.log.size()
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetAsset(
+            gateway_pb2.GetAssetRequest(asset_id="ast\x00x"), metadata=auth(world.operator_key)
+        )
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "validation_failed" in (info.value.details() or "")
+    with pytest.raises(grpc.RpcError) as job:
+        stub.SubmitJob(
+            gateway_pb2.SubmitJobRequest(sql="SELECT 1", assets=[world.asset_a], purpose="r\x00"),
+            metadata=auth(world.operator_key),
+        )
+    assert job.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert world.services.audit.log.size() == before
+
+
+def test_a_trace_entry_with_a_nul_in_an_index_column_commits(world: World) -> None:
+    from gateway.audit.entry import make_entry
+
+    # whatever reaches the trace's index columns cannot fail the commit of a whole batch
+    record = make_entry(
+        at=world.services.ctx.clock.now(),
+        actor=None,
+        action="asset.read",
+        target={"asset": "a\x00b"},
+        asset_id="a\x00b",
+        subject_org="org\x00x",
+    )
+    pending = world.services.ctx.store.append_trace(record)
+    assert pending.index is not None
+    last = world.services.audit.entries(world.auditor, limit=1000, cursor=None).items[-1]
+    assert last.entry["target"] == {"asset": "a\x00b"}  # the leaf keeps the exact value

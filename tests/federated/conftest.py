@@ -140,6 +140,8 @@ def build_federation(
     *,
     policy: str = POLICY,
     kinds: tuple[str, ...] = ("sql_aggregate",),
+    table_name: str = "admissions",
+    job_cap: int | None = None,
 ) -> tuple[Federation, list[Any]]:
     """The three hospitals (the shared federation builder), with a job runner not started."""
     init_pki(tmp)
@@ -159,10 +161,12 @@ def build_federation(
         return len(rows)
 
     table = Table(
-        name="admissions",
+        name=table_name,
         file="admissions.csv",
         columns=COLUMNS,
-        policy=lambda asset_id: policy.replace("MODE", mode),
+        policy=lambda asset_id: policy.replace("MODE", mode).replace(
+            "asset: admissions", f"asset: {asset_id}"
+        ),
         write=write,
     )
     built = build(
@@ -170,11 +174,11 @@ def build_federation(
         services,
         holders=[Party(name, name) for name in HOSPITALS],
         tables=[table],
-        licensing=Licensing(job_kinds=kinds, purposes=["research"]),
+        licensing=Licensing(job_kinds=kinds, purposes=["research"], job_cap=job_cap),
         agents=ThreadAgents(),
     )
     hospitals = [
-        Hospital(h.party.slug, h.actor, h.assets["admissions"], partitions[h.party.slug])
+        Hospital(h.party.slug, h.actor, h.assets[table_name], partitions[h.party.slug])
         for h in built.holders
     ]
     fed = Federation(

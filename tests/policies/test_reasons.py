@@ -107,6 +107,7 @@ SCENARIOS: dict[str, Spoil] = {
     "licence_asset_not_covered": setting("licences", 0, "asset_ids", value=["claims"]),
     "licence_not_active": setting("licences", 0, "status", value="suspended"),
     "licence_revoked": setting("licences", 0, "status", value="revoked"),
+    "licence_key_rotated": setting("licences", 0, "status", value="key_rotated"),
     "licence_expired": setting("licences", 0, "valid_until", value="2025-02-01T00:00:00Z"),
     "licence_not_yet_valid": setting("licences", 0, "valid_from", value="2025-06-01T00:00:00Z"),
     "licence_purpose_not_covered": setting("licences", 0, "purposes", value=["other"]),

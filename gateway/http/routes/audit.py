@@ -12,6 +12,7 @@ from gateway.http.deps import Caller, Svc
 from gateway.service.trace.schemas import (
     CheckpointOut,
     ConsistencyProofOut,
+    FrontierOut,
     InclusionProofOut,
     LogInfo,
     TracePage,
@@ -95,7 +96,7 @@ def new_checkpoint(svc: Svc, actor: Caller) -> CheckpointOut:
 def checkpoints(
     svc: Svc,
     actor: Caller,
-    after_size: Annotated[int | None, Query(ge=0)] = None,
+    after_size: Annotated[int | None, Query(ge=0, le=2**62)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
 ) -> list[CheckpointOut]:
     """Every stored checkpoint in order of size (auditors)."""
@@ -115,3 +116,10 @@ def consistency(
     to_size: Annotated[int, Query(alias="to", ge=0, le=2**62)],
 ) -> ConsistencyProofOut:
     return svc.audit.consistency(actor, from_size, to_size)
+
+
+@router.get("/proofs/frontier")
+def frontier(svc: Svc, actor: Caller, size: Size) -> FrontierOut:
+    """The roots of the perfect subtrees covering the first ``size`` entries: with a
+    checkpoint of that size, a verifier re-hashes only the entries after it."""
+    return svc.audit.frontier(actor, size)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Path, Query, Request, status
 from starlette.concurrency import run_in_threadpool
 
 from gateway.errors import ValidationFailed
-from gateway.http.deps import Caller, Paging, Svc
+from gateway.http.deps import Caller, Paging, Svc, source
+from gateway.service.core.context import utc_instant
 from gateway.service.core.schemas import PageOut
 from gateway.service.governance.schemas import (
     BudgetOut,
@@ -51,7 +52,7 @@ async def set_policy(asset_id: str, request: Request, svc: Svc) -> PolicyVersion
     """Store a new version of the asset's policy: the YAML document as the body
     (``application/yaml``) or ``{"document": "..."}`` as JSON."""
     actor = await run_in_threadpool(
-        svc.identities.authenticate, request.headers.get("authorization")
+        svc.identities.authenticate, request.headers.get("authorization"), source(request)
     )
     raw = await request.body()
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -82,7 +83,9 @@ def policy_versions(asset_id: str, svc: Svc, actor: Caller) -> list[PolicyVersio
 
 
 @router.get("/assets/{asset_id}/policy/versions/{version}", tags=["policies"])
-def policy_version(asset_id: str, version: int, svc: Svc, actor: Caller) -> PolicyVersionOut:
+def policy_version(
+    asset_id: str, version: Annotated[int, Path(ge=1, le=2**31 - 1)], svc: Svc, actor: Caller
+) -> PolicyVersionOut:
     return svc.policies.get(actor, asset_id, version)
 
 
@@ -136,4 +139,5 @@ def settlement(
     svc: Svc, actor: Caller, period_start: datetime, period_end: datetime
 ) -> SettlementOut:
     """A holder's statement for revenue sharing over [period_start, period_end)."""
-    return svc.ledger.settlement(actor, period_start, period_end)
+    start = utc_instant(period_start, "period_start")
+    return svc.ledger.settlement(actor, start, utc_instant(period_end, "period_end"))

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from contracts.tlog.jcs import MAX_SAFE_INTEGER
 from gateway.domain import (
     AssetStatus,
     Classification,
@@ -102,7 +103,7 @@ class AssetCreate(Strict):
     )
     columns: list[ColumnIn] = Field(min_length=1, max_length=500)
     privacy_unit: Identifier
-    row_count: int = Field(ge=0)
+    row_count: int = Field(ge=0, le=MAX_SAFE_INTEGER)
     update_frequency: UpdateFrequency
     classification: Classification
     rights: RightsIn
@@ -112,7 +113,7 @@ class AssetCreate(Strict):
 class AssetUpdate(Strict):
     description: Text | None = None
     domain: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
-    row_count: int | None = Field(default=None, ge=0)
+    row_count: int | None = Field(default=None, ge=0, le=MAX_SAFE_INTEGER)
     update_frequency: UpdateFrequency | None = None
     classification: Classification | None = None
     rights: RightsIn | None = None

@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from gateway.clock import Clock, IdFactory, RandomSource
 from gateway.config import Settings
-from gateway.errors import BadPagination
+from gateway.errors import BadPagination, ValidationFailed
 from gateway.store import Store
 
 
@@ -50,3 +51,15 @@ def page_request(settings: Settings, limit: int | None, cursor: str | None) -> P
         if not after or not after.isascii() or not after.isprintable():
             raise BadPagination("cursor is not valid")
     return PageRequest(limit=limit, after=after)
+
+
+def utc_instant(value: datetime, name: str) -> datetime:
+    """``value`` as an instant in UTC; a time without a time zone names no instant (422)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationFailed(
+            f"{name} must carry a time zone, e.g. 2026-01-31T00:00:00Z or +08:00"
+        )
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValidationFailed(f"{name} is out of range") from None

@@ -16,6 +16,7 @@ from gateway.service.core.access import require_role
 from gateway.service.core.context import ServiceContext
 from gateway.service.core.tracing import Note, Tracer
 from gateway.service.governance.ledger import total
+from gateway.service.governance.licences import KEY_ROTATED, signed_under_current_keys
 from gateway.service.governance.policies import parse_for_asset
 from gateway.service.governance.schemas import DecisionOut, JobDescriptionIn
 from gateway.store import Tx
@@ -59,9 +60,12 @@ def deny(
 def licence_facts(tx: Tx, licence: Licence) -> LicenceFacts:
     terms = terms_from_canonical(licence.terms.encode())
     charges = tx.charges(licence_id=licence.id)
+    status = _STATUS[licence.status]
+    if status == "active" and not signed_under_current_keys(tx, licence):
+        status = KEY_ROTATED  # a key was replaced: no new job under the old signatures
     return LicenceFacts(
         licence_id=licence.id,
-        status=_STATUS[licence.status],
+        status=status,
         valid_from=terms.valid_from,
         valid_until=terms.valid_until,
         asset_ids=terms.asset_ids,

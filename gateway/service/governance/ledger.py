@@ -77,6 +77,11 @@ class Ledger:
         if effective_status(licence, now) != str(LicenceStatus.ACTIVE):
             raise BudgetExhausted("the licence is not in force")
         terms = terms_from_canonical(licence.terms.encode())
+        if terms.job_cap is not None:
+            # Counted under the licence row's lock, so parallel releases cannot overrun it.
+            charged = {c.job_ref for c in tx.charges(licence_id=licence_id)} - {job_ref}
+            if len(charged) >= terms.job_cap:
+                raise BudgetExhausted("the licence's job cap is reached")
         if terms.epsilon_cap is not None:
             used = total(c.epsilon for c in tx.charges(licence_id=licence_id))
             if not fits(used, epsilon, float(terms.epsilon_cap)):

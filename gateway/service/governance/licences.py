@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from datetime import datetime
@@ -14,7 +15,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
 from contracts import LicenceError, LicenceTerms
-from contracts.signing import decode_public_key, verify_agreement, verify_offer
+from contracts.signing import (
+    decode_public_key,
+    verify_agreement,
+    verify_offer,
+    verify_signatures,
+)
 from contracts.terms import canonical_bytes, terms_from_canonical
 from contracts.tickets import RevocationStatement, canonical, verify_statement
 from gateway.domain import (
@@ -65,6 +71,57 @@ def effective_status(licence: Licence, now: datetime) -> str:
     return str(licence.status)
 
 
+KEY_ROTATED = "key_rotated"
+"""The status of an active licence whose signatures no longer verify under its
+organisations' registered keys: one of them replaced (or removed) its key since."""
+
+
+def signed_under_current_keys(tx: Tx, licence: Licence) -> bool:
+    """Whether the licence's signatures verify under the keys its holder and (once it is
+    accepted) its operator have registered now. After a key is replaced, licences signed
+    with the old one stop authorising jobs until they are offered and countersigned again
+    (or the old key is registered again)."""
+    holder = tx.get_org(licence.holder_org_id)
+    operator = tx.get_org(licence.operator_org_id)
+    return _verifies(
+        licence.terms,
+        licence.holder_signature,
+        licence.operator_signature,
+        holder.public_key if holder else None,
+        operator.public_key if operator else None,
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _verifies(
+    terms_text: str,
+    holder_signature: str,
+    operator_signature: str | None,
+    holder_key: str | None,
+    operator_key: str | None,
+) -> bool:
+    """Signature checks, memoised by everything they depend on (so always current)."""
+    if holder_key is None or (operator_signature is not None and operator_key is None):
+        return False
+    try:
+        terms = terms_from_canonical(terms_text.encode())
+        held = base64.b64decode(holder_signature, validate=True)
+        if operator_signature is None:
+            verify_offer(terms, held, decode_public_key(holder_key))
+        else:
+            assert operator_key is not None
+            verify_signatures(
+                terms,
+                held,
+                base64.b64decode(operator_signature, validate=True),
+                decode_public_key(holder_key),
+                decode_public_key(operator_key),
+            )
+    except (LicenceError, ValueError, binascii.Error):
+        return False
+    return True
+
+
 class LicenceService:
     """Use cases for licences."""
 
@@ -74,9 +131,12 @@ class LicenceService:
 
     def _out(self, tx: Tx, licence: Licence) -> LicenceOut:
         holder = tx.get_org(licence.holder_org_id)
+        status = effective_status(licence, self.ctx.clock.now())
+        if status == str(LicenceStatus.ACTIVE) and not signed_under_current_keys(tx, licence):
+            status = KEY_ROTATED
         return LicenceOut(
             id=licence.id,
-            status=effective_status(licence, self.ctx.clock.now()),
+            status=status,
             holder_org_id=licence.holder_org_id,
             operator_org_id=licence.operator_org_id,
             terms=json.loads(licence.terms),

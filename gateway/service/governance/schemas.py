@@ -63,7 +63,10 @@ class LicenceRevokeIn(Strict):
 
 class LicenceOut(BaseModel):
     id: str
-    status: str = Field(description="offered, active, revoked or expired")
+    status: str = Field(
+        description="offered, active, revoked, expired, or key_rotated (signed under a key "
+        "its holder or operator has since replaced: no new job until signed again)"
+    )
     holder_org_id: str
     operator_org_id: str
     terms: dict[str, Any]

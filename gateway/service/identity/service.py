@@ -14,6 +14,7 @@ from gateway.service.core.access import hide_unless, require_role
 from gateway.service.core.context import PageRequest, ServiceContext, encode_cursor
 from gateway.service.core.schemas import PageOut
 from gateway.service.core.tracing import Note, Tracer
+from gateway.service.identity.failures import AuthFailures
 from gateway.service.identity.schemas import (
     ApiKeyOut,
     IssuedKey,
@@ -79,9 +80,17 @@ class Identities:
     refused: Callable[[str | None, str | None], None] | None = None
     """Told of each failed authentication (key hash, key id): the metrics hook."""
 
-    def __init__(self, ctx: ServiceContext, tracer: Tracer) -> None:
+    def __init__(
+        self, ctx: ServiceContext, tracer: Tracer, failures: AuthFailures | None = None
+    ) -> None:
         self.ctx = ctx
         self.tracer = tracer
+        self.failures = failures or AuthFailures(
+            tracer,
+            ctx.clock,
+            interval=ctx.settings.auth_failure_interval_seconds,
+            limit=ctx.settings.auth_failures_per_source,
+        )
 
     # keys ------------------------------------------------------------------------------
     def _issue_key(self, tx: Tx, principal_id: str) -> IssuedKey:
@@ -96,33 +105,32 @@ class Identities:
         tx.add_api_key(key, hash_key(api_key))
         return IssuedKey(key=key_out(key), api_key=api_key)
 
-    def authenticate(self, authorization: str | None) -> Actor:
-        """Resolve an ``Authorization: Bearer`` header to an actor, or raise 401."""
+    def authenticate(self, authorization: str | None, source: str | None = None) -> Actor:
+        """Resolve an ``Authorization: Bearer`` header to an actor, or raise 401 (429 for a
+        ``source`` address that failed too often; see :class:`AuthFailures`)."""
         if not authorization:
-            self._refuse("missing Authorization header", None)
+            self._refuse(source, "missing Authorization header", None)
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token.startswith(KEY_PREFIX) or len(token) > 200:
-            self._refuse("expected 'Authorization: Bearer bg_...'", None)
+            self._refuse(source, "expected 'Authorization: Bearer bg_...'", None)
         digest = hash_key(token)
         with self.ctx.store.read() as tx:
             found = tx.find_api_key(digest)
         if found is None:
-            self._refuse("unknown API key", digest)
+            self._refuse(source, "unknown API key", digest)
         key, principal = found
         if key.revoked_at is not None or principal.disabled:
-            self._refuse("the API key is revoked or its principal is disabled", digest, key.id)
+            why = "the API key is revoked or its principal is disabled"
+            self._refuse(source, why, digest, key.id)
         return Actor(principal.id, principal.org_id, principal.role, key.id)
 
-    def _refuse(self, why: str, key_hash: str | None, key_id: str | None = None) -> NoReturn:
-        """Trace an authentication failure (with at most a key id or hash prefix), then 401."""
-        error = Unauthenticated(why)
-        note = Note()
-        if key_id is not None:
-            note.target["key"] = key_id
-        elif key_hash is not None:
-            note.detail["key_hash_prefix"] = key_hash[:16]
-        self.tracer.deny(None, "auth.authenticate", error, note)
+    def _refuse(
+        self, source: str | None, why: str, key_hash: str | None, key_id: str | None = None
+    ) -> NoReturn:
+        """Record an authentication failure (with at most a key id or hash prefix), then
+        answer 401 (or 429)."""
+        error = self.failures.refuse(source, why, key_hash=key_hash, key_id=key_id)
         if self.refused is not None:
             self.refused(key_hash, key_id)
         raise error

@@ -44,6 +44,7 @@ class FailureCode(enum.StrEnum):
     TIMEOUT = "timeout"
     TOO_MANY_GROUPS = "too_many_groups"
     RELEASE_REFUSED = "release_refused"
+    BUDGET_EXHAUSTED = "budget_exhausted"
     KIND_UNAVAILABLE = "he_unavailable"
     INTERNAL = "internal"
     FRAGMENT_TIMEOUT = "fragment_timeout"

@@ -5,8 +5,12 @@ The runner never branches on a job's kind: it decides the job again, asks the ki
 its site steps, fans them out (uploading any input a site needs first), waits or cancels,
 asks the kind to combine the answers, and releases.  Nothing is charged without a release
 and nothing released without a charge: the charge, the result and the ``job.release``
-trace entry commit together. A job whose runner dies keeps its lease until it expires; it
-is then queued again (no budget was spent) or, after ``max_attempts``, failed.
+trace entry commit together.
+
+A runner holds a short lease on each job it runs and renews it from a heartbeat thread
+while the job runs. A job whose runner died (its heartbeat stopped) is queued again as
+soon as its lease lapses, by whichever runner polls next (no budget was spent), or, after
+``max_attempts``, failed; a long job whose runner is alive keeps its lease.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from gateway.service.core.tracing import Note, Tracer
 from gateway.service.governance.ledger import Ledger
 from gateway.service.jobs.decide import JobDecider
 from gateway.service.jobs.kind import FailureCode, JobFailed, SiteResult, SiteStep
+from gateway.service.jobs.leases import LeaseKeeper
 from gateway.service.jobs.service import JobService
 from gateway.service.jobs.support import covering_licences
 from gateway.service.jobs.tickets import fragment_id, ticket_for
@@ -57,7 +62,8 @@ class JobRunner:
         pool: SitePool,
         *,
         owner: str,
-        lease_seconds: float = 300.0,
+        lease_seconds: float = 10.0,
+        heartbeat_seconds: float | None = None,
         poll_seconds: float = 0.5,
         fragment_timeout: float = 120.0,
         max_attempts: int = 3,
@@ -79,6 +85,12 @@ class JobRunner:
         self.observe = observe
         """Told each stage's duration (for benchmarks and metrics); ``None`` for none."""
         self._stop = threading.Event()
+        self.leases = LeaseKeeper(
+            ctx,
+            owner,
+            self.lease,
+            heartbeat_seconds if heartbeat_seconds is not None else lease_seconds / 4,
+        )
         self._threads = [
             threading.Thread(target=self._loop, name=f"job-runner-{n}", daemon=True)
             for n in range(max(1, concurrency))
@@ -89,7 +101,9 @@ class JobRunner:
 
     # lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
-        """Start ``concurrency`` workers; each claims and runs one job at a time."""
+        """Start ``concurrency`` workers (each claims and runs one job at a time) and the
+        heartbeat that renews their leases."""
+        self.leases.start()
         for thread in self._threads:
             thread.start()
 
@@ -99,6 +113,7 @@ class JobRunner:
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout=30)
+        self.leases.stop()
         self._fanout.shutdown(wait=False, cancel_futures=True)
 
     def _loop(self) -> None:
@@ -174,15 +189,16 @@ class JobRunner:
     def execute(self, job: Job) -> None:
         """Run one claimed job to its release or its failure."""
         actor = Actor(job.principal_id, job.operator_org_id, Role.OPERATOR)
-        try:
-            self._execute(job, actor)
-        except JobFailed as failed:
-            self._fail(job, actor, failed.code, failed.reasons)
-        except BlindgateError as exc:
-            self._fail(job, actor, exc.code)
-        except Exception as exc:
-            log.error("job %s failed: %s", job.id, type(exc).__name__)
-            self._fail(job, actor, FailureCode.INTERNAL)
+        with self.leases.holding(job.id):
+            try:
+                self._execute(job, actor)
+            except JobFailed as failed:
+                self._fail(job, actor, failed.code, failed.reasons)
+            except BlindgateError as exc:
+                self._fail(job, actor, exc.code)
+            except Exception as exc:
+                log.error("job %s failed: %s", job.id, type(exc).__name__)
+                self._fail(job, actor, FailureCode.INTERNAL)
 
     def _execute(self, job: Job, actor: Actor) -> None:
         started = time.monotonic()
@@ -409,5 +425,6 @@ def make_runner(services: Any, owner: str, observe: StageObserver | None = None)
         services.audit,
         services.site_pool,
         owner=owner,
+        lease_seconds=services.ctx.settings.job_lease_seconds,
         observe=observe,
     )

@@ -21,7 +21,7 @@ from contracts.tlog.checkpoint import (
     sign_checkpoint,
 )
 from contracts.tlog.errors import ProofError
-from contracts.tlog.merkle import consistency_proof, inclusion_proof, root_at
+from contracts.tlog.merkle import consistency_proof, frontier_ids, inclusion_proof, root_at
 from gateway.clock import Clock
 from gateway.domain import PendingTrace
 from gateway.store import Store
@@ -154,6 +154,13 @@ class TraceLog:
             if not 0 <= old_size <= new_size <= tx.trace_size():
                 raise ProofError("sizes must satisfy 0 <= from <= to <= tree size")
             return consistency_proof(old_size, new_size, self._nodes(tx))
+
+    def frontier(self, size: int) -> list[bytes]:
+        """The stored roots of the perfect subtrees covering ``[0, size)``."""
+        with self.store.read() as tx:
+            if not 0 <= size <= tx.trace_size():
+                raise ProofError("size must satisfy 0 <= size <= tree size")
+            return list(self._nodes(tx)(frontier_ids(size)))
 
     def receipt(self, pending: PendingTrace) -> dict[str, Any]:
         """Leaf index, inclusion proof and a signed checkpoint for a committed entry."""

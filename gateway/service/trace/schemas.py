@@ -53,3 +53,10 @@ class ConsistencyProofOut(BaseModel):
     from_size: int
     to_size: int
     proof: list[str]
+
+
+class FrontierOut(BaseModel):
+    size: int
+    hashes: list[str] = Field(
+        description="Roots of the perfect subtrees covering [0, size), left to right (base64)"
+    )

@@ -11,12 +11,13 @@ from contracts.tlog.merkle import leaf_hash
 from gateway.domain import Actor, PendingTrace, Role, StoredTrace
 from gateway.errors import BadPagination, BadRequest, NotFound, ValidationFailed
 from gateway.service.core.access import require_role
-from gateway.service.core.context import ServiceContext
+from gateway.service.core.context import ServiceContext, utc_instant
 from gateway.service.core.tracing import Note, Tracer
 from gateway.service.trace.log import TraceLog, b64
 from gateway.service.trace.schemas import (
     CheckpointOut,
     ConsistencyProofOut,
+    FrontierOut,
     InclusionProofOut,
     LogInfo,
     Receipt,
@@ -36,11 +37,20 @@ def _scope(actor: Actor) -> dict[str, str]:
     return {"actor_org": actor.org_id}
 
 
+UNREADABLE = "unreadable_leaf"
+"""The key under which an entry whose stored bytes are not a JSON object is served."""
+
+
 def _out(stored: StoredTrace) -> TraceEntryOut:
+    try:
+        entry = json.loads(stored.leaf)
+    except ValueError:
+        entry = None
+    if not isinstance(entry, dict):
+        # Served as it is, so that a verifier re-hashing it names this entry as altered.
+        entry = {UNREADABLE: b64(stored.leaf)}
     return TraceEntryOut(
-        index=stored.index,
-        leaf_hash=b64(stored.committed_hash or b""),
-        entry=json.loads(stored.leaf),
+        index=stored.index, leaf_hash=b64(stored.committed_hash or b""), entry=entry
     )
 
 
@@ -92,8 +102,8 @@ class AuditService:
         filters: dict[str, Any] = {
             "action": action,
             "asset_id": asset_id,
-            "since": since,
-            "until": until,
+            "since": utc_instant(since, "since") if since is not None else None,
+            "until": utc_instant(until, "until") if until is not None else None,
             "actor_principal": principal,
             "org": org,
             "decision": decision,
@@ -157,6 +167,15 @@ class AuditService:
             leaf_hash=b64(leaf_hash(rows[0].leaf)),
             proof=[b64(p) for p in proof],
         )
+
+    def frontier(self, actor: Actor, size: int) -> FrontierOut:
+        """The log's frontier at ``size``: a verifier holding a checkpoint of that size
+        checks it against the checkpoint's root, then re-hashes the entries after it."""
+        try:
+            hashes = self.log.frontier(size)
+        except ProofError as exc:
+            raise ValidationFailed(str(exc)) from None
+        return FrontierOut(size=size, hashes=[b64(h) for h in hashes])
 
     def consistency(self, actor: Actor, old_size: int, new_size: int) -> ConsistencyProofOut:
         try:
