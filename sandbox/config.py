@@ -67,7 +67,8 @@ class RunnerConfig:
     ``fork_servers`` is how many fork servers (:mod:`sandbox.forkserver`) may serve one
     (executor, asset version, input, limits, bound) at once, each running one fragment at
     a time in a fresh child; they start on first use (or :meth:`Runner.warm`) and stop
-    after ``fork_server_idle_seconds`` without a fragment, or when their own CPU time
+    after ``pool_idle_seconds`` without a fragment (pre-started sandboxes too), or when
+    their own CPU time
     nears ``fork_server_cpu_seconds``.  ``0`` turns them off: every fragment then gets a
     sandbox of its own (pre-started when ``pool_size`` > 0).  Fork servers are used only
     where they keep isolation (namespaces, cgroups and Landlock signal scoping).
@@ -93,13 +94,13 @@ class RunnerConfig:
     stderr_capture_bytes: int = 16 * 1024
     startup_cpu_allowance_seconds: int = 5
     fork_servers: int = 1
-    fork_server_idle_seconds: float = 600.0
+    pool_idle_seconds: float = 600.0
     fork_server_cpu_seconds: int = 3600
 
     def __post_init__(self) -> None:
         if self.pool_size < 0 or self.pool_max_keys < 1:
             raise ValueError("pool_size must be >= 0 and pool_max_keys >= 1")
-        if self.fork_servers < 0 or self.fork_server_idle_seconds <= 0:
+        if self.fork_servers < 0 or self.pool_idle_seconds <= 0:
             raise ValueError("fork_servers must be >= 0 and the idle time positive")
         if self.sandbox_uid <= 0 or self.sandbox_gid <= 0:
             raise ValueError("the sandbox uid and gid must not be root")

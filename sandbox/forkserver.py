@@ -17,7 +17,8 @@ child forked from it.  For each fragment the runner
 Any break of that protocol retires the server; the fragment then fails as ``internal``
 or is classified from what was observed.  :class:`ForkServerPool` starts servers lazily,
 keeps up to ``per_key`` per (executor, asset, input, limits, bound), discards those whose
-asset file changed, and stops those idle longer than ``idle_seconds``.
+asset file changed, and stops those idle longer than ``idle_seconds`` (the runner calls
+:meth:`ForkServerPool.shrink` periodically).
 """
 
 from __future__ import annotations
@@ -393,8 +394,6 @@ class ForkServerPool:
         self._unservable: dict[PoolKey, tuple[int, ...]] = {}
         self._closed = False
         self._preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fork-prepare")
-        self._reaper = threading.Thread(target=self._reap, name="fork-servers", daemon=True)
-        self._reaper.start()
 
     def acquire(self, request: LaunchRequest, timeout: float) -> ForkServer:
         """An idle server for ``request`` (started if none is free); :class:`OSError` or
@@ -567,14 +566,3 @@ class ForkServerPool:
             server.close()
             raise
         return server
-
-    def _reap(self) -> None:
-        interval = max(0.5, min(30.0, self.idle_seconds / 4))
-        while True:
-            with self._cond:
-                if self._closed:
-                    return
-                self._cond.wait(interval)
-                if self._closed:
-                    return
-            self.shrink()

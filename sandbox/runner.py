@@ -22,6 +22,7 @@ import dataclasses
 import logging
 import signal
 import stat
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -150,7 +151,10 @@ class Runner:
             )
         log.info("sandbox isolation: %s", report.as_dict())
         self._pool = SandboxPool(
-            self._isolation.start, self.config.pool_size, self.config.pool_max_keys
+            self._isolation.start,
+            self.config.pool_size,
+            self.config.pool_max_keys,
+            self.config.pool_idle_seconds,
         )
         self._refiller = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-pool")
         self._servers: ForkServerPool | None = None
@@ -159,9 +163,12 @@ class Runner:
                 self._isolation.start_server,
                 self.config.fork_servers,
                 self.config.pool_max_keys,
-                self.config.fork_server_idle_seconds,
+                self.config.pool_idle_seconds,
             )
         log.info("fork servers: %s", "on" if self._servers is not None else "off")
+        self._stopping = threading.Event()
+        self._reaper = threading.Thread(target=self._reap, name="sandbox-reaper", daemon=True)
+        self._reaper.start()
 
     def __enter__(self) -> Runner:
         return self
@@ -182,6 +189,11 @@ class Runner:
     def isolation_report(self) -> IsolationReport:
         """Which layers are active on this host and the overall level."""
         return self._isolation.report
+
+    @property
+    def pool(self) -> SandboxPool:
+        """The pre-started sandboxes (for fragments that no fork server runs)."""
+        return self._pool
 
     @property
     def fork_servers(self) -> ForkServerPool | None:
@@ -315,8 +327,21 @@ class Runner:
             return FragmentResult.success(result, _ms(begin))
         return FragmentResult.failed(result, _ms(begin))
 
+    def _reap(self) -> None:
+        """Shrink the pools when idle: fork servers and pre-started sandboxes nobody used
+        for ``pool_idle_seconds`` are stopped."""
+        interval = max(0.5, min(30.0, self.config.pool_idle_seconds / 4))
+        while not self._stopping.wait(interval):
+            try:
+                self._pool.shrink()
+                if self._servers is not None:
+                    self._servers.shrink()
+            except Exception as exc:  # keep reaping; the next round retries
+                log.warning("shrinking the sandbox pools failed: %s", type(exc).__name__)
+
     def close(self) -> None:
         """Stop every pre-started sandbox and wait for pending refills to clean up."""
+        self._stopping.set()
         if self._servers is not None:
             self._servers.close()
         self._pool.close()

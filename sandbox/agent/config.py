@@ -16,7 +16,7 @@ Example::
     minimum_isolation: strong
     pool_size: 2                  # pre-started sandboxes (HE contexts)
     fork_servers: 1               # per asset version; 0 turns fork servers off
-    fork_server_idle_seconds: 600
+    pool_idle_seconds: 600
     limits: {memory_bytes: 1073741824, wall_seconds: 60}
     holder:                       # the organisation this agent belongs to, and its keys
       organisation: org_01...
@@ -228,8 +228,9 @@ class SiteConfig(_Model):
     fork_servers: int = Field(default=1, ge=0, le=16)
     """Fork servers per (asset version, executor, bound): each prepares the engine and the
     asset once and forks a fresh child per fragment (0: a sandbox of its own each)."""
-    fork_server_idle_seconds: float = Field(default=600.0, gt=0)
-    """How long a fork server waits for a fragment before it stops."""
+    pool_idle_seconds: float = Field(default=600.0, gt=0)
+    """How long a fork server or a pre-started sandbox waits for a fragment before it
+    stops (pools start on first use and shrink when idle)."""
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     max_concurrent_fragments: int = Field(default=2, ge=1, le=64)
     max_queued_fragments: int = Field(default=8, ge=0, le=1024)
@@ -286,7 +287,7 @@ class SiteConfig(_Model):
             pool_size=self.pool_size,
             pool_max_keys=max(8, files),
             fork_servers=self.fork_servers,
-            fork_server_idle_seconds=self.fork_server_idle_seconds,
+            pool_idle_seconds=self.pool_idle_seconds,
             **extra,
         )
 
