@@ -52,6 +52,7 @@ from sandbox.wire import (
     FragmentOutcome,
     FragmentRequest,
     HealthReport,
+    HeldOutcome,
     StoredInput,
 )
 
@@ -302,6 +303,17 @@ class SiteClient:
             timeout,
         )
         return wire.CANCEL_FROM_PROTO.get(response.outcome, CancelOutcome.ALREADY_FINISHED)
+
+    def fetch_outputs(self, fragment_id: str, timeout: float | None = None) -> HeldOutcome:
+        """What the site holds of a Python fragment's outputs (files once released)."""
+        response = self._call(
+            "FetchOutputs",
+            lambda stub, t: stub.FetchOutputs(
+                site_pb2.FetchOutputsRequest(fragment_id=fragment_id), timeout=t
+            ),
+            timeout,
+        )
+        return wire.decode_held(response)
 
     def upload_input(
         self,

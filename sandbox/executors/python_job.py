@@ -159,6 +159,8 @@ class Executor:
                 stdout=out,
                 stderr=err,
             )
+        if child.returncode == -9:  # only the kernel's OOM killer sends SIGKILL in here
+            raise FragmentError("memory", "JobKilled")
         if child.returncode == -25:  # SIGXFSZ: a log outgrew the file-size limit
             raise FragmentError("output_too_large", "LogTooLarge")
         rows = [_row("output", path, data) for path, data in _outputs(outputs, caps)]
