@@ -9,6 +9,7 @@ import click
 from gateway.cli import render
 from gateway.cli.connect import Session, gateway_command
 from gateway.cli.output import fields, table, when
+from gateway.cli.site import outputs as site_outputs
 from gateway.cli.site import serve as site_serve
 
 ROLES = click.Choice(["admin", "holder", "operator", "auditor"])
@@ -222,6 +223,7 @@ def site_health(s: Session, site_id: str) -> None:
 
 
 site.add_command(site_serve)
+site.add_command(site_outputs)
 
 
 @click.group()

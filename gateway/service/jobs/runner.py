@@ -28,7 +28,7 @@ from gateway.service.core.context import ServiceContext
 from gateway.service.core.tracing import Note, Tracer
 from gateway.service.governance.ledger import Ledger
 from gateway.service.jobs.decide import JobDecider
-from gateway.service.jobs.kind import FailureCode, JobFailed, SiteResult, SiteStep
+from gateway.service.jobs.kind import FailureCode, JobFailed, JobHeld, SiteResult, SiteStep
 from gateway.service.jobs.service import JobService
 from gateway.service.jobs.support import covering_licences
 from gateway.service.jobs.tickets import fragment_id, ticket_for
@@ -63,6 +63,7 @@ class JobRunner:
         max_attempts: int = 3,
         concurrency: int = 4,
         observe: StageObserver | None = None,
+        review_seconds: float = 5.0,
     ) -> None:
         self.ctx = ctx
         self.tracer = tracer
@@ -78,6 +79,10 @@ class JobRunner:
         self.max_attempts = max_attempts
         self.observe = observe
         """Told each stage's duration (for benchmarks and metrics); ``None`` for none."""
+        self.review_seconds = review_seconds
+        """How often the sites are asked about jobs whose results they hold for review."""
+        self._reviewed_at = 0.0
+        self._review_lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._loop, name=f"job-runner-{n}", daemon=True)
@@ -158,9 +163,12 @@ class JobRunner:
         return self.ctx.store.transact(unit)
 
     def run_once(self) -> bool:
-        """Recover expired leases, then run the oldest queued job; whether one ran."""
+        """Recover expired leases, ask the sites about held results now and then, then run
+        the oldest queued job; whether one ran."""
         with self._stage("recover expired leases (each poll)"):
             self.recover()
+        if time.monotonic() - self._reviewed_at >= self.review_seconds:
+            self.review_held()
         now = self.ctx.clock.now()
         job = self.ctx.store.transact(
             lambda tx: tx.claim_next_job(self.owner, now, now + self.lease)
@@ -176,6 +184,8 @@ class JobRunner:
         actor = Actor(job.principal_id, job.operator_org_id, Role.OPERATOR)
         try:
             self._execute(job, actor)
+        except JobHeld as held:
+            self._hold(job, actor, held.detail)
         except JobFailed as failed:
             self._fail(job, actor, failed.code, failed.reasons)
         except BlindgateError as exc:
@@ -283,6 +293,95 @@ class JobRunner:
                         log.warning("cancel of %s failed: %s", fragment_id, type(exc).__name__)
                 raise JobFailed(FailureCode.CANCELLED)
 
+    def _hold(self, job: Job, actor: Actor, detail: dict[str, Any]) -> None:
+        """The sites hold the job's results for their holders' review: park the job."""
+
+        def work(tx: Tx, note: Note) -> None:
+            note.target.update(job=job.id, assets=job.asset_ids)
+            note.subject_org = next(iter(tx.job_holders(job.id).values()), None)
+            note.detail = detail
+            if not tx.update_job(
+                job.id,
+                [JobState.RUNNING],
+                lease_owner=self.owner,
+                state=JobState.IN_REVIEW,
+                lease_until=None,
+                updated_at=self.ctx.clock.now(),
+            ):
+                raise InvalidState("the job was cancelled or taken over before it was held")
+
+        self.tracer.write(actor, "job.run", work)
+
+    def review_held(self) -> int:
+        """Ask the sites about every job whose results they hold; release or fail those
+        their holders decided.  Returns how many jobs were settled."""
+        if not self._review_lock.acquire(blocking=False):
+            return 0
+        settled = 0
+        try:
+            self._reviewed_at = time.monotonic()
+            with self.ctx.store.read() as tx:
+                held = tx.list_jobs(states=[JobState.IN_REVIEW], limit=100)
+            for job in held:
+                try:
+                    settled += self._review(job)
+                except Exception as exc:  # one site's trouble must not stop the others
+                    log.warning("review of job %s: %s", job.id, type(exc).__name__)
+        finally:
+            self._review_lock.release()
+        return settled
+
+    def _review(self, job: Job) -> int:
+        actor = Actor(job.principal_id, job.operator_org_id, Role.OPERATOR)
+        kind = self.decider.kind(job.kind)
+        with self.ctx.store.read() as tx:
+            assets: list[Asset] = [a for a in (tx.get_asset(i) for i in job.asset_ids) if a]
+            sites = {a.id: tx.get_site(a.site_id) for a in assets}
+            cover = covering_licences(tx, job)
+        answers = []
+        for asset in assets:
+            site = sites.get(asset.id)
+            if site is None:
+                raise JobFailed(FailureCode.SITE_MISSING)
+            client = self.pool.client(site)
+            answers.append((asset, client.fetch_outputs(fragment_id(job, asset), timeout=30)))
+        try:
+            result = kind.reviewed(job, answers)
+        except JobFailed as failed:
+            self._trace_review(job, actor, answers)
+            self._fail(job, actor, failed.code, failed.reasons, expected=JobState.IN_REVIEW)
+            return 1
+        if result is None:
+            return 0
+        self._trace_review(job, actor, answers)
+        began = time.monotonic()
+        self._release(job, actor, result, cover, 0.0, 0.0, expected=JobState.IN_REVIEW)
+        if self.observe is not None:
+            self.observe("release after review", time.monotonic() - began)
+        return 1
+
+    def _trace_review(self, job: Job, actor: Actor, answers: list[tuple[Asset, Any]]) -> None:
+        """``job.review``: each site's decision, reviewer and output hashes."""
+
+        def work(tx: Tx, note: Note) -> None:
+            note.target.update(job=job.id, assets=job.asset_ids)
+            note.subject_org = next(iter(tx.job_holders(job.id).values()), None)
+            note.decision = "allow" if all(a.state == "released" for _, a in answers) else "deny"
+            note.detail = {
+                "sites": [
+                    {
+                        "asset": asset.id,
+                        "state": answer.state,
+                        "reviewer": answer.reviewer,
+                        "outputs_sha256": answer.outputs_sha256,
+                        "outputs": {f.path: f.sha256 for f in answer.files},
+                    }
+                    for asset, answer in answers
+                ]
+            }
+
+        self.tracer.write(actor, "job.review", work)
+
     @contextlib.contextmanager
     def _stage(self, name: str) -> Iterator[None]:
         began = time.perf_counter()
@@ -300,7 +399,10 @@ class JobRunner:
         cover: dict[str, str],
         compute: float,
         wall: float,
+        expected: JobState = JobState.RUNNING,
     ) -> None:
+        owner = self.owner if expected == JobState.RUNNING else None
+
         def work(tx: Tx, note: Note) -> None:
             note.target.update(job=job.id, assets=job.asset_ids)
             holders = tx.job_holders(job.id)
@@ -311,8 +413,8 @@ class JobRunner:
             now = self.ctx.clock.now()
             if not tx.update_job(
                 job.id,
-                [JobState.RUNNING],
-                lease_owner=self.owner,
+                [expected],
+                lease_owner=owner,
                 state=JobState.SUCCEEDED,
                 result=result,
                 compute_seconds=compute,
@@ -339,6 +441,7 @@ class JobRunner:
                 "rows": len(result["rows"]),
                 "compute_seconds": round(compute, 3),
                 "wall_seconds": round(wall, 3),
+                **({"digests": result["digests"]} if "digests" in result else {}),
             }
 
         with self._stage("release transaction (charge, result, trace)"):
@@ -353,8 +456,15 @@ class JobRunner:
         )
 
     def _fail(
-        self, job: Job, actor: Actor, code: str, reasons: list[dict[str, Any]] | None = None
+        self,
+        job: Job,
+        actor: Actor,
+        code: str,
+        reasons: list[dict[str, Any]] | None = None,
+        expected: JobState = JobState.RUNNING,
     ) -> None:
+        owner = self.owner if expected == JobState.RUNNING else None
+
         def work(tx: Tx, note: Note) -> None:
             note.target["job"] = job.id
             note.subject_org = next(iter(tx.job_holders(job.id).values()), None)
@@ -368,8 +478,9 @@ class JobRunner:
                 note.detail = {"epsilon_charged": job.epsilon, "delta_charged": job.delta}
             tx.update_job(
                 job.id,
-                [JobState.RUNNING],
-                lease_owner=self.owner,
+                [expected],
+                lease_owner=owner,
+                result={"failure_reasons": reasons} if reasons else None,
                 state=JobState.FAILED,
                 error_code=code,
                 lease_until=None,
