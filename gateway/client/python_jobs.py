@@ -190,3 +190,60 @@ def write_mock_dataset(
     }
     (public / "dataset.yaml").write_text(yaml.safe_dump(metadata), encoding="utf-8")
     return public
+
+
+def standin_path() -> Path:
+    """Where the stand-in for syft's job helpers lives (what ``import syft`` finds)."""
+    import sandbox.executors.syft_standin as standin
+
+    return Path(standin.__file__).parent
+
+
+def run_locally(
+    code_path: str | Path,
+    mock_csv: bytes,
+    dataset: str,
+    *,
+    datasite: str = "datasite@blindgate.invalid",
+    timeout: float = 600.0,
+) -> tuple[int, str, str, Path]:
+    """Run a job folder (or code folder) against mock data as a site would lay it out:
+    the mock where ``syft.resolve_dataset_file_path(dataset)`` finds it inside a job, the
+    stand-in as ``syft``, ``code/`` as the working directory.  Not sandboxed: it is your
+    own code on your own machine.  Returns (exit status, stdout, stderr, outputs folder);
+    the outputs are left in ``code/outputs/`` of the job folder, as syft-rds leaves them.
+    """
+    import os
+    import subprocess
+    import sys
+
+    scratch = Path(tempfile.mkdtemp(prefix="blindgate-python-test-"))
+    folder = job_folder(code_path, scratch / "folder")
+    config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+    write_mock_dataset(scratch / "syftbox", dataset, datasite, mock_csv)
+    source_code = folder / "code"
+    outputs = source_code / "outputs"
+    outputs.mkdir(exist_ok=True)
+    environment = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(scratch),
+        "SYFTBOX_FOLDER": str(scratch / "syftbox"),
+        "SYFTBOX_EMAIL": datasite,
+        "SYFT_IS_IN_JOB": "true",
+        "PYTHONPATH": os.pathsep.join([str(standin_path()), str(source_code)]),
+        "PYTHONUNBUFFERED": "1",
+    }
+    done = subprocess.run(
+        [sys.executable, str(config["entrypoint"])],
+        cwd=source_code,
+        env=environment,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+    return (
+        done.returncode,
+        done.stdout.decode(errors="replace"),
+        done.stderr.decode(errors="replace"),
+        outputs,
+    )

@@ -14,11 +14,14 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 
 from gateway.cli.main import cli
+from gateway.client import Client
 from gateway.client.python_jobs import job_folder
+from gateway.http import create_app
 from gateway.service.jobs.schemas import PythonJobIn
 from gateway.store import open_store
 from policies.jobs.jobfolder import pack_folder, read_folder
 from tests.federated.conftest import POLICY, Federation, build_federation
+from tests.server import running
 
 pytestmark = pytest.mark.slow
 
@@ -174,3 +177,46 @@ def test_a_holders_rejection_fails_the_job_with_its_reason(
     assert failed.failure_reasons is not None
     assert failed.failure_reasons[0]["reason"] == "the mean reveals too much"
     assert failed.failure_reasons[0]["reviewer"] == "steward-1"
+
+
+def test_a_pysyft_user_tests_on_the_mock_submits_and_fetches_the_released_outputs(
+    python_federation: Federation, tmp_path: Path
+) -> None:
+    """The walkthrough of the README's "Coming from PySyft", through REST and the CLI."""
+    fed = python_federation
+    runner = CliRunner()
+    code = tmp_path / "analysis"
+    code.mkdir()
+    (code / "main.py").write_text(textwrap.dedent(MAIN), encoding="utf-8")
+    asset = fed.asset_ids[0]
+    with running(create_app(fed.services)) as url:
+        base = ["--url", url, "--api-key", fed.operator_key]
+        mock = tmp_path / "mock.csv"
+        got = runner.invoke(cli, ["python", "mock", asset, "--out", str(mock), *base])
+        assert got.exit_code == 0, got.output
+        header = mock.read_text().splitlines()[0]
+        assert header == "patient_id,district,age,los_days"
+        tested = runner.invoke(
+            cli, ["python", "test", str(code), "--mock", str(mock), "--dataset", "admissions"]
+        )
+        assert tested.exit_code == 0, tested.output
+        assert "summarised True" in tested.output
+        code_hash = tested.output.split("code hash ")[1].split()[0]
+        with Client(url, fed.operator_key) as operator:
+            job = operator.submit_python_job(code, fed.asset_ids, "research")
+            assert job["spec"]["code_hash"] == code_hash  # what was tested is what runs
+            for holder in fed.built.holders:
+                with Client(url, holder.api_key) as steward:
+                    steward.approve(job["id"], "code reviewed", key=holder.signing_key)
+            assert fed.runner.run_once()
+            for index in range(3):
+                review(fed, job["id"], index, release=True, tmp=tmp_path)
+            assert fed.runner.review_held() == 1
+            result = operator.result(job["id"])
+            assert operator.verify_receipt(result["receipt"])
+        out = tmp_path / "released"
+        fetched = runner.invoke(cli, ["python", "outputs", job["id"], "--out", str(out), *base])
+        assert fetched.exit_code == 0, fetched.output
+        for asset_id in fed.asset_ids:
+            summary = json.loads((out / asset_id / "outputs" / "summary.json").read_text())
+            assert summary["columns"] == ["age", "district", "los_days"]
