@@ -92,7 +92,7 @@ def test(folder: Path, mock_file: Path, dataset: str) -> None:
 @python.command("submit")
 @click.argument("folder", type=FOLDER)
 @click.option("--asset", "assets", multiple=True, required=True, help="Asset (repeatable).")
-@click.option("--purpose", required=True)
+@click.option("--purpose", required=True, help="The purpose, as the licence names it.")
 @click.option("--dataset", help="The dataset name the code resolves (default: the asset's).")
 @click.option("--dry-run", is_flag=True, help="Only the decision; nothing is stored or run.")
 @gateway_command
@@ -123,16 +123,22 @@ def submit(
 
 @python.command("outputs")
 @click.argument("job_id")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder to write the outputs into.",
+)
 @gateway_command
 def outputs(s: Session, job_id: str, out: Path) -> None:
-    """Write a released job's outputs under OUT/<asset>/outputs/ (and show its receipt)."""
+    """Write a released job's outputs under OUT/<asset>/outputs/ (logs beside them)."""
     found = s.client.job_outputs(job_id, out)
     if not found:
         fail(f"job {job_id} has no released outputs")
     for asset, files in found.items():
         for path in sorted(files):
-            click.echo(f"{out / asset / 'outputs' / path}")
+            shown = path[2:] if path.startswith("::") else f"outputs/{path}"
+            click.echo(f"{out / asset / shown}")
 
 
 COMMANDS = (python,)

@@ -80,7 +80,12 @@ def outputs() -> None:
 
 @outputs.command("list")
 @CONFIG
-@click.option("--state", type=click.Choice(["held", "released", "rejected"]), default=None)
+@click.option(
+    "--state",
+    type=click.Choice(["held", "released", "rejected"]),
+    default=None,
+    help="Only outputs in this state.",
+)
 def outputs_list(config_path: Path, state: str | None) -> None:
     """Held outputs, one line each: fragment, state, job, operator, files, code hash."""
     _, store = _store(config_path)

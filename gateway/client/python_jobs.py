@@ -122,22 +122,21 @@ class PythonJobsApi(JobsApi):
         return self.post("/v1/python/jobs" + ("/dry-run" if dry_run else ""), body)
 
     def job_outputs(self, job_id: str, into: str | Path | None = None) -> dict[str, Any]:
-        """A released Python job's outputs per site (files decoded), written under
-        ``into/<asset>/outputs/`` when given (logs as ``stdout.txt``/``stderr.txt``)."""
+        """A released Python job's outputs per site (files decoded; the logs as
+        ``::stdout.txt`` and ``::stderr.txt``), written when ``into`` is given as syft-rds
+        lays out a reviewed job: ``into/<asset>/outputs/…`` and ``into/<asset>/stdout.txt``."""
         released = self.result(job_id)
         python = released.get("python") or {}
         found: dict[str, Any] = {}
         for site in python.get("sites", []):
-            files = {
-                f["path"].removeprefix("::"): base64.b64decode(f["content"])
-                for f in site["outputs"]
-            }
+            files = {f["path"]: base64.b64decode(f["content"]) for f in site["outputs"]}
             found[site["asset"]] = files
             if into is not None:
-                target = Path(into) / site["asset"] / "outputs"
+                target = (Path(into) / site["asset"]).resolve()
                 for path, data in files.items():
-                    destination = (target / path).resolve()
-                    if not destination.is_relative_to(target.resolve()):
+                    relative = path[2:] if path.startswith("::") else f"outputs/{path}"
+                    destination = (target / relative).resolve()
+                    if not destination.is_relative_to(target):
                         raise ValueError("an output path leaves its folder")
                     destination.parent.mkdir(parents=True, exist_ok=True)
                     destination.write_bytes(data)
@@ -164,10 +163,9 @@ class PythonJobsApi(JobsApi):
         """The asset's mock as a syft-rds dataset folder under ``into`` (a SyftBox folder):
         ``<datasite>/public/syft_datasets/v1/<name>/`` with ``<name>.csv`` and
         ``dataset.yaml``, and the same file where a job running locally reads it."""
-        card = self.get(f"/v1/assets/{asset_id}")
-        name = name or card["name"]
-        data = self.mock_files(asset_id)
-        return write_mock_dataset(Path(into), name, datasite, data, card.get("description", ""))
+        mock = self.get(f"/v1/assets/{asset_id}/mock")
+        data = str(mock["csv"]).encode("utf-8")
+        return write_mock_dataset(Path(into), name or str(mock["name"]), datasite, data)
 
 
 def write_mock_dataset(
@@ -241,6 +239,10 @@ def run_locally(
         timeout=timeout,
         check=False,
     )
+    if folder != Path(code_path):
+        kept = Path(code_path) / "outputs" if Path(code_path).is_dir() else scratch / "outputs"
+        shutil.copytree(outputs, kept, dirs_exist_ok=True)
+        outputs = kept
     return (
         done.returncode,
         done.stdout.decode(errors="replace"),

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from gateway.domain import Actor, Asset, Column, Role
 from gateway.errors import Forbidden, PolicyInvalid, ValidationFailed
+from gateway.service.catalogue.federated import expand
 from gateway.service.catalogue.visibility import visible_asset
 from gateway.service.core.access import require_role
 from gateway.service.core.context import ServiceContext
@@ -32,7 +33,7 @@ from gateway.store import Tx
 from policies import Policy
 
 MAX_MOCK_BYTES = 1024 * 1024
-MOCK_ROWS = 200
+MOCK_ROWS = 1000
 
 
 class MockIn(BaseModel):
@@ -90,11 +91,13 @@ class Mocks:
         return self.root / f"{asset_id}.csv"
 
     def get(self, actor: Actor, asset_id: str) -> MockOut:
-        """The asset's mock (anyone who sees its card)."""
+        """The asset's mock (anyone who sees its card); for a federated asset, its first
+        partition's (every partition has the same schema)."""
         require_role(actor, Role.OPERATOR, Role.HOLDER, Role.AUDITOR)
 
         def work(tx: Tx, note: Note) -> MockOut:
-            asset = visible_asset(actor, tx, asset_id, note)
+            partitions = expand(tx, [asset_id])
+            asset = visible_asset(actor, tx, partitions[0] if partitions else asset_id, note)
             note.target["asset"] = asset.id
             path = self._path(asset.id)
             if path.is_file():
