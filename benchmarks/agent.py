@@ -5,6 +5,7 @@ from the development PKI; the gateway's :class:`SiteClient` calls it over loopba
 Measures, in the same run:
 
 * ``Health`` (one mTLS round trip, no sandbox);
+* ``Prove`` (a signature over the challenge and a durable entry in the site's own log);
 * a replayed fragment (an already answered ``fragment_id``: round trip plus the
   agent's idempotency lookup, no sandbox);
 * a fresh fragment (the agent verifies the ticket's signatures, decides the job under
@@ -110,13 +111,16 @@ def minter() -> Any:
 
 @contextmanager
 def agent_process(
-    scratch: Path, pool_size: int, gateway_fingerprint: str, holder: dict[str, Any]
+    scratch: Path, pool_size: int, gateway_fingerprint: str, mint: Any
 ) -> Iterator[str]:
     """Start ``python -m sandbox.agent`` with ``pool_size``; yield its address."""
     import yaml
 
+    from blindgate_demo.federation import endorse_agent
+
     port = free_port()
     tls = scratch / "tls"
+    identity = endorse_agent(scratch, mint.organisation, mint.key, "bench")
     config = {
         "listen": f"127.0.0.1:{port}",
         "tls": {"cert": str(tls / "site.crt"), "key": str(tls / "site.key"), "ca": "ca/ca.crt"},
@@ -124,7 +128,7 @@ def agent_process(
         "assets": {"bench": {"path": "bench.csv"}},
         "cache_dir": f"cache-{pool_size}",
         "pool_size": pool_size,
-        "holder": holder,
+        **identity,
     }
     path = scratch / f"site-{pool_size}.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -165,6 +169,10 @@ def measure(client: Any, mint: Any, pool_size: int, options: argparse.Namespace)
         f"{health.isolation_backend} ({health.isolation_level}), loopback mTLS"
     )
     report("Health", timed(client.health, options.runs))
+    report(
+        "Prove (signature, durable log entry)",
+        timed(lambda: client.prove(os.urandom(32)), options.runs),
+    )
     answered = fragment("bench-replayed")
     client.run_fragment(answered)
     report(
@@ -238,7 +246,7 @@ def main() -> None:
         results: dict[int, list[float]] = {}
         mint = minter()
         for pool_size in (2, 0):
-            with agent_process(scratch, pool_size, gateway, mint.holder_section()) as address:
+            with agent_process(scratch, pool_size, gateway, mint) as address:
                 client = SiteClient(address, expected_fingerprint=site, **pem)
                 deadline = time.monotonic() + 30
                 while not client.healthy(timeout=1):

@@ -37,11 +37,11 @@ def serve_blindgate(port: int, data_dir: str, ready: mp.Queue) -> None:  # type:
     from gateway.service import build_services
     from gateway.service.catalogue.schemas import AssetCreate
     from gateway.store import open_store
-    from tests.world import asset_body, seed_world
+    from tests.world import StandInAgents, asset_body, seed_world
 
     settings = Settings(data_dir=Path(data_dir))
     store = open_store(f"sqlite:///{data_dir}/bench.db")
-    services = build_services(store, settings)
+    services = build_services(store, settings, prover=StandInAgents())
     world = seed_world(services)
     for i in range(998):
         services.assets.register(

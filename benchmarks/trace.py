@@ -36,11 +36,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gateway.audit.checkpoint import parse_and_verify_checkpoint
+from contracts.tlog.checkpoint import parse_and_verify_checkpoint
+from contracts.tlog.merkle import leaf_hash, node_hash, verify_inclusion
+from contracts.tlog.tree import CompactRange
 from gateway.audit.entry import digest, make_entry
 from gateway.audit.export import entry_line, write_export
-from gateway.audit.merkle import leaf_hash, node_hash, verify_inclusion
-from gateway.audit.tree import CompactRange
 from gateway.audit.verify import verify_export
 from gateway.clock import SystemClock
 from gateway.domain import Actor, PendingTrace, Role, TraceRecord

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.audit.checkpoint import encode_verifier_key, sign_checkpoint
+from contracts.tlog.checkpoint import encode_verifier_key, sign_checkpoint
+from contracts.tlog.merkle import leaf_hash, verify_consistency, verify_inclusion
+from contracts.tlog.tree import CompactRange, MemoryTree
 from gateway.audit.export import entry_leaf_hash, write_export
-from gateway.audit.merkle import leaf_hash, verify_consistency, verify_inclusion
-from gateway.audit.tree import CompactRange, MemoryTree
 from gateway.audit.verify import verify_export
 
 US = 1e6

@@ -137,6 +137,7 @@ The same values are in {env_file}. In another terminal, try:
   .venv/bin/blindgate asset show $ASSET_ID --api-key $HOLDER_KEY
   .venv/bin/blindgate job list --api-key $OPERATOR_KEY
   .venv/bin/blindgate org list --api-key $ADMIN_KEY
+  .venv/bin/blindgate site audit --config $SITE_CONFIG --api-key $HOLDER_KEY
   .venv/bin/blindgate audit tail --follow --api-key $AUDITOR_KEY
   open {url}/docs   (OpenAPI)
   open {url}/console   (security console: sign in with the auditor key)

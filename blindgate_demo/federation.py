@@ -6,8 +6,10 @@ every partition; an operator licensed by every holder under licences both sides 
 an auditor.  Everything is set up through the service layer, as the REST API would.
 
 The builder makes a development PKI (a CA, the gateway's client certificate and each
-site's server certificate) under ``<root>/pki``, writes each agent's ``site.yaml`` under
-``<root>/sites/<slug>`` and starts the agents with an :class:`AgentLauncher`: in this
+site's server certificate) under ``<root>/pki``, gives each agent an identity key endorsed
+by its holder's signing key (as ``blindgate site init`` and ``blindgate site endorse`` do),
+writes each agent's ``site.yaml`` under ``<root>/sites/<slug>`` (naming the holder's
+organisation and key) and starts the agents with an :class:`AgentLauncher`: in this
 process (:class:`ThreadAgents`, for the demo and the tests) or as processes of their own
 (:class:`ProcessAgents`, for the benchmarks, so that their memory and CPU are measured
 apart from the gateway's).
@@ -41,6 +43,7 @@ from contracts import (
     private_key_to_pem,
     sign_offer,
 )
+from contracts.endorsement import dump_endorsement, encode_agent_key, endorse
 from contracts.tickets import sign_statement
 from gateway import pki
 from gateway.domain import Actor, Role
@@ -54,6 +57,7 @@ from gateway.service.catalogue.schemas import (
 )
 from gateway.service.governance.policies import statement_for
 from gateway.service.identity.schemas import OrganisationCreate, PrincipalCreate
+from gateway.siteclient.client import SiteClient
 from gateway.siteclient.pool import GatewayTls
 
 
@@ -394,6 +398,7 @@ def _holder(
     rows = {t.name: t.write(files[t.name], n, who.slug) for t in tables}
     config = site_dir / "site.yaml"
     port = port or (free_port() if isinstance(agents, ProcessAgents) else 0)
+    identity = endorse_agent(site_dir, org, keys.private_key, f"{who.slug}-site")
     config.write_text(
         yaml.safe_dump(
             {
@@ -407,10 +412,7 @@ def _holder(
                 "assets": {f.name: {"path": f.name} for f in files.values()},
                 "cache_dir": "cache",
                 "pool_size": pool_size,
-                "holder": {
-                    "organisation": org,
-                    "keys": [encode_public_key(keys.public_key)],
-                },
+                **identity,
             },
             sort_keys=False,
         ),
@@ -420,6 +422,7 @@ def _holder(
     fed.isolation = level
     if port == 0:
         port = agent.server.port
+    _wait_for_agent(services, f"127.0.0.1:{port}", site_fp, agent, who.slug)
     site = services.sites.register(
         actor,
         SiteCreate(
@@ -472,6 +475,56 @@ def set_signed_policy(
         signature=sign_statement(statement, key),
         signed_at=signed_at,
     )
+
+
+def endorse_agent(
+    site_dir: Path, org_id: str, holder_key: Ed25519PrivateKey, name: str
+) -> dict[str, Any]:
+    """Give the agent in ``site_dir`` an identity key (kept if there is one) and the holder's
+    endorsement of it; return ``site.yaml``'s ``holder`` and ``identity`` sections."""
+    from sandbox.agent.identity import (
+        ENDORSEMENT_FILE,
+        IDENTITY_FILE,
+        create_identity,
+        read_identity_key,
+    )
+
+    key_file = site_dir / IDENTITY_FILE
+    if key_file.exists():
+        agent_key = encode_agent_key(read_identity_key(key_file).public_key())
+    else:
+        agent_key = create_identity(site_dir)
+    endorsement = endorse(
+        org_id, agent_key, holder_key, issued_at=datetime.now(UTC).replace(microsecond=0), name=name
+    )
+    (site_dir / ENDORSEMENT_FILE).write_bytes(dump_endorsement(endorsement))
+    return {
+        "holder": {
+            "organisation": org_id,
+            "keys": [encode_public_key(holder_key.public_key())],
+        },
+        "identity": {"key": IDENTITY_FILE, "endorsement": ENDORSEMENT_FILE},
+    }
+
+
+def _wait_for_agent(
+    services: Services, address: str, fingerprint: str, agent: Any, slug: str, timeout: float = 60
+) -> None:
+    """Block until the agent at ``address`` answers ``Health`` (before it is registered)."""
+    tls = services.site_pool.tls
+    if tls is None:
+        raise RuntimeError("the gateway has no client certificate for site agents")
+    deadline = time.monotonic() + timeout
+    with SiteClient(
+        address, tls.ca_pem, tls.cert_pem, tls.key_pem, fingerprint, site=slug, attempts=1
+    ) as client:
+        while not client.healthy(timeout=1.0):
+            process = getattr(agent, "process", None)
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"site agent {slug} exited ({process.returncode})")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"site agent {slug} did not answer")
+            time.sleep(0.1)
 
 
 def _digest(path: Path) -> str:

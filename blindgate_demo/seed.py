@@ -192,6 +192,7 @@ def write_env(path: Path, fed: Federation, url: str) -> None:
         f"export AUDITOR_KEY={fed.auditor_key}\n"
         f"export ASSET_ID={first.assets['admissions']}\n"
         f"export SITE_ID={first.site_id}\n"
+        f"export SITE_CONFIG={first.site_dir / 'site.yaml'}\n"
         f"export HOLDER_ORG={first.actor.org_id}\n"
         f"export OPERATOR_ORG={fed.operator.org_id}\n"
         f"export HOLDER_SIGNING_KEY={keys / (first.party.slug + '.pem')}\n"

@@ -107,6 +107,8 @@ class Site:
     grpc_address: str
     tls_fingerprint: str
     created_at: datetime
+    agent_key: str | None = None
+    """The agent's identity key, proven and endorsed by the holder at registration."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +196,7 @@ class TraceRecord:
     actor_org: str | None = None
     subject_org: str | None = None
     asset_id: str | None = None
+    job_id: str | None = None
     decision: str | None = None
 
 

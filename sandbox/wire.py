@@ -107,6 +107,16 @@ class HealthReport:
 
 
 @dataclass(frozen=True)
+class AgentProof:
+    """An agent's answer to ``Prove``: its key, its holder's endorsement, its signature."""
+
+    agent_public_key: str
+    endorsement: bytes
+    signature: bytes
+    tls_fingerprint: str
+
+
+@dataclass(frozen=True)
 class StoredInput:
     """An input stored content-addressed on the agent."""
 
@@ -353,4 +363,24 @@ def decode_held(response: site_pb2.FetchOutputsResponse) -> HeldOutcome:
             HeldFile(f.kind, f.path, int(f.size), f.sha256, bytes(f.content))
             for f in response.files
         ),
+    )
+
+
+def encode_proof(proof: AgentProof) -> site_pb2.ProveResponse:
+    """An agent's proof as a response message."""
+    return site_pb2.ProveResponse(
+        agent_public_key=proof.agent_public_key,
+        endorsement=proof.endorsement,
+        signature=proof.signature,
+        tls_fingerprint=proof.tls_fingerprint,
+    )
+
+
+def decode_proof(response: site_pb2.ProveResponse) -> AgentProof:
+    """A ``Prove`` response as a proof (its signatures are checked by the gateway)."""
+    return AgentProof(
+        agent_public_key=response.agent_public_key,
+        endorsement=bytes(response.endorsement),
+        signature=bytes(response.signature),
+        tls_fingerprint=response.tls_fingerprint,
     )

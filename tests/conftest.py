@@ -14,7 +14,7 @@ from gateway.config import Settings
 from gateway.service import Services, build_services
 from gateway.store import SqlStore, open_store
 from tests.pg import PgCluster, pg_cluster
-from tests.world import World, seed_world
+from tests.world import StandInAgents, World, seed_world
 
 
 class SeededRandom:
@@ -77,4 +77,6 @@ def world(services: Services) -> World:
 
 @pytest.fixture
 def services(store: SqlStore, settings: Settings, clock: FixedClock) -> Services:
-    return build_services(store, settings, clock=clock, random=SeededRandom(7))
+    return build_services(
+        store, settings, clock=clock, random=SeededRandom(7), prover=StandInAgents()
+    )

@@ -10,12 +10,13 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from contracts import private_key_from_pem
 from gateway.cli.main import cli
 from gateway.http import create_app
 from gateway.service import build_services
 from gateway.store import open_store
 from tests.server import running
-from tests.world import World
+from tests.world import StandInAgents, World
 
 
 def test_init_creates_store_and_admin_once(tmp_path: Path) -> None:
@@ -96,7 +97,7 @@ def test_demo_seeds_and_refuses_foreign_directories(tmp_path: Path) -> None:
     assert (foreign / "data.txt").read_text() == "keep me"
 
 
-def test_admin_commands_over_rest(world: World) -> None:
+def test_admin_commands_over_rest(world: World, tmp_path: Path) -> None:
     runner = CliRunner()
     with running(create_app(world.services)) as url:
         base = ["--url", url, "--api-key", world.admin_key]
@@ -111,6 +112,15 @@ def test_admin_commands_over_rest(world: World) -> None:
         assert principal.exit_code == 0, principal.output
         p = json.loads(principal.stdout)
         holder_key = p["api_key"]
+        signing_key = runner.invoke(cli, ["keys", "generate", "--out", str(tmp_path / "met.pem")])
+        registered = runner.invoke(
+            cli, ["org", "set-key", org_id, signing_key.stdout.strip(), *as_json]
+        )
+        assert registered.exit_code == 0, registered.output
+        agents = world.services.sites.prover
+        assert isinstance(agents, StandInAgents)
+        holder_signing = private_key_from_pem((tmp_path / "met.pem").read_bytes())
+        agents.add("10.0.0.5:50061", "ab" * 32, org_id, holder_signing)
         site = runner.invoke(
             cli,
             [

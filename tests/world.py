@@ -1,16 +1,35 @@
-"""A small seeded world: an admin, two holders, an operator and an auditor."""
+"""A small seeded world: an admin, two holders, an operator and an auditor.
+
+The holders' sites are registered as a holder registers one: the gateway challenges the
+agent, which proves its holder endorsed it.  The world's agents are :class:`StandInAgents`
+(each with its own identity key and its holder's endorsement, answering ``Prove`` as a real
+agent does, without a socket); the site agent suites run real agents over mutual TLS.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from contracts import encode_public_key, generate_keypair
+from contracts.endorsement import (
+    Endorsement,
+    canonical_endorsement,
+    encode_agent_key,
+    endorse,
+    sign_proof,
+)
 from gateway.domain import Actor, Role
 from gateway.service import Services
+from gateway.service.catalogue.claims import AgentProver
 from gateway.service.catalogue.schemas import AssetCreate, ColumnIn, RightsIn, SiteCreate
 from gateway.service.identity.schemas import OrganisationCreate, PrincipalCreate
+from gateway.siteclient.client import SiteIdentityMismatch, SiteUnavailable
+from sandbox.wire import AgentProof
 
 DIGEST = "ab" * 32
 
@@ -41,6 +60,49 @@ def asset_body(site_id: str, name: str = "admissions") -> dict[str, Any]:
 
 
 @dataclass
+class StandIn:
+    """One stand-in agent: its certificate fingerprint, identity key and endorsement."""
+
+    fingerprint: str
+    key: Ed25519PrivateKey
+    endorsement: Endorsement
+
+
+@dataclass
+class StandInAgents:
+    """Agents by address that answer ``Prove`` with a real key and endorsement; other
+    addresses go to ``fallback`` (a real site pool) when there is one."""
+
+    fallback: AgentProver | None = None
+    agents: dict[str, StandIn] = field(default_factory=dict)
+
+    def add(
+        self, address: str, fingerprint: str, org_id: str, holder_key: Ed25519PrivateKey
+    ) -> StandIn:
+        key = Ed25519PrivateKey.generate()
+        endorsement = endorse(
+            org_id, key.public_key(), holder_key, issued_at=datetime.now(UTC), name=address
+        )
+        self.agents[address] = StandIn(fingerprint, key, endorsement)
+        return self.agents[address]
+
+    def prove(self, address: str, fingerprint: str, challenge: bytes) -> AgentProof:
+        agent = self.agents.get(address)
+        if agent is None:
+            if self.fallback is not None:
+                return self.fallback.prove(address, fingerprint, challenge)
+            raise SiteUnavailable(f"site {address} did not answer Prove")
+        if agent.fingerprint != fingerprint:
+            raise SiteIdentityMismatch(f"site {address} presented another certificate")
+        return AgentProof(
+            encode_agent_key(agent.key.public_key()),
+            canonical_endorsement(agent.endorsement),
+            sign_proof(agent.key, challenge, fingerprint, agent.endorsement),
+            fingerprint,
+        )
+
+
+@dataclass
 class World:
     services: Services
     admin_key: str
@@ -57,9 +119,15 @@ class World:
     site_b: str
     asset_a: str
     asset_b: str
+    holder_a_signing: Ed25519PrivateKey
+    holder_b_signing: Ed25519PrivateKey
 
 
 def seed_world(services: Services) -> World:
+    """Seed the world; ``services`` must be built with ``prover=StandInAgents(...)``."""
+    agents = services.sites.prover
+    if not isinstance(agents, StandInAgents):
+        raise TypeError("seed_world needs services built with prover=StandInAgents()")
     ids = services.identities
     boot = ids.bootstrap_admin("Platform", "root")
     admin = Actor(boot.principal.id, boot.principal.org_id, Role.ADMIN)
@@ -76,6 +144,14 @@ def seed_world(services: Services) -> World:
     kb, hb = principal(org_b, "steward-b", Role.HOLDER)
     ko, op = principal(org_op, "analyst", Role.OPERATOR)
     kd, aud = principal(org_aud, "auditor", Role.AUDITOR)
+    signing = {}
+    for org, actor, address, fingerprint in (
+        (org_a, ha, "127.0.0.1:50061", "aa" * 32),
+        (org_b, hb, "127.0.0.1:50062", "bb" * 32),
+    ):
+        signing[org] = generate_keypair()
+        ids.set_public_key(actor, org, encode_public_key(signing[org].public_key))
+        agents.add(address, fingerprint, org, signing[org].private_key)
     site_a = services.sites.register(
         ha, SiteCreate(name="site-a", grpc_address="127.0.0.1:50061", tls_fingerprint="aa" * 32)
     ).id
@@ -100,6 +176,8 @@ def seed_world(services: Services) -> World:
         site_b,
         asset_a,
         asset_b,
+        signing[org_a].private_key,
+        signing[org_b].private_key,
     )
 
 
@@ -108,4 +186,12 @@ def client(base_url: str, key: str | None) -> httpx.Client:
     return httpx.Client(base_url=base_url, headers=headers, timeout=30)
 
 
-__all__ = ["ColumnIn", "RightsIn", "World", "asset_body", "client", "seed_world"]
+__all__ = [
+    "ColumnIn",
+    "RightsIn",
+    "StandInAgents",
+    "World",
+    "asset_body",
+    "client",
+    "seed_world",
+]

@@ -225,3 +225,21 @@ class FetchOutputsResponse(_message.Message):
     detail: str
     files: _containers.RepeatedCompositeFieldContainer[OutputFile]
     def __init__(self, fragment_id: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., reviewer: _Optional[str] = ..., review_statement: _Optional[str] = ..., review_signature: _Optional[str] = ..., outputs_sha256: _Optional[str] = ..., detail: _Optional[str] = ..., files: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ...) -> None: ...
+
+class ProveRequest(_message.Message):
+    __slots__ = ("challenge",)
+    CHALLENGE_FIELD_NUMBER: _ClassVar[int]
+    challenge: bytes
+    def __init__(self, challenge: _Optional[bytes] = ...) -> None: ...
+
+class ProveResponse(_message.Message):
+    __slots__ = ("agent_public_key", "endorsement", "signature", "tls_fingerprint")
+    AGENT_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    ENDORSEMENT_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    TLS_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    agent_public_key: str
+    endorsement: bytes
+    signature: bytes
+    tls_fingerprint: str
+    def __init__(self, agent_public_key: _Optional[str] = ..., endorsement: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., tls_fingerprint: _Optional[str] = ...) -> None: ...

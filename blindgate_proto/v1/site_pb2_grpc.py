@@ -59,6 +59,11 @@ class SiteAgentStub:
                 request_serializer=blindgate__proto_dot_v1_dot_site__pb2.FetchOutputsRequest.SerializeToString,
                 response_deserializer=blindgate__proto_dot_v1_dot_site__pb2.FetchOutputsResponse.FromString,
                 _registered_method=True)
+        self.Prove = channel.unary_unary(
+                '/blindgate.v1.SiteAgent/Prove',
+                request_serializer=blindgate__proto_dot_v1_dot_site__pb2.ProveRequest.SerializeToString,
+                response_deserializer=blindgate__proto_dot_v1_dot_site__pb2.ProveResponse.FromString,
+                _registered_method=True)
 
 
 class SiteAgentServicer:
@@ -104,6 +109,16 @@ class SiteAgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Prove(self, request, context):
+        """Prove who this agent is: its Ed25519 identity key, its holder's endorsement of that
+        key, and its signature over the challenge, its TLS certificate's fingerprint and the
+        endorsement (contracts/endorsement.py). The gateway registers a site only for the
+        organisation whose registered key signed the endorsement.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SiteAgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -131,6 +146,11 @@ def add_SiteAgentServicer_to_server(servicer, server):
                     servicer.FetchOutputs,
                     request_deserializer=blindgate__proto_dot_v1_dot_site__pb2.FetchOutputsRequest.FromString,
                     response_serializer=blindgate__proto_dot_v1_dot_site__pb2.FetchOutputsResponse.SerializeToString,
+            ),
+            'Prove': grpc.unary_unary_rpc_method_handler(
+                    servicer.Prove,
+                    request_deserializer=blindgate__proto_dot_v1_dot_site__pb2.ProveRequest.FromString,
+                    response_serializer=blindgate__proto_dot_v1_dot_site__pb2.ProveResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -268,6 +288,33 @@ class SiteAgent:
             '/blindgate.v1.SiteAgent/FetchOutputs',
             blindgate__proto_dot_v1_dot_site__pb2.FetchOutputsRequest.SerializeToString,
             blindgate__proto_dot_v1_dot_site__pb2.FetchOutputsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Prove(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/blindgate.v1.SiteAgent/Prove',
+            blindgate__proto_dot_v1_dot_site__pb2.ProveRequest.SerializeToString,
+            blindgate__proto_dot_v1_dot_site__pb2.ProveResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,8 +1,10 @@
 #!/bin/sh
 # One-shot set-up of the compose deployment's shared state (the `init` service):
-# a development CA, the gateway's client certificate, one server certificate and one
-# site.yaml per site agent, sample data for each site, and the gateway's first admin.
-# Production brings its own certificates and data; nothing here runs twice.
+# a development CA, the gateway's client certificate, one server certificate, identity key
+# and site.yaml base per site agent, sample data for each site, and the gateway's first
+# admin (its key also in /shared/admin.key for the `enrol` service, which makes the holder
+# organisations that endorse the agents). Production brings its own certificates and data;
+# nothing here runs twice.
 set -eu
 PKI=/shared/pki
 if [ ! -f "$PKI/ca/ca.crt" ]; then
@@ -26,7 +28,9 @@ with open(sys.argv[1], "w", newline="") as fh:
         w.writerow([f"{sys.argv[2][0].upper()}{i:06d}", rng.choice(["north", "south", "east", "west"]),
                     rng.randint(18, 95), rng.randint(1, 30)])
 PY
-    cat > "$dir/site.yaml" <<YAML
+    # the agent's own identity key; its holder endorses it in enrol.sh
+    blindgate site init --dir "$dir" > "$dir/agent.pub"
+    cat > "$dir/site.base.yaml" <<YAML
 listen: 0.0.0.0:50061
 tls: {cert: tls/site-$site.crt, key: tls/site-$site.key, ca: /shared/pki/ca/ca.crt}
 gateway_fingerprints: [$GATEWAY_FP]
@@ -37,6 +41,10 @@ minimum_isolation: medium
 YAML
   done
 fi
-blindgate init || true
+if [ ! -f /shared/admin.key ]; then
+  blindgate init | tee /shared/init.out
+  sed -n 's/^admin API key (shown once, store it safely): //p' /shared/init.out > /shared/admin.key
+  chmod 600 /shared/admin.key && rm /shared/init.out
+fi
 # the gateway runs as the image's unprivileged user
 chown -R 10001:10001 /var/lib/blindgate

@@ -1,9 +1,13 @@
 """The tamper-evident trace: RFC 6962 Merkle log, signed checkpoints, offline verification.
 
-Pure code (standard library and ``cryptography`` only); storage and transports build on it.
+The Merkle tree, checkpoints, canonical JSON and their errors are the pure core in
+:mod:`contracts.tlog` (a site agent keeps its own log with the same code); this package
+adds the trace's entries, exports, offline verification, pinpointing and receipts, and
+re-exports the core's names.  Pure code (standard library and ``cryptography`` only);
+storage and transports build on it.
 """
 
-from gateway.audit.checkpoint import (
+from contracts.tlog.checkpoint import (
     Checkpoint,
     VerifierKey,
     encode_verifier_key,
@@ -13,7 +17,7 @@ from gateway.audit.checkpoint import (
     sign_note,
     verify_note,
 )
-from gateway.audit.errors import (
+from contracts.tlog.errors import (
     CheckpointError,
     EntryError,
     ExportError,
@@ -23,9 +27,8 @@ from gateway.audit.errors import (
     TamperedError,
     TraceError,
 )
-from gateway.audit.export import entry_leaf, entry_leaf_hash, write_export
-from gateway.audit.jcs import canonical_json
-from gateway.audit.merkle import (
+from contracts.tlog.jcs import canonical_json
+from contracts.tlog.merkle import (
     EMPTY_ROOT,
     NodeId,
     ProofPlan,
@@ -44,7 +47,8 @@ from gateway.audit.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from gateway.audit.tree import CompactRange, MemoryTree, TreeStore
+from contracts.tlog.tree import CompactRange, MemoryTree, TreeStore
+from gateway.audit.export import entry_leaf, entry_leaf_hash, write_export
 from gateway.audit.verify import VerifyFailure, VerifyReport, verify_export, verify_live_state
 
 __all__ = [

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.audit.jcs import canonical_json
+from contracts.tlog.jcs import canonical_json
 from gateway.domain import Actor, TraceRecord
 
 ENTRY_VERSION = 1
@@ -73,5 +73,6 @@ def make_entry(
         actor_org=actor.org_id if actor else None,
         subject_org=subject_org,
         asset_id=asset_id,
+        job_id=job if isinstance(job := entry["target"].get("job"), str) else None,
         decision=decision,
     )

@@ -19,10 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from gateway.audit.checkpoint import join_notes, parse_verifier_key, split_notes
-from gateway.audit.errors import EntryError, ExportError
-from gateway.audit.jcs import canonical_json, loads_strict
-from gateway.audit.merkle import leaf_hash
+from contracts.tlog.checkpoint import join_notes, parse_verifier_key, split_notes
+from contracts.tlog.errors import EntryError, ExportError
+from contracts.tlog.jcs import canonical_json, loads_strict
+from contracts.tlog.merkle import leaf_hash
 
 ENTRIES_FILE = "entries.jsonl"
 CHECKPOINTS_FILE = "checkpoints.txt"

@@ -14,10 +14,10 @@ import binascii
 import dataclasses
 from pathlib import Path
 
-from gateway.audit.checkpoint import parse_checkpoint_body, split_notes
+from contracts.tlog.checkpoint import parse_checkpoint_body, split_notes
+from contracts.tlog.merkle import leaf_hash
+from contracts.tlog.tree import CompactRange
 from gateway.audit.export import CHECKPOINTS_FILE, ENTRIES_FILE, parse_entry_line
-from gateway.audit.merkle import leaf_hash
-from gateway.audit.tree import CompactRange
 from gateway.audit.verify import VerifyReport
 
 LEAF_HASHES_FILE = "leaf_hashes.txt"

@@ -7,10 +7,10 @@ import binascii
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.audit.checkpoint import Checkpoint, parse_and_verify_checkpoint
-from gateway.audit.errors import ProofError
-from gateway.audit.jcs import canonical_json, loads_strict
-from gateway.audit.merkle import check_inclusion, leaf_hash
+from contracts.tlog.checkpoint import Checkpoint, parse_and_verify_checkpoint
+from contracts.tlog.errors import ProofError
+from contracts.tlog.jcs import canonical_json, loads_strict
+from contracts.tlog.merkle import check_inclusion, leaf_hash
 
 
 def _b64(value: object, what: str) -> bytes:
@@ -27,7 +27,7 @@ def verify_receipt(receipt: Mapping[str, Any], verifier_key: str) -> Checkpoint:
 
     Checks the checkpoint's signature, that the entry is canonical JSON whose leaf hash is
     the one stated, and the inclusion proof from that leaf to the checkpoint's root.
-    Raises a :class:`~gateway.audit.errors.TraceError` subclass naming the defect.
+    Raises a :class:`~contracts.tlog.errors.TraceError` subclass naming the defect.
     """
     checkpoint = parse_and_verify_checkpoint(str(receipt.get("checkpoint", "")), verifier_key)
     entry_text = receipt.get("entry")

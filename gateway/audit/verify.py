@@ -27,13 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from gateway.audit.checkpoint import (
+from contracts.tlog.checkpoint import (
     Checkpoint,
     parse_and_verify_checkpoint,
     parse_verifier_key,
     split_notes,
 )
-from gateway.audit.errors import (
+from contracts.tlog.errors import (
     CheckpointError,
     EntryError,
     ExportError,
@@ -43,6 +43,8 @@ from gateway.audit.errors import (
     TamperedError,
     TraceError,
 )
+from contracts.tlog.merkle import EMPTY_ROOT, check_consistency, leaf_hash
+from contracts.tlog.tree import CompactRange
 from gateway.audit.export import (
     CHECKPOINTS_FILE,
     ENTRIES_FILE,
@@ -50,8 +52,6 @@ from gateway.audit.export import (
     PUBLIC_KEY_FILE,
     parse_entry_line,
 )
-from gateway.audit.merkle import EMPTY_ROOT, check_consistency, leaf_hash
-from gateway.audit.tree import CompactRange
 
 FailureKind = Literal[
     "bad_export",

@@ -9,8 +9,11 @@ import click
 from gateway.cli import render
 from gateway.cli.connect import Session, gateway_command
 from gateway.cli.output import fields, table, when
+from gateway.cli.site import endorse as site_endorse
+from gateway.cli.site import init as site_init
 from gateway.cli.site import outputs as site_outputs
 from gateway.cli.site import serve as site_serve
+from gateway.cli.site_audit import audit as site_audit
 
 ROLES = click.Choice(["admin", "holder", "operator", "auditor"])
 
@@ -167,22 +170,27 @@ def key_revoke(s: Session, principal_id: str, key_id: str) -> None:
 
 @click.group()
 def site() -> None:
-    """Holders' sites (where site agents and data live), and running an agent."""
+    """Holders' sites (where site agents and data live): an agent's identity, registering,
+    running and auditing it."""
 
 
 @site.command("register")
 @click.argument("name")
 @click.option("--address", required=True, help="host:port of the site agent.")
 @click.option("--fingerprint", required=True, help="SHA-256 of the site certificate.")
-@click.option("--org", "org_id", default=None, help="Admins only: holder organisation.")
 @gateway_command
-def site_register(
-    s: Session, name: str, address: str, fingerprint: str, org_id: str | None
-) -> None:
-    """Register a site agent by address and certificate fingerprint (holder or admin)."""
+def site_register(s: Session, name: str, address: str, fingerprint: str) -> None:
+    """Register your organisation's site agent by address and certificate fingerprint.
+
+    The gateway asks the agent to prove, over mutual TLS, that your organisation's
+    registered key endorsed it (holders only; see `blindgate site endorse`).
+    """
     s.show(
-        s.client.register_site(name, address, fingerprint, org_id),
-        lambda x: click.echo(f"site registered: {x['id']} ({x['name']} at {x['grpc_address']})"),
+        s.client.register_site(name, address, fingerprint),
+        lambda x: click.echo(
+            f"site registered: {x['id']} ({x['name']} at {x['grpc_address']}, "
+            f"agent {x['agent_key'][:12]}…)"
+        ),
     )
 
 
@@ -222,8 +230,11 @@ def site_health(s: Session, site_id: str) -> None:
     s.show(s.client.site_health(site_id), human)
 
 
+site.add_command(site_init)
+site.add_command(site_endorse)
 site.add_command(site_serve)
 site.add_command(site_outputs)
+site.add_command(site_audit)
 
 
 @click.group()

@@ -11,8 +11,8 @@ from typing import Any, NoReturn
 
 import click
 
-from gateway.audit.checkpoint import join_notes, parse_and_verify_checkpoint
-from gateway.audit.errors import TraceError
+from contracts.tlog.checkpoint import join_notes, parse_and_verify_checkpoint
+from contracts.tlog.errors import TraceError
 from gateway.audit.export import CHECKPOINTS_FILE, ENTRIES_FILE, PUBLIC_KEY_FILE, entry_line
 from gateway.audit.pinpoint import LEAF_HASHES_FILE, pinpoint
 from gateway.audit.receipt import verify_receipt

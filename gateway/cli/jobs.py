@@ -12,7 +12,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from contracts import LicenceError, private_key_from_pem
-from gateway.audit.errors import TraceError
+from contracts.tlog.errors import TraceError
 from gateway.cli import render
 from gateway.cli.connect import Session, gateway_command
 from gateway.cli.output import fail, note, table, when

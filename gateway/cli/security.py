@@ -10,10 +10,10 @@ from typing import Any
 
 import click
 
-from gateway.audit.checkpoint import parse_and_verify_checkpoint
-from gateway.audit.errors import TraceError
+from contracts.tlog.checkpoint import parse_and_verify_checkpoint
+from contracts.tlog.errors import TraceError
+from contracts.tlog.merkle import leaf_hash, verify_inclusion
 from gateway.audit.export import entry_line, parse_entry_line
-from gateway.audit.merkle import leaf_hash, verify_inclusion
 from gateway.cli.audit import audit
 from gateway.cli.connect import Session, gateway_command
 from gateway.cli.output import fail, note, print_json, table, when

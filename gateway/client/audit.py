@@ -87,7 +87,7 @@ class AuditApi(Transport):
         """Check a receipt (signature, leaf hash, inclusion proof); return its checkpoint.
 
         Pass a ``verifier_key`` obtained out of band to not rely on the gateway for it.
-        Raises :class:`gateway.audit.errors.TraceError` on any defect.
+        Raises :class:`contracts.tlog.errors.TraceError` on any defect.
         """
         from gateway.audit.receipt import verify_receipt
 

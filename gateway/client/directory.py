@@ -56,16 +56,9 @@ class DirectoryApi(Transport):
         return self.request("DELETE", f"/v1/principals/{principal_id}/keys/{key_id}")
 
     # sites ------------------------------------------------------------------------------
-    def register_site(
-        self, name: str, grpc_address: str, tls_fingerprint: str, org_id: str | None = None
-    ) -> Any:
-        body: dict[str, Any] = {
-            "name": name,
-            "grpc_address": grpc_address,
-            "tls_fingerprint": tls_fingerprint,
-        }
-        if org_id:
-            body["org_id"] = org_id
+    def register_site(self, name: str, grpc_address: str, tls_fingerprint: str) -> Any:
+        """Register your organisation's site; its agent must prove your key endorsed it."""
+        body = {"name": name, "grpc_address": grpc_address, "tls_fingerprint": tls_fingerprint}
         return self.post("/v1/sites", body)
 
     def sites(self) -> list[Any]:

@@ -9,6 +9,7 @@ from gateway.config import Settings
 from gateway.metrics import GatewayMetrics
 from gateway.service.brakes.service import Brakes
 from gateway.service.catalogue.assets import Assets
+from gateway.service.catalogue.claims import AgentProver
 from gateway.service.catalogue.federated import FederatedAssets
 from gateway.service.catalogue.sites import Sites
 from gateway.service.core.context import ServiceContext
@@ -77,7 +78,10 @@ def build_services(
     trace_key: TraceKey | None = None,
     metrics: GatewayMetrics | None = None,
     site_pool: SitePool | None = None,
+    prover: AgentProver | None = None,
 ) -> Services:
+    """Every use case over ``store``; ``prover`` asks agents being registered to prove who
+    they are (by default the site pool, over pinned mutual TLS)."""
     clock = clock or SystemClock()
     random = random or OsRandom()
     ctx = ServiceContext(
@@ -117,7 +121,7 @@ def build_services(
         tracer=tracer,
         metrics=metrics,
         identities=identities,
-        sites=Sites(ctx, tracer, site_pool),
+        sites=Sites(ctx, tracer, site_pool, prover),
         assets=Assets(ctx, tracer, audit),
         audit=audit,
         policies=PolicyService(ctx, tracer),

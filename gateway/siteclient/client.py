@@ -48,6 +48,7 @@ from blindgate_proto.v1 import site_pb2, site_pb2_grpc
 from gateway.errors import BadRequest, BlindgateError, Conflict, Unavailable
 from sandbox import wire
 from sandbox.wire import (
+    AgentProof,
     CancelOutcome,
     FragmentOutcome,
     FragmentRequest,
@@ -315,6 +316,13 @@ class SiteClient:
         )
         return wire.decode_held(response)
 
+    def prove(self, challenge: bytes, timeout: float | None = None) -> AgentProof:
+        """The agent's identity, its holder's endorsement and its signature over
+        ``challenge`` (checked by the caller, see :mod:`contracts.endorsement`)."""
+        request = site_pb2.ProveRequest(challenge=challenge)
+        response = self._call("Prove", lambda stub, t: stub.Prove(request, timeout=t), timeout)
+        return wire.decode_proof(response)
+
     def upload_input(
         self,
         data: bytes | Path,
@@ -445,6 +453,8 @@ def _error(method: str, code: grpc.StatusCode, details: str) -> BlindgateError:
         return SiteUnavailable("the site agent refused the gateway's certificate")
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return BadRequest(f"the site agent refused the {method} request")
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        return SiteUnavailable(f"the site agent does not know {method} (an older version?)")
     if code == grpc.StatusCode.ALREADY_EXISTS:
         return Conflict("the fragment id was already used for a different fragment")
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from gateway.domain import Site
 from gateway.errors import Unavailable
 from gateway.siteclient.client import SiteClient, SiteMetrics
-from sandbox.wire import HealthReport
+from sandbox.wire import AgentProof, HealthReport
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,24 @@ class SitePool:
         if known is not None:
             known[1].close()
         return client
+
+    def prove(self, address: str, fingerprint: str, challenge: bytes) -> AgentProof:
+        """Ask the agent at ``address``, pinned to certificate ``fingerprint``, to prove who
+        it is over ``challenge`` (a site being registered: no client is kept, and nothing is
+        counted under a site label until the site exists)."""
+        if self.tls is None:
+            raise Unavailable("the gateway has no client certificate for site agents configured")
+        with SiteClient(
+            address,
+            self.tls.ca_pem,
+            self.tls.cert_pem,
+            self.tls.key_pem,
+            fingerprint,
+            site=address,
+            timeout=10.0,
+            attempts=2,
+        ) as client:
+            return client.prove(challenge)
 
     def check(self, site: Site) -> HealthReport:
         """Health of one site, recorded in the gauges; raises if it is unreachable."""

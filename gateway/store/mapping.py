@@ -39,7 +39,15 @@ def key_from(row: ApiKeyRow) -> ApiKey:
 
 
 def site_from(row: SiteRow) -> Site:
-    return Site(row.id, row.org_id, row.name, row.grpc_address, row.tls_fingerprint, row.created_at)
+    return Site(
+        row.id,
+        row.org_id,
+        row.name,
+        row.grpc_address,
+        row.tls_fingerprint,
+        row.created_at,
+        row.agent_key,
+    )
 
 
 def _dt(value: Any) -> datetime:

@@ -78,6 +78,7 @@ class SiteRow(SQLModel, table=True):
     grpc_address: str = Field(max_length=300)
     tls_fingerprint: str = Field(max_length=64)
     created_at: datetime = _ts()
+    agent_key: str | None = Field(default=None, max_length=64)
 
 
 class AssetRow(SQLModel, table=True):
@@ -138,6 +139,7 @@ class TraceEntryRow(SQLModel, table=True):
     actor_org: str | None = Field(default=None, max_length=40, index=True)
     subject_org: str | None = Field(default=None, max_length=40, index=True)
     asset_id: str | None = Field(default=None, max_length=40, index=True)
+    job_id: str | None = Field(default=None, max_length=40, index=True)
     decision: str | None = Field(default=None, max_length=10, index=True)
 
 

@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from gateway.audit.merkle import NodeId
+from contracts.tlog.merkle import NodeId
 from gateway.domain import (
     ApiKey,
     Asset,

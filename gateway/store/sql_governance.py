@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from gateway.audit.merkle import NodeId
+from contracts.tlog.merkle import NodeId
 from gateway.domain import (
     BudgetCharge,
     FederatedAsset,

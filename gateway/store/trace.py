@@ -14,18 +14,25 @@ from datetime import datetime
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from gateway.audit.errors import ProofError
-from gateway.audit.jcs import canonical_json
-from gateway.audit.merkle import NodeId, frontier_ids, leaf_hash
-from gateway.audit.tree import CompactRange
+from contracts.tlog.errors import ProofError
+from contracts.tlog.jcs import canonical_json
+from contracts.tlog.merkle import NodeId, frontier_ids, leaf_hash
+from contracts.tlog.tree import CompactRange
 from gateway.domain import PendingTrace, StoredTrace, TraceRecord
-from gateway.store.models import TraceCheckpointRow, TraceEntryRow, TraceHeadRow, TraceNodeRow
+from gateway.store.models import (
+    JobAssetRow,
+    TraceCheckpointRow,
+    TraceEntryRow,
+    TraceHeadRow,
+    TraceNodeRow,
+)
 
 _LEVEL_SHIFT = 56
 _entry = TraceEntryRow.__table__  # type: ignore[attr-defined]
 _node = TraceNodeRow.__table__  # type: ignore[attr-defined]
 _head = TraceHeadRow.__table__  # type: ignore[attr-defined]
 _checkpoint = TraceCheckpointRow.__table__  # type: ignore[attr-defined]
+_job_asset = JobAssetRow.__table__  # type: ignore[attr-defined]
 
 
 def node_key(node: NodeId) -> int:
@@ -106,6 +113,7 @@ class TraceWriter:
                     "actor_org": record.actor_org,
                     "subject_org": record.subject_org,
                     "asset_id": record.asset_id,
+                    "job_id": record.job_id,
                     "decision": record.decision,
                 }
             )
@@ -143,6 +151,7 @@ def trace_entries(
     actor_principal: str | None = None,
     actor_org: str | None = None,
     subject_org: str | None = None,
+    holder_org: str | None = None,
     asset_id: str | None = None,
     decision: str | None = None,
     org: str | None = None,
@@ -153,7 +162,8 @@ def trace_entries(
 ) -> list[StoredTrace]:
     """Entries in log order after ``after`` (or, with ``newest``, the newest first, before
     ``before``) that match every filter given; ``org`` matches the actor's organisation or
-    the subject's."""
+    the subject's; ``holder_org`` keeps the entries whose subject is that organisation and
+    those of every job on its assets (a job across several holders names one subject)."""
     q = (
         select(_entry.c.idx, _entry.c.leaf, _node.c.hash)
         .outerjoin(_node, _node.c.key == _entry.c.idx)
@@ -174,6 +184,9 @@ def trace_entries(
     ):
         if value is not None:
             q = q.where(column == value)
+    if holder_org is not None:
+        jobs = select(_job_asset.c.job_id).where(_job_asset.c.holder_org_id == holder_org)
+        q = q.where(or_(_entry.c.subject_org == holder_org, _entry.c.job_id.in_(jobs)))
     if org is not None:
         q = q.where(or_(_entry.c.actor_org == org, _entry.c.subject_org == org))
     if since is not None:

@@ -20,11 +20,14 @@ Example::
       organisation: org_01...
       keys: [MCowBQYDK2Vw...]     # Ed25519 public keys (base64 raw), current first
     identity:                     # this agent's key and the holder's endorsement of it
-      key: identity.pem
-      endorsement: endorsement.json
+      key: identity.pem           # blindgate site init
+      endorsement: endorsement.json  # blindgate site endorse
     state_dir: state              # the site's own budget ledger, log and held outputs
     python:                       # Python jobs: packages the site vouches for
       dependencies: [numpy]
+
+``holder`` and ``identity`` are required: an agent belongs to exactly one holder, which
+endorses its key (see :mod:`sandbox.agent.identity`).
 
 Relative paths are resolved against the directory of the YAML file.  Assets in
 PostgreSQL are served from snapshots exported into ``cache_dir`` (see
@@ -41,6 +44,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from contracts.endorsement import EndorsementError, decode_agent_key
 from sandbox.config import Backend, IsolationLevel, RunnerConfig
 from sandbox.plans import asset_format
 from sandbox.spec import MIB, Limits
@@ -184,9 +188,20 @@ class HolderConfig(_Model):
     organisation: str = Field(min_length=1, max_length=200)
     keys: tuple[str, ...] = Field(min_length=1, max_length=8)
 
+    @field_validator("keys")
+    @classmethod
+    def _keys(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for text in value:
+            try:
+                decode_agent_key(text)
+            except EndorsementError:
+                raise ValueError(f"{text[:12]!r}… is not a base64 raw Ed25519 public key") from None
+        return value
+
 
 class IdentityConfig(_Model):
-    """The agent's own identity: its Ed25519 key and its holder's endorsement of it."""
+    """The agent's own identity: its Ed25519 key (``blindgate site init``) and its
+    holder's endorsement of it (``blindgate site endorse``)."""
 
     key: Path
     endorsement: Path
@@ -240,8 +255,8 @@ class SiteConfig(_Model):
     result_cache_entries: int = Field(default=1024, ge=1)
     result_cache_bytes: int = Field(default=64 * MIB, ge=1024)
     work_dir: Path | None = None
-    holder: HolderConfig | None = None
-    identity: IdentityConfig | None = None
+    holder: HolderConfig
+    identity: IdentityConfig
     state_dir: Path | None = None
     """Where the site keeps its own budget ledger and log (default ``<cache_dir>/state``)."""
     python: PythonSiteConfig = Field(default_factory=PythonSiteConfig)

@@ -12,6 +12,7 @@ with a warning and the outputs stay held.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime
 
@@ -21,6 +22,7 @@ from pydantic import ValidationError
 from contracts import LicenceError
 from contracts.tickets import ReviewStatement, canonical, sign_statement, verify_statement
 from sandbox.agent.held import HELD, REJECTED, RELEASED, Held, HeldOutputs
+from sandbox.wire import HeldFile, HeldOutcome
 
 log = logging.getLogger(__name__)
 
@@ -86,3 +88,31 @@ def settle(
     state = RELEASED if statement.decision == "release" else REJECTED
     store.decide(fragment_id, state, statement.reason, statement.reviewer, now)
     return store.get(fragment_id)
+
+
+def outcome_of(store: HeldOutputs, held: Held) -> HeldOutcome:
+    """What the gateway is told of ``held``: the state, and the files once decided (their
+    content only once released)."""
+    files: tuple[HeldFile, ...] = ()
+    if held.state != HELD:
+        files = tuple(
+            HeldFile(
+                f.kind,
+                f.path,
+                f.size,
+                f.sha256,
+                store.read(held, f.path) if held.state == RELEASED else b"",
+            )
+            for f in held.files
+        )
+    return HeldOutcome(
+        fragment_id=held.fragment_id,
+        state=held.state,
+        reason=held.reason,
+        reviewer=held.reviewer,
+        review_statement=held.review_statement,
+        review_signature=held.review_signature,
+        outputs_sha256=held.outputs_sha256,
+        detail=json.dumps(held.detail, sort_keys=True),
+        files=files,
+    )

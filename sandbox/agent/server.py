@@ -9,16 +9,16 @@ with ``UNAUTHENTICATED`` unless it equals one of the configured gateway
 fingerprints, before the handler sees any request data.  So another client
 certificate from the same CA is not enough.
 
-The servicer is a thin shell over :class:`sandbox.agent.service.AgentService`.
+The servicer is a thin shell over :class:`sandbox.agent.service.AgentService`, which
+refuses to start without its holder's endorsement (:mod:`sandbox.agent.identity`) and keeps
+the site's own log (:mod:`sandbox.agent.sitelog`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import signal
-import ssl
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
@@ -30,6 +30,7 @@ from blindgate_proto.v1 import site_pb2, site_pb2_grpc
 from sandbox import wire
 from sandbox.agent.config import SiteConfig
 from sandbox.agent.fragments import AgentRunner
+from sandbox.agent.identity import certificate_fingerprint
 from sandbox.agent.service import AgentError, AgentService, Busy, InvalidRequest
 from sandbox.inputs import InputRejected
 
@@ -51,11 +52,6 @@ _REJECTED_STATUS = {
 
 MAX_REQUEST_MESSAGE = 20 * 1024 * 1024
 """Largest request (an HE fragment carries encrypted weights in its program)."""
-
-
-def certificate_fingerprint(pem: bytes) -> str:
-    """SHA-256 (lowercase hex) of the DER encoding of a PEM certificate."""
-    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem.decode("ascii"))).hexdigest()
 
 
 def peer_fingerprint(context: grpc.ServicerContext) -> str | None:
@@ -193,6 +189,13 @@ class SiteAgentServicer(site_pb2_grpc.SiteAgentServicer):
     ) -> site_pb2.FetchOutputsResponse:
         return self._call(
             context, lambda: wire.encode_held(self.service.fetch_outputs(request.fragment_id))
+        )
+
+    def Prove(
+        self, request: site_pb2.ProveRequest, context: grpc.ServicerContext
+    ) -> site_pb2.ProveResponse:
+        return self._call(
+            context, lambda: wire.encode_proof(self.service.prove(bytes(request.challenge)))
         )
 
     def _call(self, context: grpc.ServicerContext, action: Callable[[], R]) -> R:

@@ -4,8 +4,10 @@
 runner, keeps every fragment's outcome by ``fragment_id`` (a repeated id returns
 the stored outcome, or waits for the running one, instead of running again),
 stops fragments on ``Cancel`` or at their deadline, stores uploaded inputs, and
-reports health.  The gRPC server (:mod:`sandbox.agent.server`) is a thin shell
-over it.
+reports health.  At start-up it checks the agent's identity and endorsement
+(:mod:`sandbox.agent.identity`) and opens the site's own log (``self.log``,
+:mod:`sandbox.agent.sitelog`), where it records its start and every ``Prove``.  The gRPC
+server (:mod:`sandbox.agent.server`) is a thin shell over it.
 """
 
 from __future__ import annotations
@@ -27,14 +29,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from contracts.terms import rfc3339_utc
 from policies.jobs import JobError, OpenDPNoise, combine, site_release
 from policies.jobs.he import SiteNoise, site_noise
 from sandbox.agent.config import FileAsset, PostgresAsset, SiteConfig
 from sandbox.agent.fragments import AgentRunner, StopReason, StopSwitch
-from sandbox.agent.held import HELD, RELEASED, HeldOutputs
+from sandbox.agent.held import HeldOutputs
+from sandbox.agent.identity import load_identity
 from sandbox.agent.ledger import LedgerRefused, SiteLedger
 from sandbox.agent.postgres import (
     ExportFailed,
@@ -46,7 +49,8 @@ from sandbox.agent.postgres import (
 from sandbox.agent.projection import Projections
 from sandbox.agent.python_run import PythonSite
 from sandbox.agent.python_run import run as run_python
-from sandbox.agent.reviews import settle
+from sandbox.agent.reviews import outcome_of, settle
+from sandbox.agent.sitelog import LOG_FILE, SiteLog, utc_now
 from sandbox.agent.tickets import (
     Admitted,
     TicketRefused,
@@ -67,12 +71,12 @@ from sandbox.spec import (
 from sandbox.wire import (
     CANCELLED,
     REFUSED,
+    AgentProof,
     AssetStatus,
     CancelOutcome,
     FragmentOutcome,
     FragmentRequest,
     HealthReport,
-    HeldFile,
     HeldOutcome,
 )
 
@@ -81,12 +85,6 @@ log = logging.getLogger(__name__)
 FRAGMENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MAX_DEADLINE_MS = 24 * 3600 * 1000
 _WAIT_SLICE = 0.25
-
-
-class SiteLogLike(Protocol):
-    """The site's log as the service uses it: append one entry, durably."""
-
-    def append(self, entry: dict[str, Any]) -> int: ...
 
 
 class AgentError(Exception):
@@ -174,6 +172,7 @@ class AgentService:
     def __init__(self, config: SiteConfig, runner: AgentRunner) -> None:
         self.config = config
         self.runner = runner
+        self.identity = load_identity(config)
         self.inputs = InputStore(
             config.cache_dir / "inputs", config.max_input_bytes, config.max_cache_bytes
         )
@@ -201,10 +200,19 @@ class AgentService:
             ceiling=self._limits,
             clock=lambda: self.clock(),  # noqa: PLW0108 - tests replace self.clock
         )
-        self.log: SiteLogLike | None = None
-        """The site's own tamper-evident log of every ticket (set when the agent starts)."""
         self._noise: OpenDPNoise | None = None
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self.log = SiteLog.open(config.state / LOG_FILE, self.identity.private_key)
+        self.log.append(
+            {
+                "at": utc_now(),
+                "event": "start",
+                "agent_key": self.identity.public_key,
+                "organisation": self.identity.organisation,
+                "assets": sorted(config.assets),
+                "version": agent_version(),
+            }
+        )
 
     def warm(self) -> None:
         """Pre-start sandboxes for plain SQL fragments on every file asset."""
@@ -318,6 +326,22 @@ class AgentService:
             return CancelOutcome.STOPPED
         return CancelOutcome.ALREADY_FINISHED
 
+    def prove(self, challenge: bytes) -> AgentProof:
+        """Answer the gateway's challenge with this agent's key and endorsement (logged)."""
+        try:
+            proof = self.identity.prove(challenge)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+        self.log.append(
+            {
+                "at": utc_now(),
+                "event": "prove",
+                "challenge_sha256": hashlib.sha256(challenge).hexdigest(),
+                "tls_fingerprint": proof.tls_fingerprint,
+            }
+        )
+        return proof
+
     @contextlib.contextmanager
     def upload(self, total_size: int, sha256: str) -> Iterator[PendingInput]:
         """Receive one input (at most ``max_concurrent_uploads`` at a time)."""
@@ -333,20 +357,16 @@ class AgentService:
         """A Python fragment's held outputs: their state, and their files once released.
 
         A review the holder recorded at the site is verified against the pinned keys
-        first (:func:`sandbox.agent.reviews.settle`); the outcome is logged once.
+        first (:func:`sandbox.agent.reviews.settle`); a decision is logged once.
         """
         if not FRAGMENT_ID.match(fragment_id):
             raise InvalidRequest("fragment_id must be 1-128 of [A-Za-z0-9._:-]")
-        holder = self.config.holder
-        if holder is None:
-            return HeldOutcome(fragment_id, "unknown")
         before = self.held.get(fragment_id)
-        held = settle(
-            self.held, fragment_id, holder.organisation, pinned_keys(self.config), self.clock()
-        )
+        organisation = self.config.holder.organisation
+        held = settle(self.held, fragment_id, organisation, pinned_keys(self.config), self.clock())
         if held is None:
             return HeldOutcome(fragment_id, "unknown")
-        if before is not None and before.state != held.state and self.log is not None:
+        if before is not None and before.state != held.state:
             self.log.append(
                 {
                     "at": rfc3339_utc(self.clock()),
@@ -359,31 +379,7 @@ class AgentService:
                     "outputs_sha256": held.outputs_sha256,
                 }
             )
-        files = (
-            tuple(
-                HeldFile(
-                    f.kind,
-                    f.path,
-                    f.size,
-                    f.sha256,
-                    self.held.read(held, f.path) if held.state == RELEASED else b"",
-                )
-                for f in held.files
-            )
-            if held.state != HELD
-            else ()
-        )
-        return HeldOutcome(
-            fragment_id=fragment_id,
-            state=held.state,
-            reason=held.reason,
-            reviewer=held.reviewer,
-            review_statement=held.review_statement,
-            review_signature=held.review_signature,
-            outputs_sha256=held.outputs_sha256,
-            detail=json.dumps(held.detail, sort_keys=True),
-            files=files,
-        )
+        return outcome_of(self.held, held)
 
     def close(self) -> None:
         """Stop every fragment and the worker pool, then the runner."""
@@ -397,6 +393,7 @@ class AgentService:
         self.exports.clear()
         self.ledger.close()
         self.held.close()
+        self.log.close()
 
     def _stop(self, execution: Execution, reason: StopReason) -> bool:
         if not execution.switch.stop(reason):
@@ -433,16 +430,22 @@ class AgentService:
         except ValueError:
             log.debug("fragment %s: no sandbox kept for its HE context", request.fragment_id)
 
-    def _record(self, ticket: Any, digest: str, decision: str, reason: str, **extra: Any) -> None:
+    def _record(
+        self,
+        fragment_id: str,
+        ticket: Any,
+        digest: str,
+        decision: str,
+        reason: str,
+        **extra: Any,
+    ) -> None:
         """Append a ticket's fate to the site's log (ids and digests only)."""
-        if self.log is None:
-            return
         job = getattr(ticket, "job", None)
         self.log.append(
             {
                 "at": rfc3339_utc(self.clock()),
                 "event": "ticket",
-                "fragment": getattr(ticket, "fragment_id", ""),
+                "fragment": fragment_id,
                 "job": getattr(job, "id", ""),
                 "asset": getattr(ticket, "asset_id", ""),
                 "kind": getattr(job, "kind", ""),
@@ -475,13 +478,15 @@ class AgentService:
                 budget=admitted.budget,
             )
         except LedgerRefused as exc:
-            self._record(ticket, digest, "refuse", exc.code)
+            self._record(request.fragment_id, ticket, digest, "refuse", exc.code)
             raise TicketRefused(exc.code) from None
         except TicketRefused as exc:
             log.info("fragment %s refused: %s %s", request.fragment_id, exc.code, exc.reasons)
-            self._record(ticket, digest, "refuse", exc.code, reasons=list(exc.reasons))
+            self._record(
+                request.fragment_id, ticket, digest, "refuse", exc.code, reasons=list(exc.reasons)
+            )
             raise
-        self._record(ticket, digest, "accept", "ok", **describe(admitted))
+        self._record(request.fragment_id, ticket, digest, "accept", "ok", **describe(admitted))
         return admitted
 
     def _run(

@@ -6,6 +6,7 @@ detects the isolation layers and pre-starts sandboxes, so it is not free).
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,15 +17,17 @@ from typing import Any
 import duckdb
 import grpc
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import CollectorRegistry
 
+from blindgate_demo.federation import endorse_agent
 from blindgate_proto.v1 import site_pb2_grpc
 from gateway import pki
 from gateway.siteclient.client import SiteClient, SiteMetrics
 from sandbox.agent.config import SiteConfig, parse_config
 from sandbox.agent.server import AgentServer
 from tests.agent.python_jobs import PY_ROWS
-from tests.agent.tickets import holder_section
+from tests.agent.tickets import HOLDER, ORGANISATION
 
 ROWS = [
     ("p1", "north", 3, "flu"),
@@ -60,6 +63,22 @@ class Pki:
     intruder: Identity
     foreign_ca: bytes
     foreign: Identity
+    holder_org: str
+    holder_key: Ed25519PrivateKey
+    identity: dict[str, Any]
+    """site.yaml's holder and identity sections for the suite's agent (absolute paths)."""
+
+
+HOLDER_ORG = ORGANISATION
+
+
+def agent_identity(
+    directory: Path, org_id: str, holder_key: Ed25519PrivateKey, name: str = "riverside"
+) -> dict[str, Any]:
+    """An identity key and its endorsement in ``directory``; the sections, paths absolute."""
+    sections = endorse_agent(directory, org_id, holder_key, name)
+    sections["identity"] = {k: str(directory / v) for k, v in sections["identity"].items()}
+    return sections
 
 
 def _identity(directory: Path, name: str, fingerprint: str) -> Identity:
@@ -86,6 +105,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     gateway = pki.issue(ca_dir, "gateway", clients, kind="client")
     intruder = pki.issue(ca_dir, "intruder", clients, kind="client")
     foreign = pki.issue(other_ca_dir, "foreign", clients, kind="client")
+    holder_key = HOLDER
     return Pki(
         root=root,
         ca=(ca_dir / pki.CA_CERT).read_bytes(),
@@ -96,6 +116,9 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Pki:
         intruder=_identity(clients, "intruder", intruder),
         foreign_ca=(other_ca_dir / pki.CA_CERT).read_bytes(),
         foreign=_identity(clients, "foreign", foreign),
+        holder_org=HOLDER_ORG,
+        holder_key=holder_key,
+        identity=agent_identity(root / "agent", HOLDER_ORG, holder_key),
     )
 
 
@@ -126,12 +149,12 @@ def agent_document(certs: Pki, assets: dict[str, Path], cache: Path) -> dict[str
             "billing": {"postgres": {"dsn_env": "BILLING_DSN", "table": "public.billing"}},
         },
         "cache_dir": str(cache),
-        "holder": holder_section(),
         "unsafe_enable_test_executor": True,
         "pool_size": 1,
         "limits": {"cpu_seconds": 2, "wall_seconds": 6.0},
         "max_concurrent_fragments": 3,
         "max_input_bytes": MAX_INPUT,
+        **copy.deepcopy(certs.identity),
     }
 
 
@@ -139,6 +162,26 @@ def agent_document(certs: Pki, assets: dict[str, Path], cache: Path) -> dict[str
 def agent_config(certs: Pki, assets: dict[str, Path]) -> SiteConfig:
     cache = certs.root / "agent" / "cache"
     return parse_config(agent_document(certs, assets, cache), certs.root / "agent")
+
+
+@contextmanager
+def running_agent(
+    certs: Pki,
+    assets: dict[str, Path],
+    directory: Path,
+    identity: dict[str, Any],
+    **overrides: Any,
+) -> Iterator[AgentServer]:
+    """An agent of its own (the suite's certificate) with ``identity``'s holder and key."""
+    document = {**agent_document(certs, assets, directory / "cache"), **identity, **overrides}
+    document["pool_size"] = overrides.get("pool_size", 0)
+    document["tls"]["ca"] = str(certs.root / "ca" / pki.CA_CERT)
+    server = AgentServer(parse_config(document, directory))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop(grace=0.2)
 
 
 @pytest.fixture(scope="session")

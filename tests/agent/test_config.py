@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
+from contracts import encode_public_key
 from sandbox import wire
 from sandbox.agent.config import FileAsset, PostgresAsset, load_config, parse_config
 from sandbox.config import IsolationLevel
@@ -16,6 +18,7 @@ from sandbox.spec import ResultTable
 from sandbox.wire import FragmentOutcome, FragmentRequest, RequestedLimits
 
 FINGERPRINT = "ab" * 32
+HOLDER_KEY = encode_public_key(Ed25519PrivateKey.generate().public_key())
 
 
 def document(**overrides: Any) -> dict[str, Any]:
@@ -25,8 +28,16 @@ def document(**overrides: Any) -> dict[str, Any]:
         "gateway_fingerprints": [FINGERPRINT],
         "assets": {"admissions": {"path": "data/admissions.parquet", "format": "parquet"}},
         "cache_dir": "cache",
+        "holder": {"organisation": "org_riverside", "keys": [HOLDER_KEY]},
+        "identity": {"key": "identity.pem", "endorsement": "endorsement.json"},
     }
     return {**base, **overrides}
+
+
+def without(name: str) -> dict[str, Any]:
+    found = document()
+    del found[name]
+    return found
 
 
 def test_load_resolves_paths_against_the_file(tmp_path: Path) -> None:
@@ -41,6 +52,10 @@ def test_load_resolves_paths_against_the_file(tmp_path: Path) -> None:
     assert asset.path == tmp_path / "data" / "admissions.parquet"
     assert config.minimum_isolation is IsolationLevel.STRONG
     assert not config.unsafe_allow_weak_isolation and not config.unsafe_enable_test_executor
+    assert config.identity.key == tmp_path / "identity.pem"
+    assert config.identity.endorsement == tmp_path / "endorsement.json"
+    assert config.holder.keys == (HOLDER_KEY,)
+    assert config.state == tmp_path / "cache" / "state"
 
 
 def test_fingerprints_are_normalised(tmp_path: Path) -> None:
@@ -66,6 +81,22 @@ def test_fingerprints_are_normalised(tmp_path: Path) -> None:
 def test_invalid_documents_are_refused(tmp_path: Path, overrides: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         parse_config(document(**overrides), tmp_path)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        without("holder"),
+        without("identity"),
+        document(holder={"organisation": "org_x", "keys": []}),
+        document(holder={"organisation": "org_x", "keys": ["bm90IGEga2V5"]}),
+        document(identity={"key": "identity.pem"}),
+    ],
+    ids=["no holder", "no identity", "no holder keys", "bad holder key", "no endorsement"],
+)
+def test_an_agent_always_names_its_holder_and_identity(tmp_path: Path, data: Any) -> None:
+    with pytest.raises(ValidationError):
+        parse_config(data, tmp_path)
 
 
 def test_postgres_assets_are_accepted(tmp_path: Path) -> None:

@@ -28,9 +28,32 @@ GATEWAY_KEY = Ed25519PrivateKey.generate()
 """A key the gateway holds (or makes up): pinned nowhere."""
 
 
+LOGS: list[Any] = []
+"""The site logs of the agents these tests talk to (the suite's agent and their own)."""
+
+
+@pytest.fixture(autouse=True)
+def _logs(agent: AgentServer) -> Iterator[None]:
+    LOGS[:] = [agent.service.log]
+    yield
+    LOGS.clear()
+
+
 def refused(outcome: FragmentOutcome, code: str) -> tuple[str, ...]:
+    """``outcome`` is a refusal with ``code``, logged at the site with the same reason."""
     assert (outcome.ok, outcome.failure, outcome.table) == (False, "refused", None), outcome
     assert outcome.reasons[0] == code, outcome.reasons
+    logged = [
+        e.entry
+        for log in LOGS
+        for e in log.entries(after=max(log.size - 50, 0) - 1, limit=50)
+        if e.entry.get("event") == "ticket" and e.entry.get("decision") == "refuse"
+    ]
+    assert any(
+        entry["reason"] == code and entry["fragment"] == outcome.fragment_id for entry in logged
+    ), logged[-3:]
+    text = repr(logged)
+    assert "p1" not in text and "flu" not in text
     return outcome.reasons
 
 
@@ -280,6 +303,7 @@ def _agent(document: dict[str, Any], certs: Pki) -> Iterator[tuple[AgentServer, 
     document = {**document, "pool_size": 0}
     agent = AgentServer(parse_config(document, certs.root / "agent"))
     port = agent.start()
+    LOGS.append(agent.service.log)
     try:
         with SiteClient(
             f"127.0.0.1:{port}",
@@ -292,4 +316,5 @@ def _agent(document: dict[str, Any], certs: Pki) -> Iterator[tuple[AgentServer, 
         ) as client:
             yield agent, client
     finally:
+        LOGS.remove(agent.service.log)
         agent.stop(grace=0.2)

@@ -24,7 +24,8 @@ from sandbox.isolation import LAYERS, IsolationReport
 from sandbox.spec import FailureReason, FragmentResult, FragmentSpec, ResultTable
 from sandbox.wire import CancelOutcome, FragmentRequest
 from tests.agent import tickets
-from tests.agent.tickets import Minter, holder_section
+from tests.agent.conftest import agent_identity
+from tests.agent.tickets import HOLDER, ORGANISATION, Minter
 
 MINT = Minter()
 
@@ -61,10 +62,10 @@ def make_service(tmp_path: Path, **settings: Any) -> tuple[AgentService, Blockin
         "tls": {"cert": "c", "key": "k", "ca": "a"},
         "gateway_fingerprints": ["0" * 64],
         "assets": {"a": {"path": "a.csv"}},
-        "holder": holder_section(),
         "cache_dir": "cache",
         "pool_size": 0,
         "unsafe_enable_test_executor": True,
+        **agent_identity(tmp_path, ORGANISATION, HOLDER),
         **settings,
     }
     runner = BlockingRunner()

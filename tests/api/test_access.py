@@ -102,7 +102,29 @@ def test_sites_are_scoped_to_the_holder(base_url: str, world: World) -> None:
         "tls_fingerprint": "cc" * 32,
         "org_id": world.holder_b.org_id,
     }
-    assert a.post("/v1/sites", json=spoof).status_code == 404
+    refused = a.post("/v1/sites", json=spoof)
+    assert refused.status_code == 422
+    assert [f["loc"] for f in refused.json()["error"]["fields"]] == [["body", "org_id"]]
+
+
+def test_a_holder_cannot_claim_another_holders_agent(base_url: str, world: World) -> None:
+    claim = {"name": "s2", "grpc_address": "127.0.0.1:50062", "tls_fingerprint": "bb" * 32}
+    refused = client(base_url, world.holder_a_key).post("/v1/sites", json=claim)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["detail"] == (
+        "the agent at 127.0.0.1:50062 is endorsed by another organisation"
+    )
+    admin = client(base_url, world.admin_key).post("/v1/sites", json=claim)
+    assert admin.status_code == 403
+    seen_by_b = client(base_url, world.holder_b_key).get(
+        "/v1/audit/entries", params={"action": "site.register"}
+    )
+    attempts = [e["entry"] for e in seen_by_b.json()["items"] if e["entry"]["decision"] == "deny"]
+    assert [e["actor"]["org"] for e in attempts] == [world.holder_a.org_id]
+    assert attempts[0]["reasons"][0]["message"].endswith("endorsed by another organisation")
+    with world.services.ctx.store.read() as tx:
+        sites = tx.list_sites(org_id=None, after=None, limit=10)
+    assert {s.id for s in sites} == {world.site_a, world.site_b}
 
 
 def test_public_key_registration(base_url: str, world: World) -> None:

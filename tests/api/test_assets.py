@@ -161,7 +161,7 @@ def test_pagination_walks_every_asset_once(base_url: str, world: World) -> None:
 
 
 def test_registration_carries_a_verifiable_receipt(base_url: str, world: World) -> None:
-    from gateway.audit.errors import TraceError
+    from contracts.tlog.errors import TraceError
     from gateway.audit.receipt import verify_receipt
 
     a = client(base_url, world.holder_a_key)

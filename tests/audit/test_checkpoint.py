@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.audit.checkpoint import (
+from contracts.tlog.checkpoint import (
     Checkpoint,
     encode_verifier_key,
     join_notes,
@@ -23,7 +23,7 @@ from gateway.audit.checkpoint import (
     split_notes,
     verify_note,
 )
-from gateway.audit.errors import CheckpointError
+from contracts.tlog.errors import CheckpointError
 
 # golang.org/x/mod/sumdb/note documentation example (Ed25519 signatures are deterministic).
 GO_SIGNER_SEED = "AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.audit.errors import EntryError
-from gateway.audit.jcs import MAX_SAFE_INTEGER, canonical_json, format_number, loads_strict
+from contracts.tlog.errors import EntryError
+from contracts.tlog.jcs import MAX_SAFE_INTEGER, canonical_json, format_number, loads_strict
 
 # RFC 8785 Appendix B: IEEE 754 bit patterns and their ECMAScript serialisation.
 APPENDIX_B = [

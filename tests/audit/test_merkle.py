@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.audit.errors import ProofError
-from gateway.audit.merkle import (
+from contracts.tlog.errors import ProofError
+from contracts.tlog.merkle import (
     EMPTY_ROOT,
     NodeId,
     check_consistency,
@@ -21,7 +21,7 @@ from gateway.audit.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from gateway.audit.tree import MemoryTree
+from contracts.tlog.tree import MemoryTree
 from tests.audit.reference import mth, path, proof, ref_leaf_hash
 
 # RFC 6962 test data as used by certificate-transparency-go and transparency-dev/merkle.

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 
-from gateway.audit.jcs import canonical_json
-from gateway.audit.merkle import leaf_hash, root_from_leaf_hashes
+from contracts.tlog.jcs import canonical_json
+from contracts.tlog.merkle import leaf_hash, root_from_leaf_hashes
 from gateway.audit.pinpoint import pinpoint
 from gateway.audit.verify import verify_export
 from gateway.cli.audit import export_trace

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.audit.errors import ProofError
-from gateway.audit.merkle import (
+from contracts.tlog.errors import ProofError
+from contracts.tlog.merkle import (
     NodeId,
     consistency_proof,
     frontier_ids,
@@ -22,7 +22,7 @@ from gateway.audit.merkle import (
     leaf_hash,
     root_at,
 )
-from gateway.audit.tree import CompactRange, MemoryTree, TreeStore
+from contracts.tlog.tree import CompactRange, MemoryTree, TreeStore
 from tests.audit.reference import mth, path, proof
 
 

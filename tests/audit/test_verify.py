@@ -11,14 +11,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.audit.checkpoint import (
+from contracts.tlog.checkpoint import (
     Checkpoint,
     encode_verifier_key,
     join_notes,
     sign_checkpoint,
     split_notes,
 )
-from gateway.audit.errors import CheckpointError, ForkError, RollbackError, TamperedError
+from contracts.tlog.errors import CheckpointError, ForkError, RollbackError, TamperedError
+from contracts.tlog.tree import MemoryTree
 from gateway.audit.export import (
     CHECKPOINTS_FILE,
     ENTRIES_FILE,
@@ -26,7 +27,6 @@ from gateway.audit.export import (
     entry_leaf_hash,
     write_export,
 )
-from gateway.audit.tree import MemoryTree
 from gateway.audit.verify import VerifyReport, verify_export, verify_live_state
 
 ORIGIN = "blindgate.test/trace"

@@ -31,7 +31,6 @@ class SiteCreate(Strict):
     tls_fingerprint: str = Field(
         description="SHA-256 of the site certificate (DER), hex, colons allowed"
     )
-    org_id: str | None = Field(default=None, description="Admins only: the holder organisation.")
 
     @field_validator("grpc_address")
     @classmethod
@@ -55,6 +54,10 @@ class SiteOut(BaseModel):
     name: str
     grpc_address: str
     tls_fingerprint: str
+    agent_key: str | None = Field(
+        description="The agent's Ed25519 identity key its holder endorsed (base64); null for "
+        "a site registered before agents proved their holder"
+    )
     created_at: datetime
 
 

@@ -1,9 +1,23 @@
-"""Registration of holders' sites (where their agents and data live)."""
+"""Registration of holders' sites (where their agents and data live).
+
+Only a holder registers a site, and only a site whose agent proves that the holder's
+organisation endorsed it (:mod:`gateway.service.catalogue.claims`): no other organisation,
+and not the admin, can claim an agent.
+"""
 
 from __future__ import annotations
 
-from gateway.domain import Actor, Role, Site
-from gateway.errors import BlindgateError, NotFound, Unavailable, ValidationFailed
+from contracts.endorsement import CHALLENGE_SIZE
+from gateway.domain import Actor, Organisation, Role, Site
+from gateway.errors import (
+    BlindgateError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unavailable,
+    ValidationFailed,
+)
+from gateway.service.catalogue.claims import AgentProver, Claim, ClaimRefused, ask, verify_claim
 from gateway.service.catalogue.schemas import SiteAssetOut, SiteCreate, SiteHealthOut, SiteOut
 from gateway.service.core.access import hide_unless, require_role
 from gateway.service.core.context import PageRequest, ServiceContext, encode_cursor
@@ -11,6 +25,11 @@ from gateway.service.core.schemas import PageOut
 from gateway.service.core.tracing import Note, Tracer
 from gateway.siteclient.pool import SitePool
 from gateway.store import Tx
+
+NO_KEY = (
+    "your organisation has no registered signing key: register it (blindgate org set-key) "
+    "and endorse the agent with it (blindgate site endorse)"
+)
 
 
 def site_out(site: Site) -> SiteOut:
@@ -20,6 +39,7 @@ def site_out(site: Site) -> SiteOut:
         name=site.name,
         grpc_address=site.grpc_address,
         tls_fingerprint=site.tls_fingerprint,
+        agent_key=site.agent_key,
         created_at=site.created_at,
     )
 
@@ -27,38 +47,87 @@ def site_out(site: Site) -> SiteOut:
 class Sites:
     """Use cases for sites. Operators never see sites: they reveal where data lives."""
 
-    def __init__(self, ctx: ServiceContext, tracer: Tracer, pool: SitePool | None) -> None:
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        tracer: Tracer,
+        pool: SitePool | None,
+        prover: AgentProver | None = None,
+    ) -> None:
         self.ctx = ctx
         self.tracer = tracer
         self.pool = pool
+        self.prover: AgentProver | None = prover or pool
 
     def register(self, actor: Actor, body: SiteCreate) -> SiteOut:
-        def work(tx: Tx, note: Note) -> SiteOut:
-            require_role(actor, Role.HOLDER, Role.ADMIN)
-            if actor.role == Role.HOLDER:
-                if body.org_id not in (None, actor.org_id):
-                    raise NotFound("no such organisation")
-                org_id = actor.org_id
-            else:
-                if body.org_id is None:
-                    raise ValidationFailed("org_id is required when an admin registers a site")
-                org_id = body.org_id
-            if tx.get_org(org_id) is None:
+        """Register a site for the holder's organisation once its agent has proven that the
+        organisation endorsed it; every refusal is traced."""
+        note = Note(target={"address": body.grpc_address})
+        try:
+            if actor.role != Role.HOLDER:
+                raise Forbidden(
+                    "sites are registered by their holder: its agent proves the holder's key "
+                    "endorsed it"
+                )
+            with self.ctx.store.read() as tx:
+                org = tx.get_org(actor.org_id)
+            if org is None:
                 raise NotFound("no such organisation")
+            claim = self._claim(org, body)
+        except ClaimRefused as exc:
+            note.subject_org = exc.owner
+            self.tracer.deny(actor, "site.register", exc, note, request=body)
+            raise
+        except BlindgateError as exc:
+            self.tracer.deny(actor, "site.register", exc, note, request=body)
+            raise
+
+        def work(tx: Tx, note: Note) -> SiteOut:
+            current = tx.get_org(org.id)
+            if current is None or current.public_key != org.public_key:
+                raise Conflict("the organisation's signing key changed meanwhile; try again")
             site = Site(
                 id=self.ctx.ids.new("site"),
-                org_id=org_id,
+                org_id=org.id,
                 name=body.name,
                 grpc_address=body.grpc_address,
                 tls_fingerprint=body.tls_fingerprint,
                 created_at=self.ctx.clock.now(),
+                agent_key=claim.agent_key,
             )
             tx.add_site(site)
             note.target["site"] = site.id
-            note.subject_org = org_id
+            note.subject_org = org.id
+            note.detail = {"agent_key": claim.agent_key}
             return site_out(site)
 
-        return self.tracer.write(actor, "site.register", work, request=body)[0]
+        return self.tracer.write(
+            actor, "site.register", work, request=body, target={"address": body.grpc_address}
+        )[0]
+
+    def _claim(self, org: Organisation, body: SiteCreate) -> Claim:
+        """Challenge the agent at the address being registered and check its proof."""
+        if org.public_key is None:
+            raise ValidationFailed(NO_KEY)
+        if self.prover is None:
+            raise Unavailable("site connections are not configured")
+        challenge = self.ctx.random.bytes(CHALLENGE_SIZE)
+        proof = ask(self.prover, body.grpc_address, body.tls_fingerprint, challenge)
+
+        def key_of(org_id: str) -> str | None:
+            with self.ctx.store.read() as tx:
+                found = tx.get_org(org_id)
+            return found.public_key if found is not None else None
+
+        return verify_claim(
+            proof,
+            address=body.grpc_address,
+            fingerprint=body.tls_fingerprint,
+            challenge=challenge,
+            org_id=org.id,
+            org_key=org.public_key,
+            key_of=key_of,
+        )
 
     def _scope(self, actor: Actor) -> str | None:
         require_role(actor, Role.HOLDER, Role.ADMIN, Role.AUDITOR)

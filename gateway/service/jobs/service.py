@@ -16,7 +16,7 @@ from typing import Any
 
 from contracts import LicenceError, decode_public_key
 from contracts.tickets import ApprovalStatement, canonical, verify_statement
-from gateway.audit.merkle import leaf_hash
+from contracts.tlog.merkle import leaf_hash
 from gateway.domain import (
     TERMINAL_STATES,
     Actor,

@@ -15,13 +15,13 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.audit.checkpoint import (
+from contracts.tlog.checkpoint import (
     encode_verifier_key,
     parse_and_verify_checkpoint,
     sign_checkpoint,
 )
-from gateway.audit.errors import ProofError
-from gateway.audit.merkle import consistency_proof, inclusion_proof, root_at
+from contracts.tlog.errors import ProofError
+from contracts.tlog.merkle import consistency_proof, inclusion_proof, root_at
 from gateway.clock import Clock
 from gateway.domain import PendingTrace
 from gateway.store import Store

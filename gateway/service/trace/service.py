@@ -6,8 +6,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from gateway.audit.errors import ProofError
-from gateway.audit.merkle import leaf_hash
+from contracts.tlog.errors import ProofError
+from contracts.tlog.merkle import leaf_hash
 from gateway.domain import Actor, PendingTrace, Role, StoredTrace
 from gateway.errors import BadPagination, BadRequest, NotFound, ValidationFailed
 from gateway.service.core.access import require_role
@@ -27,11 +27,12 @@ from gateway.service.trace.schemas import (
 
 def _scope(actor: Actor) -> dict[str, str]:
     """Which entries a role sees: auditors all; holders those on their organisation's
-    objects; operators and admins their organisation's own actions."""
+    objects (every job on one of their assets included); operators and admins their
+    organisation's own actions."""
     if actor.role == Role.AUDITOR:
         return {}
     if actor.role == Role.HOLDER:
-        return {"subject_org": actor.org_id}
+        return {"holder_org": actor.org_id}
     return {"actor_org": actor.org_id}
 
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from gateway.audit.checkpoint import parse_and_verify_checkpoint
-from gateway.audit.merkle import root_at
+from contracts.tlog.checkpoint import parse_and_verify_checkpoint
+from contracts.tlog.merkle import root_at
 from gateway.domain import Actor, Role
 from gateway.service.brakes.service import Brakes
 from gateway.service.core.access import require_role

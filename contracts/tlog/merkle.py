@@ -21,7 +21,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from gateway.audit.errors import ProofError
+from contracts.tlog.errors import ProofError
 
 HASH_SIZE = 32
 """Length in bytes of every hash in the tree (SHA-256)."""

@@ -32,8 +32,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from gateway.audit.errors import CheckpointError
-from gateway.audit.merkle import HASH_SIZE, MAX_TREE_SIZE
+from contracts.tlog.errors import CheckpointError
+from contracts.tlog.merkle import HASH_SIZE, MAX_TREE_SIZE
 
 ED25519_ALGORITHM = 0x01
 """Signed-note signature type byte for Ed25519."""

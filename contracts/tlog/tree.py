@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from gateway.audit.errors import ProofError
-from gateway.audit.merkle import (
+from contracts.tlog.errors import ProofError
+from contracts.tlog.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
     NodeFetcher,

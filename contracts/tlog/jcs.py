@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from gateway.audit.errors import EntryError
+from contracts.tlog.errors import EntryError
 
 MAX_SAFE_INTEGER = 2**53 - 1
 """Largest integer that every JSON implementation (IEEE 754 doubles) represents exactly."""
