@@ -176,6 +176,16 @@ def _store(config_path: Path) -> tuple[Any, Any]:
     return config, HeldOutputs(config.state)
 
 
+def printable(data: bytes) -> str:
+    """A held file as text a terminal shows but does not obey: every control character
+    but newline and tab escaped (a job's output may try to drive the reviewer's terminal)."""
+    text = data.decode("utf-8", "replace")
+    return "".join(
+        c if c in "\n\t" or not (ord(c) < 32 or 127 <= ord(c) < 160) else f"\\x{ord(c):02x}"
+        for c in text
+    )
+
+
 CONFIG = click.option(
     "--config",
     "config_path",
@@ -225,7 +235,7 @@ def outputs_show(config_path: Path, fragment: str, path: str | None) -> None:
             fail(f"no outputs held for {fragment}")
         if path is not None:
             try:
-                click.echo(store.read(held, path).decode("utf-8", "replace"), nl=False)
+                click.echo(printable(store.read(held, path)), nl=False)
             except KeyError:
                 fail(f"{fragment} has no file {path}")
             return
@@ -236,10 +246,10 @@ def outputs_show(config_path: Path, fragment: str, path: str | None) -> None:
         if held.detail.get("checks"):
             click.echo(f"checks    {', '.join(held.detail['checks'])}")
         if held.reason or held.reviewer:
-            click.echo(f"decided   by {held.reviewer}: {held.reason}")
+            click.echo(f"decided   by {held.reviewer}: {printable(held.reason.encode())}")
         click.echo(f"outputs   {held.outputs_sha256}")
         for item in held.files:
-            click.echo(f"  {item.size:>9}  {item.sha256[:16]}  {item.path}")
+            click.echo(f"  {item.size:>9}  {item.sha256[:16]}  {printable(item.path.encode())}")
     finally:
         store.close()
 

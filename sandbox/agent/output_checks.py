@@ -1,6 +1,7 @@
 """The automatic checks a Python job's outputs pass before anyone reviews them.
 
-Every file the job wrote must be of a type the policy lists (by its extension), parse as
+Every file the job wrote must have a plain name (no control characters; ``::`` is kept for
+the logs), be of a type the policy lists (by its extension), parse as
 that type (UTF-8 text; CSV; JSON; a PNG signature) and hold no value of an identifier
 column of the asset, nor, on one line (a CSV row, a line of text, one JSON object), the
 complete combination of a row's quasi-identifier values: either would show a person.
@@ -94,6 +95,11 @@ def check_outputs(
     problems: list[str] = []
     needs_review = False
     for kind, path, data in files:
+        if kind == "output" and (
+            path.startswith("::") or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in path)
+        ):
+            problems.append("output_name:" + path.encode("unicode_escape").decode("ascii"))
+            continue
         suffix = "txt" if kind != "output" else _suffix(path)
         if kind == "output" and suffix not in allowed:
             problems.append(f"output_type:{path}")

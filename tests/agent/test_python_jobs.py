@@ -147,6 +147,9 @@ def test_outputs_holding_identifiers_or_quasi_identifier_rows_are_rejected(
     ticket, outcome = run(site, named)
     assert state_of(outcome) == "rejected"
     assert "output_identifier:x.txt" in site.fetch_outputs(ticket.fragment_id).reason
+    shadow = job("open('outputs/::stdout.txt', 'w').write('all is well')")
+    ticket, outcome = run(site, shadow)
+    assert "output_name:::stdout.txt" in site.fetch_outputs(ticket.fragment_id).reason
     wrong_type = job("open('outputs/x.exe', 'wb').write(b'MZ')")
     ticket, outcome = run(site, wrong_type)
     assert "output_type:x.exe" in site.fetch_outputs(ticket.fragment_id).reason

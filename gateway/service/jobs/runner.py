@@ -29,6 +29,7 @@ from gateway.service.core.tracing import Note, Tracer
 from gateway.service.governance.ledger import Ledger
 from gateway.service.jobs.decide import JobDecider
 from gateway.service.jobs.kind import FailureCode, JobFailed, JobHeld, SiteResult, SiteStep
+from gateway.service.jobs.review import HeldJobs
 from gateway.service.jobs.service import JobService
 from gateway.service.jobs.support import covering_licences
 from gateway.service.jobs.tickets import fragment_id, ticket_for
@@ -44,7 +45,7 @@ StageObserver = Callable[[str, float], None]
 """Told the name and duration (seconds) of each stage of each job the runner runs."""
 
 
-class JobRunner:
+class JobRunner(HeldJobs):
     """One runner per gateway process; several may share one PostgreSQL."""
 
     def __init__(
@@ -292,95 +293,6 @@ class JobRunner:
                     except Exception as exc:  # the site may be gone; the job is over anyway
                         log.warning("cancel of %s failed: %s", fragment_id, type(exc).__name__)
                 raise JobFailed(FailureCode.CANCELLED)
-
-    def _hold(self, job: Job, actor: Actor, detail: dict[str, Any]) -> None:
-        """The sites hold the job's results for their holders' review: park the job."""
-
-        def work(tx: Tx, note: Note) -> None:
-            note.target.update(job=job.id, assets=job.asset_ids)
-            note.subject_org = next(iter(tx.job_holders(job.id).values()), None)
-            note.detail = detail
-            if not tx.update_job(
-                job.id,
-                [JobState.RUNNING],
-                lease_owner=self.owner,
-                state=JobState.IN_REVIEW,
-                lease_until=None,
-                updated_at=self.ctx.clock.now(),
-            ):
-                raise InvalidState("the job was cancelled or taken over before it was held")
-
-        self.tracer.write(actor, "job.run", work)
-
-    def review_held(self) -> int:
-        """Ask the sites about every job whose results they hold; release or fail those
-        their holders decided.  Returns how many jobs were settled."""
-        if not self._review_lock.acquire(blocking=False):
-            return 0
-        settled = 0
-        try:
-            self._reviewed_at = time.monotonic()
-            with self.ctx.store.read() as tx:
-                held = tx.list_jobs(states=[JobState.IN_REVIEW], limit=100)
-            for job in held:
-                try:
-                    settled += self._review(job)
-                except Exception as exc:  # one site's trouble must not stop the others
-                    log.warning("review of job %s: %s", job.id, type(exc).__name__)
-        finally:
-            self._review_lock.release()
-        return settled
-
-    def _review(self, job: Job) -> int:
-        actor = Actor(job.principal_id, job.operator_org_id, Role.OPERATOR)
-        kind = self.decider.kind(job.kind)
-        with self.ctx.store.read() as tx:
-            assets: list[Asset] = [a for a in (tx.get_asset(i) for i in job.asset_ids) if a]
-            sites = {a.id: tx.get_site(a.site_id) for a in assets}
-            cover = covering_licences(tx, job)
-        answers = []
-        for asset in assets:
-            site = sites.get(asset.id)
-            if site is None:
-                raise JobFailed(FailureCode.SITE_MISSING)
-            client = self.pool.client(site)
-            answers.append((asset, client.fetch_outputs(fragment_id(job, asset), timeout=30)))
-        try:
-            result = kind.reviewed(job, answers)
-        except JobFailed as failed:
-            self._trace_review(job, actor, answers)
-            self._fail(job, actor, failed.code, failed.reasons, expected=JobState.IN_REVIEW)
-            return 1
-        if result is None:
-            return 0
-        self._trace_review(job, actor, answers)
-        began = time.monotonic()
-        self._release(job, actor, result, cover, 0.0, 0.0, expected=JobState.IN_REVIEW)
-        if self.observe is not None:
-            self.observe("release after review", time.monotonic() - began)
-        return 1
-
-    def _trace_review(self, job: Job, actor: Actor, answers: list[tuple[Asset, Any]]) -> None:
-        """``job.review``: each site's decision, reviewer and output hashes."""
-
-        def work(tx: Tx, note: Note) -> None:
-            note.target.update(job=job.id, assets=job.asset_ids)
-            note.subject_org = next(iter(tx.job_holders(job.id).values()), None)
-            note.decision = "allow" if all(a.state == "released" for _, a in answers) else "deny"
-            note.detail = {
-                "sites": [
-                    {
-                        "asset": asset.id,
-                        "state": answer.state,
-                        "reviewer": answer.reviewer,
-                        "outputs_sha256": answer.outputs_sha256,
-                        "outputs": {f.path: f.sha256 for f in answer.files},
-                    }
-                    for asset, answer in answers
-                ]
-            }
-
-        self.tracer.write(actor, "job.review", work)
 
     @contextlib.contextmanager
     def _stage(self, name: str) -> Iterator[None]:
