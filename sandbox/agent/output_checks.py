@@ -81,10 +81,8 @@ def _person(line: list[str], sensitive: Sensitive) -> str | None:
     hashed = {sensitive.digest(token) for token in tokens}
     if hashed & sensitive.identifiers:
         return "identifier"
-    if sensitive.width and len(hashed) >= sensitive.width:
-        for combination in sensitive.combinations:
-            if hashed.issuperset(combination):
-                return "quasi_identifiers"
+    if sensitive.width and len(hashed) >= sensitive.width and sensitive.combination_in(hashed):
+        return "quasi_identifiers"
     return None
 
 

@@ -23,7 +23,7 @@ import os
 import secrets
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -60,6 +60,20 @@ class Sensitive:
     combinations: frozenset[tuple[str, ...]]
     width: int
     """How many quasi-identifier columns a combination holds (0: none are kept)."""
+    by_first: dict[str, list[frozenset[str]]] = field(default_factory=dict)
+    """Each combination under its first (smallest) hash: a line holding a combination holds
+    that hash, so only its candidates are compared."""
+
+    def __post_init__(self) -> None:
+        if not self.by_first:
+            for combination in self.combinations:
+                self.by_first.setdefault(combination[0], []).append(frozenset(combination))
+
+    def combination_in(self, hashed: set[str]) -> bool:
+        """Whether ``hashed`` (one line's token hashes) holds a complete combination."""
+        return any(
+            candidate <= hashed for token in hashed for candidate in self.by_first.get(token, ())
+        )
 
     def digest(self, token: str) -> str:
         return hmac.new(self.key, normalise(token).encode(), hashlib.sha256).hexdigest()[:32]
