@@ -196,6 +196,20 @@ def test_a_pysyft_user_tests_on_the_mock_submits_and_fetches_the_released_output
         assert got.exit_code == 0, got.output
         header = mock.read_text().splitlines()[0]
         assert header == "patient_id,district,age,los_days"
+        generated = mock.read_text().splitlines()[1:]
+        assert all(line.split(",")[1] in ("north", "south", "east") for line in generated)
+        assert all(0 <= int(line.split(",")[3]) <= 30 for line in generated)  # clip bounds
+        holder = fed.built.holders[0]
+        own = tmp_path / "own-mock.csv"
+        own.write_text(header + "\nMOCK1,north,40,3\nMOCK2,south,50,4\n")
+        bad = tmp_path / "bad-mock.csv"
+        bad.write_text("patient_id,diagnosis\nx,y\n")
+        holder_base = ["--url", url, "--api-key", holder.api_key]
+        refused = runner.invoke(cli, ["python", "mock-set", asset, str(bad), *holder_base])
+        assert refused.exit_code == 1 and "header" in refused.output
+        set_by_holder = runner.invoke(cli, ["python", "mock-set", asset, str(own), *holder_base])
+        assert set_by_holder.exit_code == 0, set_by_holder.output
+        assert runner.invoke(cli, ["python", "mock", asset, *base]).output == own.read_text()
         tested = runner.invoke(
             cli, ["python", "test", str(code), "--mock", str(mock), "--dataset", "admissions"]
         )
