@@ -451,7 +451,7 @@ def describe(admitted: Admitted) -> dict[str, Any]:
     else:
         assert admitted.he is not None
         program = json.dumps(admitted.he.site_program(), sort_keys=True)
-    return {
+    described = {
         "job": job.id,
         "kind": job.kind,
         "epsilon": job.epsilon,
@@ -459,3 +459,8 @@ def describe(admitted: Admitted) -> dict[str, Any]:
         "job_sha256": job.digest,
         "program_sha256": hashlib.sha256(program.encode()).hexdigest(),
     }
+    if admitted.python is not None:
+        spec = job.spec or {}
+        described["code_hash"] = spec.get("code_hash")
+        described["pre_approved"] = admitted.python.pre_approved
+    return described
