@@ -85,6 +85,9 @@ class FragmentSpec:
     asset_path: Path
     input_dir: Path | None = None
     limits: Limits = field(default_factory=Limits)
+    writable_input: str | None = None
+    """A directory inside ``input_dir`` mounted as a capped tmpfs (a Python job's
+    ``outputs/``); namespace sandboxes only."""
 
 
 @dataclass(frozen=True)
