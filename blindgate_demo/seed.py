@@ -49,7 +49,7 @@ columns:
     clip: {lower: 0, upper: 50000}
   diagnosis: {control: never}
 jobs:
-  kinds: [sql_aggregate, he_aggregate, he_linear]
+  kinds: [sql_aggregate, he_aggregate, he_linear, python]
   aggregates: [count, sum, avg]
   purposes: [public-health-research]
   min_group_size: 10
@@ -59,6 +59,30 @@ jobs:
 privacy:
   epsilon_per_job_max: 1.0
   budget: {epsilon: 10, delta: 1.0e-6, period_days: 30}
+python:                          # syft-rds job folders, reviewed by the hospital
+  columns: [district, sex, age, admitted, los_days, cost]
+  outputs: {types: [csv, json, txt], max_files: 10, max_file_bytes: 1048576}
+  limits: {wall_seconds: 120, cpu_seconds: 60, memory_bytes: 536870912}
+  release: review
+"""
+
+PYSYFT_JOB = """\
+import csv
+import json
+import os
+
+import syft as sy
+
+path = sy.resolve_dataset_file_path("admissions")
+stays = {}
+with open(path, newline="") as handle:
+    for row in csv.DictReader(handle):
+        stays.setdefault(row["district"], []).append(float(row["los_days"]))
+os.makedirs("outputs", exist_ok=True)
+summary = {d: round(sum(v) / len(v), 1) for d, v in sorted(stays.items()) if len(v) >= 50}
+with open("outputs/mean_stay.json", "w") as out:
+    json.dump(summary, out, indent=1)
+print("districts summarised:", len(summary))
 """
 
 
@@ -105,7 +129,7 @@ def seed(
         holders=HOSPITALS,
         tables=[table],
         licensing=Licensing(
-            job_kinds=["sql_aggregate", "he_aggregate", "he_linear"],
+            job_kinds=["sql_aggregate", "he_aggregate", "he_linear", "python"],
             purposes=[PURPOSE],
             prefix="lic-demo-",
             valid_days=90,
@@ -121,9 +145,13 @@ def seed(
 
 
 def write_examples(directory: Path, asset_id: str) -> None:
-    """Sample files for the walkthrough: a policy and two job descriptions."""
+    """Sample files for the walkthrough: a policy, two job descriptions and a PySyft
+    job's code."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "admissions-policy.yaml").write_text(POLICY)
+    code = directory / "pysyft-job"
+    code.mkdir(exist_ok=True)
+    (code / "main.py").write_text(PYSYFT_JOB)
 
     def job(purpose: str, columns: list[dict[str, str]]) -> str:
         return (
@@ -159,7 +187,8 @@ def write_env(path: Path, fed: Federation, url: str) -> None:
         f"export BLINDGATE_URL={url}\n"
         f"export ADMIN_KEY={fed.admin_key}\n"
         f"export HOLDER_KEY={first.api_key}\n"
-        f"export OPERATOR_KEY={fed.operator_key}\n"
+        + "".join(f"export {h.party.slug.upper()}_KEY={h.api_key}\n" for h in fed.holders)
+        + f"export OPERATOR_KEY={fed.operator_key}\n"
         f"export AUDITOR_KEY={fed.auditor_key}\n"
         f"export ASSET_ID={first.assets['admissions']}\n"
         f"export SITE_ID={first.site_id}\n"

@@ -17,7 +17,9 @@ never be replayed for another:
   signed (a site refuses a policy older than the newest it has seen for the asset);
 * an approval: ``b"blindgate/approval/v1\\0" + canonical(ApprovalStatement)`` — the job's
   digest, the approving principal and the holder organisation;
-* a revocation: ``b"blindgate/revocation/v1\\0" + canonical(RevocationStatement)``.
+* a revocation: ``b"blindgate/revocation/v1\\0" + canonical(RevocationStatement)``;
+* a review of a Python job's outputs held at a site:
+  ``b"blindgate/review/v1\\0" + canonical(ReviewStatement)``.
 
 Licence offers are signed as in :mod:`contracts.signing`.
 """
@@ -41,6 +43,7 @@ from contracts.terms import rfc3339_utc
 POLICY_CONTEXT: Final = b"blindgate/policy/v1\x00"
 APPROVAL_CONTEXT: Final = b"blindgate/approval/v1\x00"
 REVOCATION_CONTEXT: Final = b"blindgate/revocation/v1\x00"
+REVIEW_CONTEXT: Final = b"blindgate/review/v1\x00"
 MAX_TICKET_BYTES: Final = 24 * 1024 * 1024
 
 Text = Annotated[str, Field(min_length=1, max_length=200)]
@@ -112,13 +115,34 @@ class RevocationStatement(_Frozen):
     signed_at: AwareDatetime
 
 
+class ReviewStatement(_Frozen):
+    """A holder's review of the outputs a Python job left at one site: release them to
+    the operator, or reject them with a reason the operator is shown.
+
+    ``outputs_sha256`` is the SHA-256 of the held outputs' manifest (``sha256sum`` form),
+    so a signature releases exactly the files the reviewer saw.
+    """
+
+    version: Literal[1] = 1
+    holder_org_id: Text
+    reviewer: Text
+    fragment_id: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")
+    job_id: Text
+    job_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    outputs_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    decision: Literal["release", "reject"]
+    reason: str = Field(default="", max_length=1000)
+    signed_at: AwareDatetime
+
+
 _CONTEXTS: Final = {
     PolicyStatement: POLICY_CONTEXT,
     ApprovalStatement: APPROVAL_CONTEXT,
     RevocationStatement: REVOCATION_CONTEXT,
+    ReviewStatement: REVIEW_CONTEXT,
 }
 
-Statement = PolicyStatement | ApprovalStatement | RevocationStatement
+Statement = PolicyStatement | ApprovalStatement | RevocationStatement | ReviewStatement
 
 
 def sign_statement(statement: Statement, key: Ed25519PrivateKey) -> str:
@@ -156,7 +180,9 @@ class JobStatement(_Frozen):
     sql: str = Field(default="", max_length=20_000)
     spec: dict[str, Any] | None = None
     purpose: Text
-    epsilon: float = Field(gt=0)
+    epsilon: float = Field(ge=0)
+    """More than 0 for every kind but ``python``, which spends none (the policy engine
+    refuses any other combination)."""
     delta: float = Field(ge=0, lt=1)
     asset_ids: tuple[Text, ...] = Field(min_length=1, max_length=50)
     licence_ids: tuple[Text, ...] = Field(max_length=50)

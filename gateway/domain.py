@@ -276,6 +276,8 @@ class JobState(StrEnum):
     PENDING_APPROVAL = "pending_approval"
     QUEUED = "queued"
     RUNNING = "running"
+    IN_REVIEW = "in_review"
+    """Ran at the sites; the outputs are held there until their holders review them."""
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"

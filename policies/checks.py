@@ -7,6 +7,7 @@ status or a missing counter produces a reason, never silence.
 from __future__ import annotations
 
 from policies.budget import fits, remaining
+from policies.python import KIND, check_not_private, check_python
 from policies.reasons import Reasons, listing
 from policies.request import AssetContext, EvaluationRequest
 
@@ -46,7 +47,11 @@ def check_asset(out: Reasons, ctx: AssetContext, req: EvaluationRequest) -> None
             subject=facts.privacy_unit,
         )
     _check_job_rules(out, ctx, req)
-    _check_budget(out, ctx, req)
+    if req.job_kind == KIND:
+        check_python(out, aid, policy.python, req.python)
+        check_not_private(out, aid, req.epsilon, req.delta)
+    else:
+        _check_budget(out, ctx, req)
 
 
 def _check_job_rules(out: Reasons, ctx: AssetContext, req: EvaluationRequest) -> None:

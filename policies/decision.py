@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from policies.model import Approval, ApprovalMode, ClipBounds, JobKind, KeyValue
+from policies.python import PythonGrant
 
 
 class _Frozen(BaseModel):
@@ -41,7 +42,7 @@ class EffectiveParameters(_Frozen):
     """
 
     job_kind: JobKind
-    epsilon: float = Field(gt=0)
+    epsilon: float = Field(ge=0)
     delta: float = Field(ge=0, lt=1)
     min_group_size: int = Field(ge=2)
     max_rows_per_unit: int = Field(ge=1)
@@ -59,6 +60,9 @@ class EffectiveParameters(_Frozen):
     threshold_share: float = Field(default=0.5, gt=0, lt=1)
     """Part of ε spent on the count of people that decides which groups are released."""
     max_noisy_quantities: int = Field(default=20, ge=1)
+    python: Mapping[str, PythonGrant] = Field(default_factory=dict)
+    """A Python job's grant on each asset: its columns, outputs, limits and whether its
+    code is approved in advance."""
 
 
 class Decision(_Frozen):

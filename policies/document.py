@@ -190,6 +190,20 @@ def load_policy_for(text: str, asset: AssetShape) -> Policy:
             problem = _domain_problem(rule.keys, kind)
             if problem:
                 issues.append(source.issue(("columns", name, "keys"), problem))
+    if policy.python is not None:
+        for index, name in enumerate(policy.python.columns):
+            found = asset.columns.get(name)
+            spot: tuple[str | int, ...] = ("python", "columns", index)
+            if found is None:
+                issues.append(source.issue(spot, f"'{name}' is not a column of the asset"))
+            elif found[1] == "identifier":
+                issues.append(
+                    source.issue(
+                        spot,
+                        f"'{name}' is an identifier: a Python job's copy of the asset never "
+                        "holds one (its code could write it out row by row)",
+                    )
+                )
     if issues:
         raise PolicyDocumentError(issues)
     return policy

@@ -18,7 +18,8 @@ from policies.columns import UNBOUNDED_OK, check_column_use
 from policies.combine import combine
 from policies.decision import Decision, EffectiveParameters, Reason
 from policies.errors import render_path
-from policies.model import ClipBounds, KeyValue
+from policies.model import APPROVAL_RANK, ClipBounds, KeyValue
+from policies.python import KIND, PythonGrant, approval_for, grant
 from policies.reasons import REASONS, Reasons
 from policies.request import EvaluationRequest
 
@@ -122,6 +123,19 @@ def _parameters(req: EvaluationRequest) -> EffectiveParameters:
             raise ValueError(f"no privacy unit for {aid}")
         units[aid] = ctx.facts.privacy_unit
     domains = _declared_domains(req)
+    approvals = {aid: ctx.policy.jobs.approval for aid, ctx in contexts.items()}
+    python: dict[str, PythonGrant] = {}
+    mode = rules.approval_mode
+    if req.job_kind == KIND:
+        facts = req.python
+        if facts is None:
+            raise ValueError("a Python job without its code")
+        for aid, ctx in contexts.items():
+            if ctx.policy.python is None:
+                raise ValueError(f"no python rules for {aid}")
+            python[aid] = grant(ctx.policy.python, facts)
+            approvals[aid] = approval_for(approvals[aid], python[aid])
+        mode = max((a.mode for a in approvals.values()), key=APPROVAL_RANK.__getitem__)
     return EffectiveParameters(
         key_domains=domains,
         keys_declared=bool(domains) or not req.group_keys,
@@ -135,8 +149,9 @@ def _parameters(req: EvaluationRequest) -> EffectiveParameters:
         max_groups=rules.max_groups,
         clip=clip,
         privacy_units=units,
-        approval_mode=rules.approval_mode,
-        approvals={aid: ctx.policy.jobs.approval for aid, ctx in contexts.items()},
+        approval_mode=mode,
+        approvals=approvals,
+        python=python,
         approval_expires_after_hours=rules.approval_expires_after_hours,
     )
 

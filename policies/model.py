@@ -7,6 +7,7 @@ so a policy built in code obeys the same rules as one loaded from a file.
 
 from __future__ import annotations
 
+import re
 import zoneinfo
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
@@ -15,9 +16,10 @@ from typing import Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Control = Literal["never", "join_key", "filter", "group_by", "aggregate", "plain"]
-JobKind = Literal["sql_aggregate", "he_aggregate", "he_linear"]
+JobKind = Literal["sql_aggregate", "he_aggregate", "he_linear", "python"]
 AggregateFunction = Literal["count", "sum", "avg", "variance", "stddev", "min", "max"]
 ApprovalMode = Literal["auto", "manual", "quorum"]
+OutputType = Literal["csv", "json", "txt", "md", "png"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 WEEKDAYS: Final[tuple[Weekday, ...]] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -34,6 +36,7 @@ KEYED_CONTROLS: Final[frozenset[Control]] = frozenset({"group_by", "plain"})
 MAX_DOMAIN_KEYS: Final = 10_000
 KeyValue = str | int
 
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _CLOCK_START = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 _CLOCK_END = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
 
@@ -254,6 +257,97 @@ class JobRules(_Frozen):
     time_windows: tuple[TimeWindow, ...] = ()
 
 
+class PythonOutputs(_Frozen):
+    """What a Python job may leave in its ``outputs/`` folder for review."""
+
+    types: tuple[OutputType, ...] = Field(default=("csv", "json", "txt"), min_length=1)
+    max_files: int = Field(default=10, ge=1, le=100)
+    max_file_bytes: int = Field(default=1024 * 1024, ge=1, le=16 * 1024 * 1024)
+    max_total_bytes: int = Field(default=4 * 1024 * 1024, ge=1, le=16 * 1024 * 1024)
+
+
+class PythonLimits(_Frozen):
+    """The sandbox limits of one Python job at one site (the site's own limits still cap
+    them)."""
+
+    wall_seconds: int = Field(default=120, ge=1, le=3600)
+    cpu_seconds: int = Field(default=60, ge=1, le=3600)
+    memory_bytes: int = Field(default=512 * 1024 * 1024, ge=64 * 1024 * 1024, le=16 * 1024**3)
+
+
+class CodeFile(_Frozen):
+    """One file of pre-approved code, as ``syft-bg`` lists it (``path`` is where syft-bg
+    keeps its copy; Blindgate checks the hash)."""
+
+    relative_path: str = Field(min_length=1, max_length=512)
+    hash: str = Field(pattern=r"^(sha256:)?[0-9a-f]{64}$")
+    path: str | None = Field(default=None, max_length=1024)
+
+    @property
+    def sha256(self) -> str:
+        return self.hash.removeprefix("sha256:")
+
+
+class AutoApproval(_Frozen):
+    """A ``syft-bg`` auto-approval object: files whose content is fixed by hash, files
+    whose name alone is fixed, and (optionally) the operators it applies to."""
+
+    file_contents: tuple[CodeFile, ...] = ()
+    file_paths: tuple[str, ...] = ()
+    peers: tuple[str, ...] = ()
+    """Operator organisations this object approves code for (any, when empty)."""
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> AutoApproval:
+        if not self.file_contents:
+            raise ValueError("an auto-approval object fixes at least one file by its hash")
+        return self
+
+
+class AutoApprovals(_Frozen):
+    """``syft-bg``'s ``auto_approvals`` section, as a holder's existing allow-list."""
+
+    enabled: bool = True
+    objects: Mapping[str, AutoApproval] = Field(default_factory=dict)
+
+
+class ApprovedCode(_Frozen):
+    """Code the holder approved in advance: whole code hashes, or syft-bg objects."""
+
+    code_hashes: tuple[str, ...] = ()
+    auto_approvals: AutoApprovals = AutoApprovals()
+
+    @field_validator("code_hashes")
+    @classmethod
+    def _hex(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if not _SHA256_HEX.match(item.removeprefix("sha256:")):
+                raise ValueError("a code hash is 64 lowercase hex digits")
+        return tuple(item.removeprefix("sha256:") for item in value)
+
+
+class PythonRules(_Frozen):
+    """How Python jobs (syft-rds job folders) run on the asset.
+
+    ``columns`` are the only columns a job's copy of the asset holds; ``release`` says
+    whether outputs of pre-approved code are released after the automatic checks
+    (``approved_code``) or always wait for the holder's review (``review``).
+    """
+
+    columns: tuple[str, ...] = Field(min_length=1, max_length=4096)
+    outputs: PythonOutputs = PythonOutputs()
+    limits: PythonLimits = PythonLimits()
+    approved_code: ApprovedCode = ApprovedCode()
+    release: Literal["review", "approved_code"] = "review"
+
+    @field_validator("columns")
+    @classmethod
+    def _unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("python.columns must be unique")
+        return value
+
+
 class Budget(_Frozen):
     """The privacy budget of the asset over a rolling period."""
 
@@ -309,6 +403,17 @@ class Policy(_Frozen):
     columns: Mapping[str, ColumnRule]
     jobs: JobRules
     privacy: PrivacyRules
+    python: PythonRules | None = None
+    """How Python jobs run on the asset (needed when ``jobs.kinds`` lists ``python``)."""
+
+    @model_validator(mode="after")
+    def _python_rules_when_allowed(self) -> Policy:
+        if "python" in self.jobs.kinds and self.python is None:
+            raise ValueError(
+                "jobs.kinds lists python: the policy needs a python section naming the "
+                "columns Python jobs may read"
+            )
+        return self
 
     @property
     def empty_rule_sets(self) -> tuple[str, ...]:

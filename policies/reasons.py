@@ -140,6 +140,16 @@ REASONS: Final[Mapping[str, ReasonInfo]] = {
         "The job has more groups than the policy allows",
         "Group by fewer or coarser keys.",
     ),
+    "python_rules_missing": ReasonInfo(
+        "The asset's policy has no rules for Python jobs",
+        "Ask the holder to add a python section (the columns Python jobs may read) to the "
+        "policy, or use another job kind.",
+    ),
+    "python_not_private": ReasonInfo(
+        "Python jobs spend no privacy budget",
+        "Submit the Python job with epsilon 0 and delta 0: its outputs are reviewed by the "
+        "holder, not noised.",
+    ),
     "budget_exhausted": ReasonInfo(
         "The privacy budget of the period would be exceeded",
         "Lower the job's epsilon or delta, or wait until earlier charges leave the period.",

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from policies.model import AggregateFunction, JobKind, Policy
+from policies.python import PythonFacts
 
 ColumnUsage = Literal["select_plain", "filter", "group_by", "join_key", "aggregate"]
 ColumnTag = Literal["identifier", "quasi_identifier", "sensitive", "attribute"]
@@ -110,7 +111,9 @@ class EvaluationRequest(_Frozen):
 
     job_kind: JobKind
     purpose: str = Field(min_length=1, max_length=200)
-    epsilon: float = Field(gt=0)
+    epsilon: float = Field(ge=0)
+    """Every kind but ``python`` needs more than the policy's floor (> 0); a Python job
+    spends none."""
     delta: float = Field(default=0.0, ge=0, lt=1)
     assets: tuple[AssetContext, ...]
     column_uses: tuple[ColumnUse, ...]
@@ -120,3 +123,5 @@ class EvaluationRequest(_Frozen):
     min_group_size: int | None = Field(default=None, ge=1)
     group_keys: tuple[tuple[str, ...], ...] = ()
     """The columns each group key of the job reads (one tuple per key, in order)."""
+    python: PythonFacts | None = None
+    """A Python job's code (its hash and files); ``None`` for other kinds."""

@@ -82,6 +82,10 @@ class LaunchRequest:
     allow_test_executor: bool
     bound: Bound | None = None
     forks: bool = False
+    writable_input: str | None = None
+    """A directory of the input (relative, existing and empty) that gets a tmpfs of its
+    own, ``limits.tmpfs_bytes`` large: where a Python job writes its outputs.  Only a
+    namespace sandbox can mount it; other backends refuse such a request."""
 
 
 @dataclass(frozen=True)
@@ -260,6 +264,9 @@ def bwrap_arguments(
         if confinement.stage_dir is not None:
             source = f"{confinement.stage_dir}/{_entry_name(dest)}"
         argv += ["--ro-bind", source, dest]
+    if request.writable_input is not None and request.input_dir is not None:
+        target = f"{INPUT_DIR}/{request.writable_input}"
+        argv += ["--size", str(request.limits.tmpfs_bytes), "--tmpfs", target]
     argv += ["--remount-ro", "/", "--chdir", TMP_DIR]
     if confinement.seccomp_fd is not None:
         argv += ["--seccomp", str(confinement.seccomp_fd)]
@@ -325,6 +332,8 @@ def build_plan(
             "env": {},
         }
         return plan, b"".join(arg.encode("utf-8") + b"\0" for arg in block)
+    if request.writable_input is not None:
+        raise OSError(0, "a writable input directory needs a namespace sandbox")
     assert host_tmp is not None
     tmp = str(host_tmp)
     stage_dir = confinement.stage_dir

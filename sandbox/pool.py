@@ -37,6 +37,7 @@ class PoolKey:
     limits: Limits
     bound: Bound | None = None
     forks: bool = False
+    writable_input: str | None = None
 
     @classmethod
     def of(cls, request: LaunchRequest) -> PoolKey:
@@ -48,6 +49,7 @@ class PoolKey:
             request.limits,
             request.bound,
             request.forks,
+            request.writable_input,
         )
 
 

@@ -365,6 +365,20 @@ class Runner:
             raise _BadInput(f"path not usable: {type(exc).__name__}") from None
         if asset_format(asset) is None:
             raise _BadInput("unsupported asset format")
+        writable = spec.writable_input
+        if writable is not None:
+            parts = Path(writable).parts
+            if (
+                input_dir is None
+                or not parts
+                or Path(writable).is_absolute()
+                or any(part in ("..", ".") for part in parts)
+                or not (input_dir / writable).is_dir()
+                or (input_dir / writable).is_symlink()
+            ):
+                raise _BadInput("writable input directory not usable")
+            if self._isolation.backend != "bwrap":
+                raise _BadInput("a writable input directory needs a namespace sandbox")
         if self._isolation.separate_uid:
             uid, gid = self.config.sandbox_uid, self.config.sandbox_gid
             if not readable_by(asset, uid, gid):
@@ -382,6 +396,7 @@ class Runner:
             allow_test_executor=self.config.unsafe_enable_test_executor,
             bound=spec.bound,
             forks=self._servers is not None and spec.executor in executors.FORK_EXECUTORS,
+            writable_input=writable,
         )
 
     def _log(

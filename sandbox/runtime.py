@@ -38,6 +38,8 @@ _WORKER_MODULES = (
     "executors/base.py",
     "executors/duckdb_sql.py",
     "executors/python_test.py",
+    "executors/python_job.py",
+    "executors/syft_standin/syft/__init__.py",
 )
 
 

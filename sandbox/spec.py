@@ -102,6 +102,9 @@ class FragmentSpec:
     input_dir: Path | None = None
     limits: Limits = field(default_factory=Limits)
     bound: Bound | None = None
+    writable_input: str | None = None
+    """A directory inside ``input_dir`` mounted as a capped tmpfs (a Python job's
+    ``outputs/``); namespace sandboxes only."""
 
 
 @dataclass(frozen=True)

@@ -303,6 +303,69 @@ def decode_health(response: site_pb2.HealthResponse) -> HealthReport:
     )
 
 
+@dataclass(frozen=True)
+class HeldFile:
+    """One file a Python job left at a site (``content`` only once released)."""
+
+    kind: str
+    path: str
+    size: int
+    sha256: str
+    content: bytes = b""
+
+
+@dataclass(frozen=True)
+class HeldOutcome:
+    """What a site says of a Python fragment's outputs (see ``FetchOutputs``)."""
+
+    fragment_id: str
+    state: str
+    """``held``, ``released``, ``rejected`` or ``unknown``."""
+    reason: str = ""
+    reviewer: str = ""
+    review_statement: str = ""
+    review_signature: str = ""
+    outputs_sha256: str = ""
+    detail: str = ""
+    files: tuple[HeldFile, ...] = ()
+
+
+def encode_held(outcome: HeldOutcome) -> site_pb2.FetchOutputsResponse:
+    return site_pb2.FetchOutputsResponse(
+        fragment_id=outcome.fragment_id,
+        state=outcome.state,
+        reason=outcome.reason,
+        reviewer=outcome.reviewer,
+        review_statement=outcome.review_statement,
+        review_signature=outcome.review_signature,
+        outputs_sha256=outcome.outputs_sha256,
+        detail=outcome.detail,
+        files=[
+            site_pb2.OutputFile(
+                kind=f.kind, path=f.path, size=f.size, sha256=f.sha256, content=f.content
+            )
+            for f in outcome.files
+        ],
+    )
+
+
+def decode_held(response: site_pb2.FetchOutputsResponse) -> HeldOutcome:
+    return HeldOutcome(
+        fragment_id=response.fragment_id,
+        state=response.state,
+        reason=response.reason,
+        reviewer=response.reviewer,
+        review_statement=response.review_statement,
+        review_signature=response.review_signature,
+        outputs_sha256=response.outputs_sha256,
+        detail=response.detail,
+        files=tuple(
+            HeldFile(f.kind, f.path, int(f.size), f.sha256, bytes(f.content))
+            for f in response.files
+        ),
+    )
+
+
 def encode_proof(proof: AgentProof) -> site_pb2.ProveResponse:
     """An agent's proof as a response message."""
     return site_pb2.ProveResponse(

@@ -95,3 +95,22 @@ def test_the_shared_pipeline_never_names_a_job_kind() -> None:
     jobs = ROOT / "gateway" / "service" / "jobs"
     for module in ("runner.py", "decide.py", "kind.py"):
         assert _names_of_kinds(jobs / module) == [], module
+
+
+def test_importing_blindgate_never_loads_syft() -> None:
+    """Only the PySyft bridge imports syft, and only when it runs: the CLI, the gateway,
+    the site agent and the client load without it, even where it is installed."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import gateway.cli.main, gateway.app, gateway.http, gateway.service, gateway.client\n"
+        "import sandbox.agent.server, sandbox.executors.python_job, policies, contracts\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('syft', 'syft_rds'))\n"
+        "print(','.join(loaded))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert done.stdout.strip() == "", done.stdout

@@ -184,6 +184,48 @@ class CancelResponse(_message.Message):
     outcome: CancelOutcome
     def __init__(self, outcome: _Optional[_Union[CancelOutcome, str]] = ...) -> None: ...
 
+class FetchOutputsRequest(_message.Message):
+    __slots__ = ("fragment_id",)
+    FRAGMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    fragment_id: str
+    def __init__(self, fragment_id: _Optional[str] = ...) -> None: ...
+
+class OutputFile(_message.Message):
+    __slots__ = ("kind", "path", "size", "sha256", "content")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    path: str
+    size: int
+    sha256: str
+    content: bytes
+    def __init__(self, kind: _Optional[str] = ..., path: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., content: _Optional[bytes] = ...) -> None: ...
+
+class FetchOutputsResponse(_message.Message):
+    __slots__ = ("fragment_id", "state", "reason", "reviewer", "review_statement", "review_signature", "outputs_sha256", "detail", "files")
+    FRAGMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REVIEWER_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_STATEMENT_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_SHA256_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    fragment_id: str
+    state: str
+    reason: str
+    reviewer: str
+    review_statement: str
+    review_signature: str
+    outputs_sha256: str
+    detail: str
+    files: _containers.RepeatedCompositeFieldContainer[OutputFile]
+    def __init__(self, fragment_id: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., reviewer: _Optional[str] = ..., review_statement: _Optional[str] = ..., review_signature: _Optional[str] = ..., outputs_sha256: _Optional[str] = ..., detail: _Optional[str] = ..., files: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ...) -> None: ...
+
 class ProveRequest(_message.Message):
     __slots__ = ("challenge",)
     CHALLENGE_FIELD_NUMBER: _ClassVar[int]

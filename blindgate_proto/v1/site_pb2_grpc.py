@@ -54,6 +54,11 @@ class SiteAgentStub:
                 request_serializer=blindgate__proto_dot_v1_dot_site__pb2.CancelRequest.SerializeToString,
                 response_deserializer=blindgate__proto_dot_v1_dot_site__pb2.CancelResponse.FromString,
                 _registered_method=True)
+        self.FetchOutputs = channel.unary_unary(
+                '/blindgate.v1.SiteAgent/FetchOutputs',
+                request_serializer=blindgate__proto_dot_v1_dot_site__pb2.FetchOutputsRequest.SerializeToString,
+                response_deserializer=blindgate__proto_dot_v1_dot_site__pb2.FetchOutputsResponse.FromString,
+                _registered_method=True)
         self.Prove = channel.unary_unary(
                 '/blindgate.v1.SiteAgent/Prove',
                 request_serializer=blindgate__proto_dot_v1_dot_site__pb2.ProveRequest.SerializeToString,
@@ -95,6 +100,15 @@ class SiteAgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FetchOutputs(self, request, context):
+        """The outputs a Python job left at the site: held until the holder reviews them at
+        the site, then released (with their files) or rejected (with the reason). The files
+        are sent only once released.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Prove(self, request, context):
         """Prove who this agent is: its Ed25519 identity key, its holder's endorsement of that
         key, and its signature over the challenge, its TLS certificate's fingerprint and the
@@ -127,6 +141,11 @@ def add_SiteAgentServicer_to_server(servicer, server):
                     servicer.Cancel,
                     request_deserializer=blindgate__proto_dot_v1_dot_site__pb2.CancelRequest.FromString,
                     response_serializer=blindgate__proto_dot_v1_dot_site__pb2.CancelResponse.SerializeToString,
+            ),
+            'FetchOutputs': grpc.unary_unary_rpc_method_handler(
+                    servicer.FetchOutputs,
+                    request_deserializer=blindgate__proto_dot_v1_dot_site__pb2.FetchOutputsRequest.FromString,
+                    response_serializer=blindgate__proto_dot_v1_dot_site__pb2.FetchOutputsResponse.SerializeToString,
             ),
             'Prove': grpc.unary_unary_rpc_method_handler(
                     servicer.Prove,
@@ -242,6 +261,33 @@ class SiteAgent:
             '/blindgate.v1.SiteAgent/Cancel',
             blindgate__proto_dot_v1_dot_site__pb2.CancelRequest.SerializeToString,
             blindgate__proto_dot_v1_dot_site__pb2.CancelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchOutputs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/blindgate.v1.SiteAgent/FetchOutputs',
+            blindgate__proto_dot_v1_dot_site__pb2.FetchOutputsRequest.SerializeToString,
+            blindgate__proto_dot_v1_dot_site__pb2.FetchOutputsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -11,6 +11,7 @@ from gateway.cli.connect import Session, gateway_command
 from gateway.cli.output import fields, table, when
 from gateway.cli.site import endorse as site_endorse
 from gateway.cli.site import init as site_init
+from gateway.cli.site import outputs as site_outputs
 from gateway.cli.site import serve as site_serve
 from gateway.cli.site_audit import audit as site_audit
 
@@ -232,6 +233,7 @@ def site_health(s: Session, site_id: str) -> None:
 site.add_command(site_init)
 site.add_command(site_endorse)
 site.add_command(site_serve)
+site.add_command(site_outputs)
 site.add_command(site_audit)
 
 

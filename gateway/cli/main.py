@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from gateway.cli import admin, audit, governance, jobs, pki, security
+from gateway.cli import admin, audit, governance, jobs, pki, python, security, syft_bridge
 from gateway.cli.output import fail
 from gateway.config import Settings
 from gateway.errors import BlindgateError, Conflict
@@ -92,7 +92,7 @@ def serve(
         store.close()
 
 
-for module in (admin, pki, audit, governance, jobs, security):
+for module in (admin, pki, audit, governance, jobs, python, security, syft_bridge):
     for group in module.COMMANDS:
         cli.add_command(group)
 

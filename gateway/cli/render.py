@@ -67,7 +67,13 @@ def job(found: dict[str, Any]) -> None:
     ]
     if found.get("sql"):
         pairs.insert(3, ("sql", found["sql"]))
-    if found.get("spec"):
+    if found.get("spec") and found["kind"] == "python":
+        spec = found["spec"]
+        pairs.insert(3, ("code hash", spec.get("code_hash")))
+        pairs.insert(4, ("job folder", f"{spec.get('name')} (entrypoint {spec.get('entrypoint')})"))
+        files = spec.get("code_files") or {}
+        pairs.insert(5, ("code files", ", ".join(sorted(files)) or "-"))
+    elif found.get("spec"):
         pairs.insert(3, ("computes", _he_spec(found["spec"])))
     if found["approvals_required"]:
         votes = len([a for a in found["approvals"] if a["decision"] == "approve"])
@@ -77,6 +83,9 @@ def job(found: dict[str, Any]) -> None:
         for vote in found["approvals"]:
             reason = f': "{vote["reason"]}"' if vote.get("reason") else ""
             pairs.append(("", f"{vote['decision']} by {vote['principal']}{reason}"))
+    for reason in found.get("failure_reasons") or []:
+        said = f': "{reason["reason"]}"' if reason.get("reason") else ""
+        pairs.append(("why", f"{reason.get('code')} at {reason.get('asset', '-')}{said}"))
     fields(pairs)
     if found.get("decision"):
         click.echo("decision:")
@@ -130,10 +139,27 @@ def _cell(cell: dict[str, Any]) -> str:
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
+def _python_released(result: dict[str, Any]) -> None:
+    """A Python job's outputs: reviewed by each holder at its site, not noised."""
+    python = result["python"]
+    click.echo(
+        f"released after each holder's review (mechanism {result.get('mechanism')}; not "
+        f"differentially private, no epsilon spent); code hash {python.get('code_hash')}"
+    )
+    for site in python.get("sites", []):
+        click.echo(f"{site['asset']}: reviewed by {site['reviewer']}")
+        for item in site["outputs"]:
+            click.echo(f"  {item['size']:>9}  {item['sha256'][:16]}  {item['path']}")
+    click.echo("write the files with: blindgate python outputs JOB --out DIR")
+
+
 def released(result: dict[str, Any]) -> None:
     """The released table, then how it was noised."""
     if result.get("he"):
         _he_released(result)
+        return
+    if result.get("python"):
+        _python_released(result)
         return
     rows = [[_cell(cell) for cell in row] for row in result["rows"]]
     table(result["columns"], rows, empty="no group passed the threshold: nothing released")

@@ -28,6 +28,7 @@ from gateway.client.errors import ApiError, ClientError, FieldError, GatewayUnre
 from gateway.client.governance import GovernanceApi
 from gateway.client.he_jobs import UPLOAD_CHUNK, HeJobsApi
 from gateway.client.jobs import TERMINAL
+from gateway.client.python_jobs import PythonJobsApi
 from gateway.client.security import SecurityApi
 
 __all__ = [
@@ -41,7 +42,7 @@ __all__ = [
 ]
 
 
-class Client(HeJobsApi, GovernanceApi, SecurityApi, AuditApi, DirectoryApi):
+class Client(HeJobsApi, PythonJobsApi, GovernanceApi, SecurityApi, AuditApi, DirectoryApi):
     """``Client(url, api_key)``: the gateway's REST API, one method per use case."""
 
     def __enter__(self) -> Client:

@@ -12,7 +12,16 @@ from gateway.errors import Unavailable
 from gateway.http import console
 from gateway.http.errors import InternalErrors, install_error_handlers
 from gateway.http.middleware import BodyLimit, HttpMetrics, MetricsMiddleware
-from gateway.http.routes import audit, catalogue, governance, he, identities, jobs, security
+from gateway.http.routes import (
+    audit,
+    catalogue,
+    governance,
+    he,
+    identities,
+    jobs,
+    python,
+    security,
+)
 from gateway.service import Services
 
 
@@ -37,6 +46,8 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(jobs.federated)
     app.include_router(he.router)
+    app.include_router(python.router)
+    app.include_router(python.mocks)
     app.include_router(security.router)
     app.include_router(console.router)
     app.mount("/console/static", StaticFiles(directory=console.STATIC), name="console-static")

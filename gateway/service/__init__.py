@@ -23,6 +23,7 @@ from gateway.service.jobs.decide import JobDecider
 from gateway.service.jobs.he_contexts import HeContexts
 from gateway.service.jobs.he_workspace import HeWorkspace
 from gateway.service.jobs.kinds import registry
+from gateway.service.jobs.mocks import Mocks
 from gateway.service.jobs.service import JobService
 from gateway.service.trace.log import TraceKey, TraceLog, load_or_create_key
 from gateway.service.trace.service import AuditService
@@ -32,6 +33,8 @@ from gateway.service.watch.overview import Watch
 from gateway.service.watch.sessions import ConsoleSessions
 from gateway.siteclient.pool import GatewayTls, SitePool
 from gateway.store import Store
+from policies.jobs.jobfolder import MAX_ARCHIVE_BYTES
+from sandbox.inputs import InputStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,7 @@ class Services:
     jobs: JobService
     federated: FederatedAssets
     he: HeContexts
+    mocks: Mocks
     brakes: Brakes
     watch: Watch
     console: ConsoleSessions
@@ -96,7 +100,16 @@ def build_services(
         settings.data_dir / "he", minimum_isolation=settings.he_minimum_isolation
     )
     brakes = Brakes(ctx, tracer, metrics)
-    decider = JobDecider(decisions, registry(workspace), brakes)
+    archives = InputStore(
+        settings.data_dir / "python" / "archives", MAX_ARCHIVE_BYTES, 4096 * 1024 * 1024
+    )
+
+    def holder_key(org_id: str) -> str | None:
+        with store.read() as tx:
+            org = tx.get_org(org_id)
+        return org.public_key if org is not None else None
+
+    decider = JobDecider(decisions, registry(workspace, archives, holder_key), brakes)
     jobs = JobService(ctx, tracer, decisions, decider, audit)
     identities = Identities(ctx, tracer)
     identities.refused = metrics.auth_failed
@@ -119,6 +132,7 @@ def build_services(
         jobs=jobs,
         federated=FederatedAssets(ctx, tracer),
         he=HeContexts(tracer, workspace),
+        mocks=Mocks(ctx, tracer),
         brakes=brakes,
         watch=watch,
         console=ConsoleSessions(ctx, identities, tracer),

@@ -53,6 +53,7 @@ from sandbox.wire import (
     FragmentOutcome,
     FragmentRequest,
     HealthReport,
+    HeldOutcome,
     StoredInput,
 )
 
@@ -303,6 +304,17 @@ class SiteClient:
             timeout,
         )
         return wire.CANCEL_FROM_PROTO.get(response.outcome, CancelOutcome.ALREADY_FINISHED)
+
+    def fetch_outputs(self, fragment_id: str, timeout: float | None = None) -> HeldOutcome:
+        """What the site holds of a Python fragment's outputs (files once released)."""
+        response = self._call(
+            "FetchOutputs",
+            lambda stub, t: stub.FetchOutputs(
+                site_pb2.FetchOutputsRequest(fragment_id=fragment_id), timeout=t
+            ),
+            timeout,
+        )
+        return wire.decode_held(response)
 
     def prove(self, challenge: bytes, timeout: float | None = None) -> AgentProof:
         """The agent's identity, its holder's endorsement and its signature over

@@ -24,7 +24,9 @@ Example::
     identity:                     # this agent's key and the holder's endorsement of it
       key: identity.pem           # blindgate site init
       endorsement: endorsement.json  # blindgate site endorse
-    state_dir: state              # the site's own budget ledger and log
+    state_dir: state              # the site's own budget ledger, log and held outputs
+    python:                       # Python jobs: packages the site vouches for
+      dependencies: [numpy]
 
 ``holder`` and ``identity`` are required: an agent belongs to exactly one holder, which
 endorses its key (see :mod:`sandbox.agent.identity`).
@@ -212,6 +214,27 @@ class IdentityConfig(_Model):
         return _resolve(value, info)
 
 
+class PythonSiteConfig(_Model):
+    """How this site runs Python jobs (syft-rds job folders).
+
+    Nothing is ever installed in the sandbox: a job's declared dependencies must be
+    syft itself (a small stand-in provides its job helpers) or named in
+    ``dependencies``, packages the site vouches for that are already importable from
+    the agent's installation.  ``datasite`` is the SyftBox e-mail jobs see as
+    ``SYFTBOX_EMAIL`` (their dataset's owner).
+    """
+
+    dependencies: tuple[str, ...] = ()
+    datasite: str = Field(
+        default="datasite@blindgate.invalid", pattern=r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+$"
+    )
+
+    @field_validator("dependencies")
+    @classmethod
+    def _names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(re.sub(r"[-_.]+", "-", name.strip()).lower() for name in value)
+
+
 class SiteConfig(_Model):
     """Everything a site agent needs to start."""
 
@@ -244,6 +267,7 @@ class SiteConfig(_Model):
     identity: IdentityConfig
     state_dir: Path | None = None
     """Where the site keeps its own budget ledger and log (default ``<cache_dir>/state``)."""
+    python: PythonSiteConfig = Field(default_factory=PythonSiteConfig)
 
     @field_validator("gateway_fingerprints", mode="before")
     @classmethod

@@ -185,6 +185,13 @@ class SiteAgentServicer(site_pb2_grpc.SiteAgentServicer):
 
         return self._call(context, cancel)
 
+    def FetchOutputs(
+        self, request: site_pb2.FetchOutputsRequest, context: grpc.ServicerContext
+    ) -> site_pb2.FetchOutputsResponse:
+        return self._call(
+            context, lambda: wire.encode_held(self.service.fetch_outputs(request.fragment_id))
+        )
+
     def Prove(
         self, request: site_pb2.ProveRequest, context: grpc.ServicerContext
     ) -> site_pb2.ProveResponse:

@@ -37,6 +37,7 @@ from policies.jobs.he import SiteNoise, site_noise
 from sandbox.agent.bounding import Bounding
 from sandbox.agent.config import FileAsset, PostgresAsset, SiteConfig
 from sandbox.agent.fragments import AgentRunner, StopReason, StopSwitch
+from sandbox.agent.held import HeldOutputs
 from sandbox.agent.identity import load_identity
 from sandbox.agent.ledger import LedgerRefused, SiteLedger
 from sandbox.agent.postgres import (
@@ -46,8 +47,19 @@ from sandbox.agent.postgres import (
     SandboxOwner,
     run_pushdown,
 )
+from sandbox.agent.projection import Projections
+from sandbox.agent.python_run import PythonSite
+from sandbox.agent.python_run import run as run_python
+from sandbox.agent.reviews import outcome_of, settle
 from sandbox.agent.sitelog import LOG_FILE, SiteLog, utc_now
-from sandbox.agent.tickets import Admitted, TicketRefused, admit, describe, read_ticket
+from sandbox.agent.tickets import (
+    Admitted,
+    TicketRefused,
+    admit,
+    describe,
+    pinned_keys,
+    read_ticket,
+)
 from sandbox.inputs import InputStore, PendingInput
 from sandbox.spec import (
     FailureReason,
@@ -66,6 +78,7 @@ from sandbox.wire import (
     FragmentOutcome,
     FragmentRequest,
     HealthReport,
+    HeldOutcome,
 )
 
 log = logging.getLogger(__name__)
@@ -178,6 +191,17 @@ class AgentService:
         self._closed = False
         self.ledger = SiteLedger(config.state / "ledger.db")
         self.bounding = Bounding(self.ledger)
+        self.held = HeldOutputs(config.state)
+        self.python = PythonSite(
+            inputs=self.inputs,
+            held=self.held,
+            projections=Projections(config.cache_dir / "projections", config.state),
+            jobs_dir=config.cache_dir / "python-jobs",
+            datasite=config.python.datasite,
+            dependencies=frozenset(config.python.dependencies),
+            ceiling=self._limits,
+            clock=lambda: self.clock(),  # noqa: PLW0108 - tests replace self.clock
+        )
         self._noise: OpenDPNoise | None = None
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.log = SiteLog.open(config.state / LOG_FILE, self.identity.private_key)
@@ -334,6 +358,34 @@ class AgentService:
         finally:
             self._uploads.release()
 
+    def fetch_outputs(self, fragment_id: str) -> HeldOutcome:
+        """A Python fragment's held outputs: their state, and their files once released.
+
+        A review the holder recorded at the site is verified against the pinned keys
+        first (:func:`sandbox.agent.reviews.settle`); a decision is logged once.
+        """
+        if not FRAGMENT_ID.match(fragment_id):
+            raise InvalidRequest("fragment_id must be 1-128 of [A-Za-z0-9._:-]")
+        before = self.held.get(fragment_id)
+        organisation = self.config.holder.organisation
+        held = settle(self.held, fragment_id, organisation, pinned_keys(self.config), self.clock())
+        if held is None:
+            return HeldOutcome(fragment_id, "unknown")
+        if before is not None and before.state != held.state:
+            self.log.append(
+                {
+                    "at": rfc3339_utc(self.clock()),
+                    "event": "review",
+                    "fragment": fragment_id,
+                    "job": held.job_id,
+                    "asset": held.asset_id,
+                    "decision": held.state,
+                    "reviewer": held.reviewer,
+                    "outputs_sha256": held.outputs_sha256,
+                }
+            )
+        return outcome_of(self.held, held)
+
     def close(self) -> None:
         """Stop every fragment and the worker pool, then the runner."""
         with self._lock:
@@ -345,6 +397,7 @@ class AgentService:
         self.runner.close()
         self.exports.clear()
         self.ledger.close()
+        self.held.close()
         self.log.close()
 
     def _stop(self, execution: Execution, reason: StopReason) -> bool:
@@ -454,6 +507,8 @@ class AgentService:
             outcome = FragmentOutcome.failed(fragment_id, REFUSED, reasons=(exc.code, *exc.reasons))
             return outcome, None
         asset = self.config.assets[admitted.ticket.local_ref]
+        if admitted.python is not None and isinstance(asset, PostgresAsset):
+            return FragmentOutcome.failed(fragment_id, REFUSED, reasons=("python_postgres",)), None
         if (
             admitted.sql is not None
             and isinstance(asset, PostgresAsset)
@@ -470,6 +525,18 @@ class AgentService:
                 return FragmentOutcome.failed(fragment_id, FailureReason.INTERNAL.value), None
         else:
             asset_path = asset.path
+        if admitted.python is not None:
+            assert isinstance(asset, FileAsset)
+            outcome = run_python(
+                self.python,
+                admitted,
+                fragment_id,
+                request.input_sha256,
+                asset_path,
+                asset.resolved_format,
+                lambda spec: self.runner.run_stoppable(spec, execution.switch, fragment_id),
+            )
+            return outcome, None
         input_dir: Path | None = None
         if request.input_sha256:
             input_dir = self.inputs.directory(request.input_sha256)

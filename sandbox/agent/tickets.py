@@ -58,6 +58,8 @@ from policies import (
 from policies.jobs import AssetSchema, JobError, PartialPlan, analyse
 from policies.jobs.errors import Refusal
 from policies.jobs.he import HePlan, analyse_spec, plan_spec
+from policies.python import KIND as PYTHON_KIND
+from policies.python import PythonFacts, PythonGrant
 from sandbox.agent.caches import PLANS, parsed_policy
 from sandbox.agent.config import SiteConfig
 from sandbox.agent.ledger import Charge, SiteLedger
@@ -95,6 +97,8 @@ class Admitted:
     attachments: dict[str, str] | None = None
     test_program: str | None = None
     """A ``python_test`` program (only with ``unsafe_enable_test_executor``)."""
+    python: PythonGrant | None = None
+    """A Python job's grant on this asset (columns, outputs, limits, release)."""
 
     @property
     def kind(self) -> str:
@@ -161,15 +165,22 @@ def admit(
         log.warning("fragment %s: unsafe test program, not decided", ticket.fragment_id)
         return Admitted(ticket, digest, _TEST_PARAMS, schema, [], limits, test_program=job.sql)
     uses, group_keys, analysis = _analyse(ticket, schema)
-    decision = evaluate(_request(ticket, parsed, schema, licences, uses, group_keys, ledger, now))
+    request = _request(ticket, parsed, schema, licences, uses, group_keys, ledger, now)
+    if isinstance(analysis, PythonFacts):
+        request["python"] = analysis
+    decision = evaluate(request)
     if not decision.allow or decision.parameters is None:
         raise TicketRefused("policy_denied", decision.codes)
     params = decision.parameters
     _check_approvals(ticket, decision, organisation, keys)
-    signed_at = ticket.policy.statement.signed_at
-    if ledger.newest_policy(ticket.asset_id) != signed_at:
-        ledger.note_policy(ticket.asset_id, signed_at)
+    _note_policy(ticket, ledger)
     charges = [Charge(ticket.asset_id, licences[0].licence_id, job.epsilon, job.delta)]
+    if isinstance(analysis, PythonFacts):
+        granted = params.python.get(ticket.asset_id)
+        if granted is None:
+            raise TicketRefused("plan_refused", ("python_rules_missing",))
+        charges = [Charge(ticket.asset_id, licences[0].licence_id, 0.0, 0.0)]
+        return Admitted(ticket, digest, params, schema, charges, limits, python=granted)
     if job.kind == SQL_KIND:
         try:
             sql_plan = PLANS.plan(job.sql, schema, analysis, params)
@@ -183,6 +194,14 @@ def admit(
     return Admitted(
         ticket, digest, params, schema, charges, limits, he=planned, attachments=attachments
     )
+
+
+def _note_policy(ticket: Ticket, ledger: SiteLedger) -> None:
+    """Keep the newest policy this site has decided under (written only when it changes),
+    so an older signed policy is refused afterwards."""
+    signed_at = ticket.policy.statement.signed_at
+    if ledger.newest_policy(ticket.asset_id) != signed_at:
+        ledger.note_policy(ticket.asset_id, signed_at)
 
 
 def _policy(
@@ -360,7 +379,23 @@ def _analyse(ticket: Ticket, schema: AssetSchema) -> tuple[list[Any], list[Any],
         if isinstance(he, Refusal):
             raise TicketRefused("analysis_refused", (he.code,))
         return he.uses, he.keys, he
+    if job.kind == PYTHON_KIND:
+        return [], [], python_facts(ticket)
     raise TicketRefused("unknown_kind")
+
+
+def python_facts(ticket: Ticket) -> PythonFacts:
+    """A Python job's code as its specification names it (checked against the archive
+    when the job runs)."""
+    spec = ticket.job.spec or {}
+    try:
+        return PythonFacts(
+            code_hash=spec["code_hash"],
+            files=dict(spec["code_files"]),
+            operator_org_id=ticket.job.operator_org_id,
+        )
+    except (KeyError, TypeError, ValueError):
+        raise TicketRefused("analysis_refused", ("python_spec_invalid",)) from None
 
 
 def _check_approvals(
@@ -416,10 +451,12 @@ def describe(admitted: Admitted) -> dict[str, Any]:
         program = admitted.sql.sql
     elif admitted.test_program is not None:
         program = admitted.test_program
+    elif admitted.python is not None:
+        program = json.dumps(job.spec or {}, sort_keys=True)
     else:
         assert admitted.he is not None
         program = json.dumps(admitted.he.site_program(), sort_keys=True)
-    return {
+    described = {
         "job": job.id,
         "kind": job.kind,
         "epsilon": job.epsilon,
@@ -427,3 +464,8 @@ def describe(admitted: Admitted) -> dict[str, Any]:
         "job_sha256": job.digest,
         "program_sha256": hashlib.sha256(program.encode()).hexdigest(),
     }
+    if admitted.python is not None:
+        spec = job.spec or {}
+        described["code_hash"] = spec.get("code_hash")
+        described["pre_approved"] = admitted.python.pre_approved
+    return described

@@ -12,6 +12,7 @@ from __future__ import annotations
 PRODUCTION_EXECUTORS: dict[str, str] = {
     "duckdb_sql": "sandbox.executors.duckdb_sql",
     "tenseal_he": "sandbox.executors.tenseal_he",
+    "python": "sandbox.executors.python_job",
 }
 TEST_EXECUTORS: dict[str, str] = {"python_test": "sandbox.executors.python_test"}
 FORK_EXECUTORS: frozenset[str] = frozenset({"duckdb_sql", "python_test"})

@@ -26,6 +26,7 @@ from gateway import pki
 from gateway.siteclient.client import SiteClient, SiteMetrics
 from sandbox.agent.config import SiteConfig, parse_config
 from sandbox.agent.server import AgentServer
+from tests.agent.python_jobs import PY_ROWS
 from tests.agent.tickets import HOLDER, ORGANISATION
 
 ROWS = [
@@ -235,3 +236,53 @@ def raw_stub(
 
 def metric(registry: CollectorRegistry, name: str, **labels: str) -> float:
     return registry.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture(scope="session")
+def py_config(
+    certs: Pki, assets: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> SiteConfig:
+    root = tmp_path_factory.mktemp("python-site")
+    os.chmod(root, 0o755)
+    people = root / "people.csv"
+    people.write_text(
+        "patient_id,district,age,los,diagnosis\n"
+        + "".join(",".join(map(str, row)) + "\n" for row in PY_ROWS),
+        encoding="utf-8",
+    )
+    document = agent_document(certs, assets, root / "cache")
+    document["assets"]["people-csv"] = {"path": str(people)}
+    document["limits"] = {
+        "cpu_seconds": 5,
+        "wall_seconds": 20.0,
+        "output_bytes": 1 << 20,
+        "file_size_bytes": 8 << 20,
+    }
+    document["pool_size"] = 0
+    document["unsafe_enable_test_executor"] = False
+    return parse_config(document, certs.root / "agent")
+
+
+@pytest.fixture(scope="session")
+def py_agent(py_config: SiteConfig) -> Iterator[AgentServer]:
+    server = AgentServer(py_config)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop(grace=0.5)
+
+
+@pytest.fixture
+def site(py_agent: AgentServer, certs: Pki) -> Iterator[SiteClient]:
+    with SiteClient(
+        f"127.0.0.1:{py_agent.port}",
+        certs.ca,
+        certs.gateway.cert,
+        certs.gateway.key,
+        certs.site.fingerprint,
+        site="riverside",
+        timeout=60.0,
+        sleep=lambda _: None,
+    ) as client:
+        yield client

@@ -118,7 +118,7 @@ def test_blindgate_site_serve_serves_until_sigterm(
             assert process.poll() is None, process.stderr.read() if process.stderr else ""
             assert time.monotonic() < deadline, "the agent did not come up"
             time.sleep(0.1)
-        assert client.health().executors == ("duckdb_sql", "tenseal_he")
+        assert client.health().executors == ("duckdb_sql", "python", "tenseal_he")
     finally:
         client.close()
         process.send_signal(signal.SIGTERM)

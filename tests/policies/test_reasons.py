@@ -73,7 +73,23 @@ def declared_districts(count: int) -> Spoil:
     return spoil
 
 
+PYTHON = {"code_hash": "a" * 64, "files": {"main.py": "b" * 64}, "operator_org_id": "org_op"}
+
+
+def python_job(rules: bool) -> Spoil:
+    def spoil(req: dict[str, Any]) -> None:
+        req.update(job_kind="python", epsilon=0.5 if rules else 0.0, delta=0.0, python=PYTHON)
+        if rules:
+            policy_of(req)["jobs"]["kinds"] = ["python"]
+            policy_of(req)["python"] = {"columns": ["age", "district"]}
+            req["licences"][0]["job_kinds"] = ["python"]
+
+    return spoil
+
+
 SCENARIOS: dict[str, Spoil] = {
+    "python_rules_missing": python_job(rules=False),
+    "python_not_private": python_job(rules=True),
     "evaluation_error": setting("usage", value=Exploding()),
     "invalid_request": setting("epsilon", value="a lot"),
     "missing_attribute": lambda r: r.pop("now"),

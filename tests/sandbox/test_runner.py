@@ -127,7 +127,7 @@ def test_pool_serves_fragments_and_notices_a_replaced_asset(
 
 def test_test_executor_is_off_by_default(files: Files) -> None:
     with Runner(RunnerConfig(default_limits=FAST_LIMITS)) as plain:
-        assert plain.executors() == frozenset({"duckdb_sql", "tenseal_he"})
+        assert plain.executors() == frozenset({"duckdb_sql", "python", "tenseal_he"})
         result = plain.run(FragmentSpec("python_test", "result = 1", files.asset_csv))
         assert result.failure is FailureReason.BAD_INPUT
 

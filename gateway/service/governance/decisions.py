@@ -169,6 +169,8 @@ class DecisionService:
             "now": now,
             "group_keys": tuple(tuple(key) for key in job.key_columns()),
         }
+        if job.code is not None:
+            request["python"] = {**job.code.model_dump(), "operator_org_id": actor.org_id}
         return evaluate(request)
 
     def record(self, decision: Decision) -> None:

@@ -40,7 +40,7 @@ from gateway.service.core.tracing import Note, Tracer
 from gateway.service.governance.schemas import LicenceOut
 from gateway.store import Tx
 
-JOB_KINDS = {"sql_aggregate", "he_aggregate", "he_linear"}
+JOB_KINDS = {"sql_aggregate", "he_aggregate", "he_linear", "python"}
 _LICENCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,99}$")
 
 

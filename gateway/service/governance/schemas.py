@@ -90,12 +90,19 @@ class ColumnUseIn(Strict):
     function: str | None = Field(default=None, max_length=40)
 
 
+class CodeIn(Strict):
+    """Submitted code as the policy engine decides on it: its hash and its files."""
+
+    code_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    files: dict[str, str] = Field(max_length=500, description="code/ path -> SHA-256")
+
+
 class JobDescriptionIn(Strict):
     """A job described structurally: what the policy engine decides on."""
 
-    kind: str = Field(max_length=40, description="sql_aggregate, he_aggregate or he_linear")
+    kind: str = Field(max_length=40, description="sql_aggregate, he_aggregate, he_linear or python")
     purpose: str = Field(min_length=1, max_length=200)
-    epsilon: float = Field(gt=0, le=100)
+    epsilon: float = Field(ge=0, le=100, description="0 for a Python job, else more")
     delta: float = Field(default=0.0, ge=0, lt=1)
     assets: list[str] = Field(min_length=1, max_length=50)
     columns: list[ColumnUseIn] = Field(max_length=500)
@@ -107,6 +114,7 @@ class JobDescriptionIn(Strict):
         max_length=16,
         description="The columns each group key reads (default: one key per group_by column)",
     )
+    code: CodeIn | None = Field(default=None, description="A Python job's code")
 
     def key_columns(self) -> list[list[str]]:
         """The columns each group key reads."""

@@ -94,6 +94,7 @@ class JobDecider:
             ],
             licence_ids=job.licence_ids,
             group_keys=[list(key) for key in analysed.keys],
+            code=analysed.code,
         )
         decision = self.decisions.decide(tx, actor, description)
         if not decision.allow or decision.parameters is None:

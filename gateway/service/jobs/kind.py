@@ -26,6 +26,7 @@ from gateway.domain import Asset, Job
 from policies import ColumnUsage, Decision, EffectiveParameters
 from policies.jobs import AssetSchema
 from sandbox.spec import ResultTable
+from sandbox.wire import HeldOutcome
 
 A = TypeVar("A")
 P = TypeVar("P")
@@ -62,6 +63,8 @@ class FailureCode(enum.StrEnum):
     COMBINE_INTERNAL = "combine_internal"
     SITE_REFUSED = "site_refused"
     POLICY_UNSIGNED = "policy_unsigned"
+    REVIEW_REJECTED = "review_rejected"
+    REVIEW_LOST = "review_lost"
 
     @property
     def charged(self) -> bool:
@@ -94,6 +97,7 @@ _CHARGED = frozenset(
     {
         FailureCode.TOO_MANY_GROUPS,
         FailureCode.RELEASE_REFUSED,
+        FailureCode.REVIEW_REJECTED,
         *(
             FailureCode(f"{step}_{reason}")
             for step in ("fragment", "combine")
@@ -110,6 +114,15 @@ class JobFailed(Exception):
         super().__init__(code.value)
         self.code = code
         self.reasons = reasons or []
+
+
+class JobHeld(Exception):
+    """The sites ran the job and hold its results for their holders' review; ``detail``
+    is what the trace records of the run (hashes and states, never results)."""
+
+    def __init__(self, detail: dict[str, Any]) -> None:
+        super().__init__("held")
+        self.detail = detail
 
 
 Use = tuple[str, ColumnUsage, str | None]
@@ -141,6 +154,9 @@ class Analysed(Generic[A_co]):
     uses: list[Use]
     analysis: A_co
     keys: list[tuple[str, ...]] = field(default_factory=list)
+    code: dict[str, Any] | None = None
+    """Submitted code as the policy engine decides on it (its hash and files), for kinds
+    that run an operator's code."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,5 +216,11 @@ class JobKind(Protocol[A, P]):
         ...
 
     def combine(self, job: Job, plan: P, results: list[SiteResult]) -> dict[str, Any]:
-        """The released result from the sites' answers; raises :class:`JobFailed`."""
+        """The released result from the sites' answers; raises :class:`JobFailed`, or
+        :class:`JobHeld` when the sites hold the results for their holders' review."""
+        ...
+
+    def reviewed(self, job: Job, answers: list[tuple[Asset, HeldOutcome]]) -> dict[str, Any] | None:
+        """A held job's result once every site's holder released it (``None`` while any
+        still holds it); raises :class:`JobFailed` when one rejected it."""
         ...

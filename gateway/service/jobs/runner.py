@@ -32,8 +32,9 @@ from gateway.service.core.context import ServiceContext
 from gateway.service.core.tracing import Note, Tracer
 from gateway.service.governance.ledger import Ledger
 from gateway.service.jobs.decide import JobDecider
-from gateway.service.jobs.kind import FailureCode, JobFailed, SiteResult, SiteStep
+from gateway.service.jobs.kind import FailureCode, JobFailed, JobHeld, SiteResult, SiteStep
 from gateway.service.jobs.leases import LeaseKeeper
+from gateway.service.jobs.review import HeldJobs
 from gateway.service.jobs.service import JobService
 from gateway.service.jobs.support import covering_licences
 from gateway.service.jobs.tickets import fragment_id, ticket_for
@@ -49,7 +50,7 @@ StageObserver = Callable[[str, float], None]
 """Told the name and duration (seconds) of each stage of each job the runner runs."""
 
 
-class JobRunner:
+class JobRunner(HeldJobs):
     """One runner per gateway process; several may share one PostgreSQL."""
 
     def __init__(
@@ -69,6 +70,7 @@ class JobRunner:
         max_attempts: int = 3,
         concurrency: int = 4,
         observe: StageObserver | None = None,
+        review_seconds: float = 5.0,
     ) -> None:
         self.ctx = ctx
         self.tracer = tracer
@@ -84,6 +86,10 @@ class JobRunner:
         self.max_attempts = max_attempts
         self.observe = observe
         """Told each stage's duration (for benchmarks and metrics); ``None`` for none."""
+        self.review_seconds = review_seconds
+        """How often the sites are asked about jobs whose results they hold for review."""
+        self._reviewed_at = 0.0
+        self._review_lock = threading.Lock()
         self._stop = threading.Event()
         self.leases = LeaseKeeper(
             ctx,
@@ -173,9 +179,12 @@ class JobRunner:
         return self.ctx.store.transact(unit)
 
     def run_once(self) -> bool:
-        """Recover expired leases, then run the oldest queued job; whether one ran."""
+        """Recover expired leases, ask the sites about held results now and then, then run
+        the oldest queued job; whether one ran."""
         with self._stage("recover expired leases (each poll)"):
             self.recover()
+        if time.monotonic() - self._reviewed_at >= self.review_seconds:
+            self.review_held()
         now = self.ctx.clock.now()
         job = self.ctx.store.transact(
             lambda tx: tx.claim_next_job(self.owner, now, now + self.lease)
@@ -192,6 +201,8 @@ class JobRunner:
         with self.leases.holding(job.id):
             try:
                 self._execute(job, actor)
+            except JobHeld as held:
+                self._hold(job, actor, held.detail)
             except JobFailed as failed:
                 self._fail(job, actor, failed.code, failed.reasons)
             except BlindgateError as exc:
@@ -316,7 +327,10 @@ class JobRunner:
         cover: dict[str, str],
         compute: float,
         wall: float,
+        expected: JobState = JobState.RUNNING,
     ) -> None:
+        owner = self.owner if expected == JobState.RUNNING else None
+
         def work(tx: Tx, note: Note) -> None:
             note.target.update(job=job.id, assets=job.asset_ids)
             holders = tx.job_holders(job.id)
@@ -327,8 +341,8 @@ class JobRunner:
             now = self.ctx.clock.now()
             if not tx.update_job(
                 job.id,
-                [JobState.RUNNING],
-                lease_owner=self.owner,
+                [expected],
+                lease_owner=owner,
                 state=JobState.SUCCEEDED,
                 result=result,
                 compute_seconds=compute,
@@ -355,6 +369,7 @@ class JobRunner:
                 "rows": len(result["rows"]),
                 "compute_seconds": round(compute, 3),
                 "wall_seconds": round(wall, 3),
+                **({"digests": result["digests"]} if "digests" in result else {}),
             }
 
         with self._stage("release transaction (charge, result, trace)"):
@@ -370,8 +385,15 @@ class JobRunner:
         self.jobs.completions.finished(job.id)
 
     def _fail(
-        self, job: Job, actor: Actor, code: str, reasons: list[dict[str, Any]] | None = None
+        self,
+        job: Job,
+        actor: Actor,
+        code: str,
+        reasons: list[dict[str, Any]] | None = None,
+        expected: JobState = JobState.RUNNING,
     ) -> None:
+        owner = self.owner if expected == JobState.RUNNING else None
+
         def work(tx: Tx, note: Note) -> None:
             note.target["job"] = job.id
             note.subject_org = next(iter(tx.job_holders(job.id).values()), None)
@@ -385,8 +407,9 @@ class JobRunner:
                 note.detail = {"epsilon_charged": job.epsilon, "delta_charged": job.delta}
             tx.update_job(
                 job.id,
-                [JobState.RUNNING],
-                lease_owner=self.owner,
+                [expected],
+                lease_owner=owner,
+                result={"failure_reasons": reasons} if reasons else None,
                 state=JobState.FAILED,
                 error_code=code,
                 lease_until=None,

@@ -64,6 +64,11 @@ class JobOut(BaseModel):
         description="SHA-256 of the job as submitted (what a holder's approval signs; a "
         "holder's client computes it again from the fields shown)",
     )
+    failure_reasons: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Why a failed job failed, when there is more to say than its code (a "
+        "holder's reason for rejecting a Python job's outputs)",
+    )
 
 
 class ReleasedCell(BaseModel):
@@ -88,6 +93,16 @@ class JobResultOut(BaseModel):
         default=None,
         description="HE jobs: the ciphertexts under the operator's key, their layout and "
         "the noise each quantity carries",
+    )
+    mechanism: str | None = Field(
+        default=None,
+        description="How the result was released when it is not noised: holder_review "
+        "(Python jobs: each holder reviewed the outputs at its site)",
+    )
+    python: dict[str, Any] | None = Field(
+        default=None,
+        description="Python jobs: the code hash, and per site the reviewer, the signed "
+        "review and the released files (base64) with their SHA-256",
     )
 
 
@@ -162,6 +177,35 @@ class HeJobIn(Strict):
             include={"context_sha256", "where", "columns", "groups", "features", "label"}
         )
         return body
+
+
+MAX_ARCHIVE_TEXT = 12 * 1024 * 1024
+
+
+class PythonJobIn(Strict):
+    """A Python job: a syft-rds job folder (``config.yaml``, ``run.sh``, ``code/``) as a
+    tar.gz archive in base64.  It spends no ε: its outputs are held at each site until the
+    holder reviews them."""
+
+    kind: Literal["python"] = "python"
+    assets: list[str] = Field(min_length=1, max_length=50)
+    archive: str = Field(
+        min_length=4, max_length=MAX_ARCHIVE_TEXT, description="base64 tar.gz of the job folder"
+    )
+    purpose: str = Field(min_length=1, max_length=200)
+    dataset: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="The dataset name the code resolves (default: the asset's name)",
+    )
+    licence_ids: list[str] | None = Field(default=None, max_length=50)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @property
+    def epsilon(self) -> float:
+        return 0.0
 
 
 class HeContextOut(BaseModel):

@@ -49,6 +49,7 @@ from gateway.service.jobs.schemas import (
     JobOut,
     JobResultOut,
     JobSubmitIn,
+    PythonJobIn,
 )
 from gateway.service.jobs.support import (
     approvals_needed,
@@ -61,13 +62,13 @@ from gateway.service.trace.service import AuditService
 from gateway.store import Tx
 from policies import Decision
 
-JobBody = JobSubmitIn | HeJobIn
+JobBody = JobSubmitIn | HeJobIn | PythonJobIn
 """A submission of any kind."""
 
 
 def kind_of(body: JobBody) -> str:
     """The job kind a submission body asks for."""
-    return body.kind if isinstance(body, HeJobIn) else "sql_aggregate"
+    return body.kind if isinstance(body, HeJobIn | PythonJobIn) else "sql_aggregate"
 
 
 class JobService:

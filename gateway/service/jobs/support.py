@@ -36,7 +36,10 @@ def job_out(job: Job) -> JobOut:
         updated_at=job.updated_at,
         error_code=job.error_code,
         attempts=job.attempts,
-        has_result=job.result is not None,
+        has_result=job.result is not None and job.state == JobState.SUCCEEDED,
+        failure_reasons=(job.result or {}).get("failure_reasons")
+        if job.state == JobState.FAILED
+        else None,
         spec=job.spec,
         licence_ids=job.licence_ids,
         job_sha256=statement_of(job).digest,

@@ -46,6 +46,7 @@ from policies.jobs.errors import Refusal
 from policies.jobs.he import HeAnalysis, HePlan, analyse_spec, plan_spec
 from policies.jobs.mechanisms import sum_threshold, targeting_threshold
 from sandbox.he_format import PARAMETER_SETS
+from sandbox.wire import HeldOutcome
 
 
 def release_threshold(min_group_size: int, scale: float) -> int:
@@ -190,6 +191,9 @@ class HeKind:
             SiteStep(asset, attachments, upload=bundle, input_sha256=plan.context)
             for asset in assets
         ]
+
+    def reviewed(self, job: Job, answers: list[tuple[Asset, HeldOutcome]]) -> dict[str, Any] | None:
+        raise JobFailed(FailureCode.INTERNAL)  # HE results are never held for review
 
     def parts(self, results: list[SiteResult], width: int) -> SiteParts:
         """The sites' ciphertexts, their noisy counts of people (``width`` per site) and

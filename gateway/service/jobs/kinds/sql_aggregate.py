@@ -40,6 +40,7 @@ from policies.jobs import (
     finish,
     partial_plan,
 )
+from sandbox.wire import HeldOutcome
 
 NAME = "sql_aggregate"
 
@@ -155,6 +156,9 @@ class SqlAggregate:
 
     def site_steps(self, job: Job, plan: SqlPlan, assets: list[Asset]) -> list[SiteStep]:
         return [SiteStep(asset) for asset in assets]
+
+    def reviewed(self, job: Job, answers: list[tuple[Asset, HeldOutcome]]) -> dict[str, Any] | None:
+        raise JobFailed(FailureCode.INTERNAL)  # SQL results are never held for review
 
     def combine(self, job: Job, plan: SqlPlan, results: list[SiteResult]) -> dict[str, Any]:
         """Add the sites' noisy partials up and release what passes the threshold.

@@ -1,0 +1,1 @@
+"""The stand-in for syft's job helpers (see :mod:`.syft`)."""
