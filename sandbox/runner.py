@@ -32,6 +32,7 @@ from typing import Protocol
 
 from sandbox import executors
 from sandbox.config import RunnerConfig
+from sandbox.executors.base import MAX_REQUEST_BYTES
 from sandbox.forkserver import ForkServerPool, ServerBroken, Stopped
 from sandbox.isolation import Isolation, IsolationReport
 from sandbox.launcher import LAUNCH_FAILED
@@ -50,7 +51,6 @@ from sandbox.spec import (
     parse_output,
     table_from_document,
 )
-from sandbox.worker import MAX_REQUEST_BYTES
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,13 @@ import sys
 from typing import Any
 
 from sandbox import executors
-from sandbox.executors.base import Executor, FragmentError, WorkerContext, failure_document
-
-MAX_REQUEST_BYTES = 16 * 1024 * 1024
+from sandbox.executors.base import (
+    MAX_REQUEST_BYTES,
+    Executor,
+    FragmentError,
+    WorkerContext,
+    failure_document,
+)
 
 
 def boot_code(package_dir: str, paths: list[str]) -> str:

@@ -192,7 +192,7 @@ def _confine(cpu_seconds: int, tmp_dir: str) -> None:
 
 
 def _read_program(fd: int) -> str:
-    from sandbox.worker import MAX_REQUEST_BYTES
+    from sandbox.executors.base import MAX_REQUEST_BYTES
 
     chunks: list[bytes] = []
     size = 0

@@ -11,6 +11,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
+"""The largest request (program and parameters) a worker or a forked child reads."""
+
 
 @dataclass(frozen=True)
 class WorkerContext:
