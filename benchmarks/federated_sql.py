@@ -179,6 +179,36 @@ def tree_memory(root: int) -> tuple[int, int, int]:
     )
 
 
+def tree_breakdown(root: int) -> dict[str, tuple[int, int]]:
+    """PSS (KiB) and count of the processes in ``root``'s tree, by what they run."""
+    parts: dict[str, tuple[int, int]] = {}
+    parents = _parents()
+    for pid in process_tree(root, parents):
+        name = "agent" if pid == root else _role(pid)
+        if pid != root and name == _role(parents.get(pid, 0)):
+            name += ", forked"
+        count, pss = parts.get(name, (0, 0))
+        parts[name] = (count + 1, pss + _pss_kib(pid))
+    return parts
+
+
+def _role(pid: int) -> str:
+    """A short name for what a sandbox process runs (bubblewrap, a launcher, a worker)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            argv = [part.decode("utf-8", "replace") for part in handle.read().split(b"\0")]
+    except OSError:
+        return "gone"
+    program = os.path.basename(argv[0]) if argv and argv[0] else "?"
+    if program.startswith("python"):
+        text = " ".join(argv[1:])
+        for marker in ("zygote", "worker", "launcher", "agent"):
+            if marker in text:
+                return f"python ({marker})"
+        return "python"
+    return program
+
+
 def _stats() -> dict[int, list[str]]:
     """Every process's ``/proc/PID/stat`` fields from the state on (field 3 is index 0)."""
     found: dict[int, list[str]] = {}
@@ -925,7 +955,10 @@ def report_sequential(options: argparse.Namespace, latencies: list[float]) -> No
 
 
 def report_idle(
-    fed: Federation, idle: dict[int, tuple[int, int, int]], gateway: GatewayProcess
+    fed: Federation,
+    idle: dict[int, tuple[int, int, int]],
+    parts: dict[str, tuple[int, int]],
+    gateway: GatewayProcess,
 ) -> None:
     print("(f) memory at rest")
     for site in fed.sites:
@@ -935,6 +968,9 @@ def report_idle(
             f"{rss / 1024:4.0f} MiB, sum of PSS {pss / 1024:4.0f} MiB ({count} processes); "
             f"aim < 150 MiB: {'met' if pss / 1024 < 150 else 'NOT met'} (PSS)"
         )
+    print(f"      where {fed.sites[0].name}'s PSS is, by process:")
+    for name, (count, pss) in sorted(parts.items(), key=lambda item: -item[1][1]):
+        print(f"        {name:<28} {count:2d} x  PSS {pss / 1024:6.1f} MiB in all")
     print(
         f"      gateway process of its own (REST, runner, SQLite store): VmRSS idle "
         f"{gateway.rss_idle / 1024:.0f} MiB, after {len(gateway.latencies)} jobs "
@@ -1047,6 +1083,7 @@ def main() -> None:
             seq_stages = fed.stages.snapshot()
         time.sleep(2.0)
         idle = {s.process.pid: tree_memory(s.process.pid) for s in fed.sites}
+        parts = tree_breakdown(fed.sites[0].process.pid)
         fed.runner.stop()
         gateway = gateway_process(tmp, fed, options)
         report_big(options, totals, duck, fragments, alone, big_cpu, big_pool)
@@ -1054,7 +1091,7 @@ def main() -> None:
             report_throughput(options, run)
         report_memory(options, fed, memory)
         report_sequential(options, seq)
-        report_idle(fed, idle, gateway)
+        report_idle(fed, idle, parts, gateway)
         report_stages("the GROUP BY job of (a)", big_stages)
         for run in runs:
             report_stages(f"the small jobs of (b) on {run.table}", run.stages)
