@@ -10,9 +10,8 @@ Measures, in the same run:
   agent's idempotency lookup, no sandbox);
 * a fresh fragment (the agent verifies the ticket's signatures, decides the job under
   its holder's policy against its own ledger, charges and logs it, runs the fragment it
-  derived in a sandbox and noises the result) with the pool warm (requests spaced by
-  ``--gap`` ms so the pool can refill) and with no pool (every fragment starts a
-  sandbox);
+  derived in a sandbox and noises the result) in a fork server's child, back to back, and
+  with neither fork servers nor a pool (every fragment starts a sandbox of its own);
 * the same fragment program through ``Runner.run`` in this process, as the baseline.
 
     .venv/bin/python benchmarks/agent.py [--runs 40] [--gap 250]
@@ -128,6 +127,7 @@ def agent_process(
         "assets": {"bench": {"path": "bench.csv"}},
         "cache_dir": f"cache-{pool_size}",
         "pool_size": pool_size,
+        "fork_servers": 1 if pool_size else 0,
         **identity,
     }
     path = scratch / f"site-{pool_size}.yaml"
@@ -179,8 +179,8 @@ def measure(client: Any, mint: Any, pool_size: int, options: argparse.Namespace)
         "replayed fragment (no sandbox)", timed(lambda: client.run_fragment(answered), options.runs)
     )
     time.sleep(0.5)
-    warm = timed(lambda: client.run_fragment(fragment()), options.runs, gap=options.gap / 1000)
-    report(f"duckdb fragment, pool warm ({options.gap:.0f} ms gap)", warm)
+    warm = timed(lambda: client.run_fragment(fragment()), options.runs)
+    report("duckdb fragment, fork server child (back to back)", warm)
     return warm
 
 
@@ -203,21 +203,22 @@ def fragment_program() -> str:
         approval_mode="auto",
         approvals={"ast_bench": Approval(mode="auto")},
     )
-    return str(partial_plan(analyse(mint.default_sql, schema), params).sql)
+    return str(partial_plan(analyse(mint.default_sql, schema), params).bounded_sql)
 
 
 def runner_baseline(asset: Path, options: argparse.Namespace) -> list[float]:
-    """The same fragment through ``Runner.run`` in this process (no gRPC, no agent)."""
+    """The same fragment through ``Runner.run`` in this process (no gRPC, no agent), in a
+    fork server's child over the bounded view, as the agent runs it."""
     from sandbox.config import RunnerConfig
     from sandbox.runner import Runner
-    from sandbox.spec import FragmentSpec
+    from sandbox.spec import Bound, FragmentSpec
 
-    spec = FragmentSpec("duckdb_sql", fragment_program(), asset)
-    with Runner(RunnerConfig(pool_size=2)) as runner:
-        runner.warm("duckdb_sql", asset)
-        time.sleep(0.5)
-        samples = timed(lambda: runner.run(spec), options.runs, gap=options.gap / 1000)
-    report(f"baseline: Runner.run, pool warm ({options.gap:.0f} ms gap)", samples)
+    bound = Bound("i", 1, "00" * 16)
+    spec = FragmentSpec("duckdb_sql", fragment_program(), asset, bound=bound)
+    with Runner(RunnerConfig(fork_servers=1)) as runner:
+        runner.warm("duckdb_sql", asset, bound=bound)
+        samples = timed(lambda: runner.run(spec), options.runs)
+    report("baseline: Runner.run, fork server child", samples)
     return samples
 
 

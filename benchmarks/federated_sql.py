@@ -59,6 +59,7 @@ sys.path.insert(0, str(ROOT))
 HOSPITALS = ("north-general", "east-clinic", "harbour-hospital")
 BIG = "admissions"
 SMALL = "admissions_small"
+MID = "admissions_100k"
 GROUP_SQL = (
     "SELECT district, COUNT(*) AS n, SUM(los_days) AS s, AVG(los_days) AS m "
     "FROM {table} GROUP BY district"
@@ -73,7 +74,7 @@ version: 1
 asset: {asset}
 columns:
   patient_id: {{control: join_key}}
-  district: {{control: group_by}}
+  district: {{control: group_by, keys: {{values: [north, south, east]}}}}
   age: {{control: filter}}
   los_days:
     control: aggregate
@@ -139,7 +140,8 @@ def fragment_sql(fed: Any, job_id: str) -> str:
         actor = Actor(job.principal_id, job.operator_org_id, Role.OPERATOR)
         decided = services.jobs.decider.decide(tx, actor, job)
     assert decided.allowed, decided.decision.reasons
-    sql: str = decided.plan.fragment.sql
+    fragment = decided.plan.fragment
+    sql: str = getattr(fragment, "bounded_sql", "") or fragment.sql
     return sql
 
 
@@ -153,6 +155,58 @@ def _status_kib(pid: int, key: str) -> int:
     except (OSError, ValueError):
         pass
     return 0
+
+
+def _pss_kib(pid: int) -> int:
+    """Proportional set size: shared pages divided among the processes sharing them."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def tree_memory(root: int) -> tuple[int, int, int]:
+    """(sum of VmRSS, sum of PSS, processes) of ``root``'s process tree, in KiB."""
+    tree = process_tree(root, _parents())
+    return (
+        sum(_status_kib(pid, "VmRSS") for pid in tree),
+        sum(_pss_kib(pid) for pid in tree),
+        len(tree),
+    )
+
+
+def tree_breakdown(root: int) -> dict[str, tuple[int, int]]:
+    """PSS (KiB) and count of the processes in ``root``'s tree, by what they run."""
+    parts: dict[str, tuple[int, int]] = {}
+    parents = _parents()
+    for pid in process_tree(root, parents):
+        name = "agent" if pid == root else _role(pid)
+        if pid != root and name == _role(parents.get(pid, 0)):
+            name += ", forked"
+        count, pss = parts.get(name, (0, 0))
+        parts[name] = (count + 1, pss + _pss_kib(pid))
+    return parts
+
+
+def _role(pid: int) -> str:
+    """A short name for what a sandbox process runs (bubblewrap, a launcher, a worker)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            argv = [part.decode("utf-8", "replace") for part in handle.read().split(b"\0")]
+    except OSError:
+        return "gone"
+    program = os.path.basename(argv[0]) if argv and argv[0] else "?"
+    if program.startswith("python"):
+        text = " ".join(argv[1:])
+        for marker in ("zygote", "worker", "launcher", "agent"):
+            if marker in text:
+                return f"python ({marker})"
+        return "python"
+    return program
 
 
 def _stats() -> dict[int, list[str]]:
@@ -207,6 +261,10 @@ class CpuMeter:
     def stop(self) -> CpuMeter:
         self.end = cpu_now()
         return self
+
+    def per_job(self, jobs: int) -> float:
+        """CPU seconds per job of the whole host (gateway, agents, sandboxes, client)."""
+        return (self.end[1] - self.begin[1]) / jobs
 
     def describe(self, jobs: int) -> str:
         gateway = self.end[0] - self.begin[0]
@@ -329,12 +387,20 @@ def admission_tables(options: argparse.Namespace) -> list[Table]:
         write_partition(path, site[0].lower(), options.small_rows, seed=100 + n)
         return options.small_rows
 
+    def mid(path: Path, n: int, site: str) -> int:
+        rows = options.mid_rows // len(HOSPITALS) + (
+            options.mid_rows % len(HOSPITALS) if n == 0 else 0
+        )
+        write_partition(path, site[0].upper() + "m", rows, seed=200 + n)
+        return rows
+
     def policy(asset: str) -> str:
         return POLICY.format(asset=asset)
 
     return [
         Table(BIG, f"{BIG}{suffix}", ADMISSION_COLUMNS, policy, big),
         Table(SMALL, f"{SMALL}{suffix}", ADMISSION_COLUMNS, policy, small),
+        Table(MID, f"{MID}{suffix}", ADMISSION_COLUMNS, policy, mid),
     ]
 
 
@@ -468,13 +534,10 @@ def check_counts(result: Any, rows: int) -> None:
 
 
 def wait_done(client: Any, job_id: str, poll: float) -> None:
-    while True:
-        state = client.get(f"/v1/jobs/{job_id}")
-        if state["state"] == "succeeded":
-            return
-        if state["state"] in FAILED:
-            raise RuntimeError(f"job {job_id} {state['state']}: {state['error_code']}")
-        time.sleep(poll)
+    """Wait as the client does: a long poll answered when the job finishes."""
+    state = client.wait(job_id, timeout=300.0, poll=poll)
+    if state["state"] != "succeeded":
+        raise RuntimeError(f"job {job_id} {state['state']}: {state['error_code']}")
 
 
 def load(url: str, key: str, sql: str, assets: list[str], jobs: int, clients: int, poll: float):
@@ -549,14 +612,22 @@ def duckdb_baseline(files: list[Path], runs: int) -> list[float]:
 
 
 def duckdb_fragments(files: list[Path], program: str, runs: int, threads: int) -> list[float]:
-    """The site fragment over each file in turn, in this process (``threads`` like a sandbox)."""
+    """The site fragment over each file's bounded view (made once, as the site's sandbox
+    does) in turn, in this process (``threads`` like a sandbox)."""
     import duckdb
 
+    from sandbox.executors import duckdb_sql
+
     reader = "read_parquet" if files[0].suffix == ".parquet" else "read_csv"
+    bound: dict[str, object] = {"unit": "patient_id", "rows": 1, "seed": "00" * 16}
     cons = []
     for path in files:
         con = duckdb.connect(config={"threads": threads})
-        con.execute(f"CREATE VIEW asset AS SELECT * FROM {reader}('{path}')")
+        if hasattr(duckdb_sql, "bounded_source"):
+            select, parameters = duckdb_sql.bounded_source(f"{reader}('{path}')", bound)
+            con.execute(f"CREATE TABLE asset AS {select}", parameters)
+        else:  # a version that bounds in every fragment
+            con.execute(f"CREATE VIEW asset AS SELECT * FROM {reader}('{path}')")
         cons.append(con)
     try:
         for con in cons:
@@ -717,6 +788,93 @@ def throughput(
     )
 
 
+def sequential(fed: Federation, url: str, options: argparse.Namespace) -> list[float]:
+    """(e) The GROUP BY over ``MID`` (100,000 rows), one job at a time: submit to result."""
+    from gateway.client import Client
+
+    sql = GROUP_SQL.format(table=MID)
+    assets = fed.assets(MID)
+    with Client(url, fed.operator_key, timeout=120.0) as client:
+        check_counts(run_job(client, sql, assets, options.poll / 1000)[1], options.mid_rows)
+        time.sleep(0.5)
+        fed.stages.reset()
+        return [run_job(client, sql, assets, options.poll / 1000)[0] for _ in range(options.seq)]
+
+
+def gateway_main(scratch: str, ready: Any, stop: Any) -> None:
+    """A gateway process of its own over the benchmark's store: REST and one runner, as
+    ``blindgate serve`` runs them (for its memory, apart from the agents and this process)."""
+    from prometheus_client import CollectorRegistry
+
+    from blindgate_demo import federation as shared
+    from gateway.config import Settings
+    from gateway.http.server import HttpServer
+    from gateway.metrics import GatewayMetrics
+    from gateway.service import build_services
+    from gateway.service.jobs.runner import make_runner
+    from gateway.siteclient.pool import SitePool
+    from gateway.store import open_store
+
+    root = Path(scratch)
+    store = open_store(f"sqlite:///{root / 'gateway.db'}")
+    metrics = GatewayMetrics(CollectorRegistry())
+    services = build_services(
+        store,
+        Settings(data_dir=root / "data", dev_mode=True),
+        metrics=metrics,
+        site_pool=SitePool(shared.gateway_tls(root), metrics.registry),
+    )
+    runner = make_runner(services, owner="bench-gateway-process")
+    runner.poll = RUNNER_POLL_SECONDS
+    runner.start()
+    server = HttpServer(services, port=0)
+    server.start()
+    ready.put(server.url)
+    stop.wait()
+    server.stop()
+    runner.stop()
+    services.site_pool.close()
+    store.close()
+
+
+@dataclass
+class GatewayProcess:
+    rss_idle: int
+    rss_after: int
+    hwm: int
+    latencies: list[float]
+
+
+def gateway_process(scratch: Path, fed: Federation, options: argparse.Namespace) -> GatewayProcess:
+    """(f) The gateway's own memory: started in a process of its own, idle, then after
+    ``options.seq`` sequential GROUP BY jobs over ``MID`` through it."""
+    from gateway.client import Client
+
+    context = get_context("spawn")
+    ready, stop = context.Queue(), context.Event()
+    process = context.Process(target=gateway_main, args=(str(scratch), ready, stop))
+    process.start()
+    try:
+        url = ready.get(timeout=120)
+        time.sleep(1.0)
+        assert process.pid is not None
+        idle = _status_kib(process.pid, "VmRSS")
+        sql = GROUP_SQL.format(table=MID)
+        with Client(url, fed.operator_key, timeout=120.0) as client:
+            latencies = [
+                run_job(client, sql, fed.assets(MID), options.poll / 1000)[0]
+                for _ in range(options.seq)
+            ]
+        after = _status_kib(process.pid, "VmRSS")
+        hwm = _status_kib(process.pid, "VmHWM")
+    finally:
+        stop.set()
+        process.join(timeout=60)
+        if process.is_alive():
+            process.kill()
+    return GatewayProcess(idle, after, hwm, latencies)
+
+
 # the report ------------------------------------------------------------------------------
 def report_big(
     options: argparse.Namespace,
@@ -782,6 +940,83 @@ def report_memory(options: argparse.Namespace, fed: Federation, memory: Memory) 
     )
 
 
+def report_sequential(options: argparse.Namespace, latencies: list[float]) -> None:
+    ordered = sorted(latencies)
+    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+    print(
+        f"(e) GROUP BY district over {options.mid_rows:,} rows on 3 sites, one job at a time, "
+        f"REST submit -> released result (waiting with Client.wait)"
+    )
+    print(
+        f"      p50 {ms(statistics.median(latencies)).strip()}   p90 {ms(p90).strip()}   "
+        f"min {ms(min(latencies)).strip()}   n={len(latencies)}   aim <= 50 ms p50: "
+        f"{'met' if statistics.median(latencies) <= 0.050 else 'NOT met'}"
+    )
+
+
+def report_idle(
+    fed: Federation,
+    idle: dict[int, tuple[int, int, int]],
+    parts: dict[str, tuple[int, int]],
+    gateway: GatewayProcess,
+) -> None:
+    print("(f) memory at rest")
+    for site in fed.sites:
+        rss, pss, count = idle[site.process.pid]
+        print(
+            f"      {site.name:<17} idle agent with its ready sandboxes: sum of VmRSS "
+            f"{rss / 1024:4.0f} MiB, sum of PSS {pss / 1024:4.0f} MiB ({count} processes); "
+            f"aim < 150 MiB: {'met' if pss / 1024 < 150 else 'NOT met'} (PSS)"
+        )
+    print(f"      where {fed.sites[0].name}'s PSS is, by process:")
+    for name, (count, pss) in sorted(parts.items(), key=lambda item: -item[1][1]):
+        print(f"        {name:<28} {count:2d} x  PSS {pss / 1024:6.1f} MiB in all")
+    print(
+        f"      gateway process of its own (REST, runner, SQLite store): VmRSS idle "
+        f"{gateway.rss_idle / 1024:.0f} MiB, after {len(gateway.latencies)} jobs "
+        f"{gateway.rss_after / 1024:.0f} MiB, VmHWM {gateway.hwm / 1024:.0f} MiB; aim < 150 MiB: "
+        f"{'met' if gateway.hwm / 1024 < 150 else 'NOT met'}; its jobs took p50 "
+        f"{ms(statistics.median(gateway.latencies)).strip()}"
+    )
+
+
+def report_summary(
+    options: argparse.Namespace,
+    seq: list[float],
+    runs: list[Throughput],
+    totals: list[float],
+    duck: list[float],
+    idle: dict[int, tuple[int, int, int]],
+    gateway: GatewayProcess,
+) -> None:
+    small = runs[0]
+    cpu = small.cpu.per_job(options.jobs)
+    blind, base = statistics.median(totals), statistics.median(duck)
+    agents = max(pss for _rss, pss, _n in idle.values()) / 1024
+    rows = [
+        (
+            f"one 3-site job over {options.mid_rows:,} rows, sequential",
+            f"{ms(statistics.median(seq)).strip()} p50",
+            "<= 50 ms p50",
+        ),
+        (
+            "small jobs per second, 3 sites",
+            f"{options.jobs / small.wall:.1f}/s; {cpu:.2f} CPU-s per job",
+            ">= 20/s",
+        ),
+        (
+            f"GROUP BY over {options.rows:,} rows on 3 sites",
+            f"{ms(blind).strip()} vs DuckDB {ms(base).strip()} ({blind / base:.0f}x)",
+            f"<= 3 x DuckDB + 150 ms = {ms(3 * base + 0.150).strip()}",
+        ),
+        ("an idle site agent with its ready sandboxes", f"{agents:.0f} MiB PSS", "< 150 MiB"),
+        ("the gateway process", f"{gateway.hwm / 1024:.0f} MiB VmHWM", "< 150 MiB RSS"),
+    ]
+    print("summary (he_aggregate: benchmarks/he.py)")
+    for name, value, aim in rows:
+        print(f"      {name:<48} {value:<44} aim {aim}")
+
+
 def report_stages(title: str, samples: dict[str, list[float]]) -> None:
     print(f"(d) {title}: p50 per stage in the gateway (n = jobs, or fragments)")
     for stage, values in samples.items():
@@ -795,6 +1030,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rows, runs and jobs")
     parser.add_argument("--rows", type=int, help="rows of admissions in all (1,000,000)")
     parser.add_argument("--small-rows", type=int, default=500, help="rows per small partition")
+    parser.add_argument("--mid-rows", type=int, default=100_000, help="rows of (e), in all")
+    parser.add_argument("--seq", type=int, help="sequential jobs in (e) and (f) (20)")
     parser.add_argument("--runs", type=int, help="timed runs of the big query (5)")
     parser.add_argument("--jobs", type=int, help="small jobs per throughput test (40)")
     parser.add_argument("--clients", type=int, default=4, help="client threads for (b)")
@@ -803,10 +1040,11 @@ def main() -> None:
     parser.add_argument("--pool-size", type=int, default=2, help="warm sandboxes per asset")
     parser.add_argument("--format", choices=["parquet", "csv"], default="parquet")
     options = parser.parse_args()
-    defaults = (200_000, 3, 20) if options.quick else (1_000_000, 5, 40)
+    defaults = (200_000, 3, 20, 8) if options.quick else (1_000_000, 5, 40, 20)
     options.rows = options.rows or defaults[0]
     options.runs = options.runs or defaults[1]
     options.jobs = options.jobs or defaults[2]
+    options.seq = options.seq or defaults[3]
 
     began = time.perf_counter()
     load_before = os.getloadavg()[0]
@@ -841,13 +1079,24 @@ def main() -> None:
             alone = lone_fragment(fed, fed.stages.programs["job"], options.runs)
             template = small_job_sql(fed, url)
             runs = [throughput(fed, url, t, template, options) for t in (SMALL, BIG)]
+            seq = sequential(fed, url, options)
+            seq_stages = fed.stages.snapshot()
+        time.sleep(2.0)
+        idle = {s.process.pid: tree_memory(s.process.pid) for s in fed.sites}
+        parts = tree_breakdown(fed.sites[0].process.pid)
+        fed.runner.stop()
+        gateway = gateway_process(tmp, fed, options)
         report_big(options, totals, duck, fragments, alone, big_cpu, big_pool)
         for run in runs:
             report_throughput(options, run)
         report_memory(options, fed, memory)
+        report_sequential(options, seq)
+        report_idle(fed, idle, parts, gateway)
         report_stages("the GROUP BY job of (a)", big_stages)
         for run in runs:
             report_stages(f"the small jobs of (b) on {run.table}", run.stages)
+        report_stages(f"the sequential jobs of (e) on {MID}", seq_stages)
+        report_summary(options, seq, runs, totals, duck, idle, gateway)
     print(f"wall time {time.perf_counter() - began:.1f} s")
 
 

@@ -78,7 +78,7 @@ version: 1
 asset: {asset}
 columns:
   patient_id: {{control: join_key}}
-  district: {{control: group_by}}
+  district: {{control: group_by, keys: {{values: [north, south, east, west, centre, harbour]}}}}
 """
 POLICY_COLUMN = """\
   {name}:

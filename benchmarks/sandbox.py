@@ -7,8 +7,9 @@ in the same run:
 * a plain ``subprocess.run([python, "-c", "pass"])``;
 * the same command through the complete sandbox launch path (cgroup, launcher,
   rlimits, bubblewrap namespaces, seccomp), i.e. the fixed cost per fragment;
-* a trivial DuckDB fragment end to end through ``Runner.run`` without and with
-  the pre-started pool (requests spaced by ``--gap`` ms so the pool can refill).
+* a trivial DuckDB fragment end to end through ``Runner.run``: in a sandbox of its own
+  started for it (cold), in a pre-started one (requests spaced by ``--gap`` ms so the
+  pool can refill), and in a fresh child of a fork server (back to back).
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def main() -> None:
         asset.write_text("k,v\n" + "".join(f"{i % 7},{i}\n" for i in range(1000)))
         spec = FragmentSpec("duckdb_sql", "SELECT k, COUNT(*), SUM(v) FROM asset GROUP BY k", asset)
 
-        with Runner(RunnerConfig()) as runner:
+        with Runner(RunnerConfig(fork_servers=0)) as runner:
             level = runner.isolation_report().level.value
             print(f"isolation: {runner.isolation_report().backend} ({level})")
             plain = timed(lambda: subprocess.run(command, check=True), options.runs)
@@ -82,11 +83,19 @@ def main() -> None:
             cold = timed(lambda: runner.run(spec), options.runs)
             report("duckdb fragment, cold sandbox", cold)
 
-        with Runner(RunnerConfig(pool_size=2)) as pooled:
+        with Runner(RunnerConfig(pool_size=2, fork_servers=0)) as pooled:
             pooled.warm("duckdb_sql", asset)
             time.sleep(0.5)
             warm = timed(lambda: pooled.run(spec), options.runs, gap=options.gap / 1000)
             report(f"duckdb fragment, pooled ({options.gap:.0f} ms gap)", warm)
+
+        with Runner(RunnerConfig(fork_servers=1)) as forking:
+            if forking.fork_servers is None:
+                print("fork servers: not available on this host")
+                return
+            forking.warm("duckdb_sql", asset)
+            forked = timed(lambda: forking.run(spec), options.runs)
+            report("duckdb fragment, fork server child", forked)
 
 
 if __name__ == "__main__":

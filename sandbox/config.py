@@ -63,6 +63,15 @@ class RunnerConfig:
     runner is root (by default the ``blindgate-sandbox`` system user if the host has
     one, else ``nobody``); a runner that is not root runs fragments as its own uid.
     Either way no fragment ever runs as host root.
+
+    ``fork_servers`` is how many fork servers (:mod:`sandbox.forkserver`) may serve one
+    (executor, asset version, input, limits, bound) at once, each running one fragment at
+    a time in a fresh child; they start on first use (or :meth:`Runner.warm`) and stop
+    after ``pool_idle_seconds`` without a fragment (pre-started sandboxes too), or when
+    their own CPU time
+    nears ``fork_server_cpu_seconds``.  ``0`` turns them off: every fragment then gets a
+    sandbox of its own (pre-started when ``pool_size`` > 0).  Fork servers are used only
+    where they keep isolation (namespaces, cgroups and Landlock signal scoping).
     """
 
     backend: Backend = "auto"
@@ -84,9 +93,14 @@ class RunnerConfig:
     pool_max_keys: int = 8
     stderr_capture_bytes: int = 16 * 1024
     startup_cpu_allowance_seconds: int = 5
+    fork_servers: int = 1
+    pool_idle_seconds: float = 600.0
+    fork_server_cpu_seconds: int = 3600
 
     def __post_init__(self) -> None:
         if self.pool_size < 0 or self.pool_max_keys < 1:
             raise ValueError("pool_size must be >= 0 and pool_max_keys >= 1")
+        if self.fork_servers < 0 or self.pool_idle_seconds <= 0:
+            raise ValueError("fork_servers must be >= 0 and the idle time positive")
         if self.sandbox_uid <= 0 or self.sandbox_gid <= 0:
             raise ValueError("the sandbox uid and gid must not be root")

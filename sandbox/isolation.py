@@ -23,6 +23,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 from collections.abc import Mapping
@@ -30,8 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox import landlock
-from sandbox.cgroups import CgroupManager, CgroupUnavailable
+from sandbox.cgroups import CgroupManager, CgroupUnavailable, FragmentCgroup
 from sandbox.config import IsolationLevel, RunnerConfig
+from sandbox.forkserver import ForkServer
 from sandbox.launcher import JOINED
 from sandbox.plans import Confinement, LaunchRequest, build_plan, launcher_command
 from sandbox.process import RawOutcome, SandboxProcess
@@ -173,12 +175,39 @@ class Isolation:
             return False
         return outcome.exit_code == 0 and outcome.signal is None
 
+    @property
+    def forks(self) -> bool:
+        """Whether fork servers keep isolation here: namespaces, cgroups for each forked
+        child, and Landlock scoping (ABI 6) for each child's signals."""
+        return self.backend == "bwrap" and self.cgroups is not None and self.landlock_abi >= 6
+
     def start(self, request: LaunchRequest, command: list[str] | None = None) -> SandboxProcess:
         """Start one sandbox for ``request`` (optionally running ``command`` instead).
 
         ``command`` is a Python command line; its first element is replaced by the
         interpreter as the sandbox sees it.
         """
+        popen, cgroup, host_tmp, identity = self._launch(request, command, None)
+        return SandboxProcess(popen, cgroup, host_tmp, self.backend == "bwrap", identity)
+
+    def start_server(self, request: LaunchRequest) -> ForkServer:
+        """Start a fork server for ``request`` (see :mod:`sandbox.forkserver`)."""
+        if not self.forks or self.cgroups is None:
+            raise OSError(0, "fork servers need namespaces, cgroups and Landlock scoping")
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            launched = self._launch(request, None, theirs.fileno())
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        popen, cgroup, host_tmp, identity = launched
+        return ForkServer(popen, ours, cgroup, host_tmp, identity, self.cgroups)
+
+    def _launch(
+        self, request: LaunchRequest, command: list[str] | None, control: int | None
+    ) -> tuple[subprocess.Popen[bytes], FragmentCgroup | None, Path | None, tuple[int, ...]]:
         asset_stat = os.stat(request.asset_path)
         identity = (
             asset_stat.st_dev,
@@ -194,6 +223,9 @@ class Isolation:
         args_write: int | None = None
         sync_read, sync_write = os.pipe() if cgroup is not None else (None, None)
         popen: subprocess.Popen[bytes] | None = None
+        startup = self.config.startup_cpu_allowance_seconds
+        if request.forks:
+            startup = max(startup, self.config.fork_server_cpu_seconds)
         try:
             if self.backend != "bwrap":
                 host_tmp = self._private_tmp()
@@ -220,7 +252,7 @@ class Isolation:
                 confinement,
                 sync_read,
                 host_tmp,
-                self.config.startup_cpu_allowance_seconds,
+                startup,
                 python_args=command[1:] if command is not None else None,
             )
             if args_write is not None:
@@ -228,11 +260,12 @@ class Isolation:
                 _fill_pipe(args_write, block)
                 os.close(args_write)
                 args_write = None
+            quiet = subprocess.DEVNULL
             popen = subprocess.Popen(
                 launcher_command(self.layout, plan),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                stdin=subprocess.PIPE if control is None else control,
+                stdout=subprocess.PIPE if control is None else quiet,
+                stderr=subprocess.PIPE if control is None else quiet,
                 pass_fds=tuple(fd for fd in (seccomp_fd, sync_read, args_fd) if fd is not None),
                 start_new_session=True,
                 env={},
@@ -253,7 +286,7 @@ class Isolation:
             for fd in (seccomp_fd, sync_read, sync_write, args_fd, args_write):
                 if fd is not None:
                     os.close(fd)
-        return SandboxProcess(popen, cgroup, host_tmp, self.backend == "bwrap", identity)
+        return popen, cgroup, host_tmp, identity
 
     def run_command(self, command: list[str], limits: Limits | None = None) -> RawOutcome:
         """Run ``command`` in a fresh sandbox (for probes and benchmarks).

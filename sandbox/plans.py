@@ -34,7 +34,7 @@ from typing import Any
 
 from sandbox.launcher import encode_plan
 from sandbox.runtime import RuntimeLayout
-from sandbox.spec import Limits
+from sandbox.spec import Bound, Limits
 from sandbox.worker import boot_code
 
 ASSET_DIR = "/data"
@@ -69,13 +69,19 @@ def asset_format(path: Path) -> str | None:
 
 @dataclass(frozen=True)
 class LaunchRequest:
-    """Everything fixed when a sandbox starts (before its fragment is known)."""
+    """Everything fixed when a sandbox starts (before its fragment is known).
+
+    ``forks`` starts a fork server (:mod:`sandbox.zygote`) instead of a one-fragment
+    worker; ``bound`` asks for the asset's contribution-bounded view.
+    """
 
     executor: str
     asset_path: Path
     input_dir: Path | None
     limits: Limits
     allow_test_executor: bool
+    bound: Bound | None = None
+    forks: bool = False
     writable_input: str | None = None
     """A directory of the input (relative, existing and empty) that gets a tmpfs of its
     own, ``limits.tmpfs_bytes`` large: where a Python job writes its outputs.  Only a
@@ -108,6 +114,7 @@ def worker_args(
         "executor": request.executor,
         "allow_test": request.allow_test_executor,
         "cpu_seconds": limits.cpu_seconds,
+        "forks": request.forks,
         "context": {
             "asset_path": asset_inside,
             "asset_format": fmt or "unknown",
@@ -117,6 +124,8 @@ def worker_args(
             "output_bytes": limits.output_bytes,
             "threads": limits.threads,
             "tmpfs_bytes": limits.tmpfs_bytes,
+            "forks": request.forks,
+            "bound": request.bound.as_dict() if request.bound is not None else None,
         },
     }
 

@@ -4,7 +4,9 @@ Each pooled sandbox has its engine imported and its asset view prepared, then
 blocks reading its fragment from stdin; it serves exactly one fragment and exits,
 so isolation stays per fragment while the 100+ ms interpreter and engine start-up
 leaves the critical path.  A pooled sandbox is discarded if it died or if the
-asset file changed (device, inode, size or mtime) since it was started.
+asset file changed (device, inode, size or mtime) since it was started, and a key
+nobody used for ``idle_seconds`` is dropped with its sandboxes (:meth:`SandboxPool.shrink`;
+it fills again when warmed again).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +22,7 @@ from pathlib import Path
 
 from sandbox.plans import LaunchRequest
 from sandbox.process import SandboxProcess
-from sandbox.spec import Limits
+from sandbox.spec import Bound, Limits
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +35,22 @@ class PoolKey:
     asset_path: Path
     input_dir: Path | None
     limits: Limits
+    bound: Bound | None = None
+    forks: bool = False
+    writable_input: str | None = None
 
     @classmethod
     def of(cls, request: LaunchRequest) -> PoolKey:
         """The key of a launch request."""
-        return cls(request.executor, request.asset_path, request.input_dir, request.limits)
+        return cls(
+            request.executor,
+            request.asset_path,
+            request.input_dir,
+            request.limits,
+            request.bound,
+            request.forks,
+            request.writable_input,
+        )
 
 
 def asset_identity(path: Path) -> tuple[int, ...]:
@@ -49,14 +63,20 @@ class SandboxPool:
     """Keeps up to ``size`` started sandboxes for each warmed key (at most ``max_keys``)."""
 
     def __init__(
-        self, start: Callable[[LaunchRequest], SandboxProcess], size: int, max_keys: int
+        self,
+        start: Callable[[LaunchRequest], SandboxProcess],
+        size: int,
+        max_keys: int,
+        idle_seconds: float = 600.0,
     ) -> None:
         self._start = start
         self._size = size
         self._max_keys = max_keys
+        self.idle_seconds = idle_seconds
         self._lock = threading.Lock()
         self._ready: OrderedDict[PoolKey, deque[SandboxProcess]] = OrderedDict()
         self._requests: dict[PoolKey, LaunchRequest] = {}
+        self._used: dict[PoolKey, float] = {}
         self._closed = False
 
     @property
@@ -75,9 +95,11 @@ class SandboxPool:
                 self._ready[key] = deque()
                 self._requests[key] = request
             self._ready.move_to_end(key)
+            self._used[key] = time.monotonic()
             while len(self._ready) > self._max_keys:
                 old, queue = self._ready.popitem(last=False)
                 self._requests.pop(old, None)
+                self._used.pop(old, None)
                 evicted.extend(queue)
         for sandbox in evicted:
             sandbox.close()
@@ -94,6 +116,8 @@ class SandboxPool:
         found: SandboxProcess | None = None
         with self._lock:
             queue = self._ready.get(key)
+            if queue is not None:
+                self._used[key] = time.monotonic()
             while queue and found is None:
                 candidate = queue.popleft()
                 if candidate.alive() and candidate.identity == identity:
@@ -132,6 +156,25 @@ class SandboxPool:
     def refill_for(self, request: LaunchRequest) -> None:
         """Refill the queue ``request`` would be served from."""
         self.refill(PoolKey.of(request))
+
+    def ready(self) -> int:
+        """How many started sandboxes wait for a fragment."""
+        with self._lock:
+            return sum(len(queue) for queue in self._ready.values())
+
+    def shrink(self, now: float | None = None) -> int:
+        """Drop the keys nobody used for ``idle_seconds``, killing their sandboxes; how
+        many sandboxes were stopped."""
+        now = time.monotonic() if now is None else now
+        stopped: list[SandboxProcess] = []
+        with self._lock:
+            for key in [k for k, used in self._used.items() if now - used >= self.idle_seconds]:
+                stopped.extend(self._ready.pop(key, ()))
+                self._requests.pop(key, None)
+                self._used.pop(key, None)
+        for sandbox in stopped:
+            sandbox.close()
+        return len(stopped)
 
     def close(self) -> None:
         """Kill every pooled sandbox; the pool starts no more."""

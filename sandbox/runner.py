@@ -18,9 +18,11 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import signal
 import stat
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +32,8 @@ from typing import Protocol
 
 from sandbox import executors
 from sandbox.config import RunnerConfig
+from sandbox.executors.base import MAX_REQUEST_BYTES
+from sandbox.forkserver import ForkServerPool, ServerBroken, Stopped
 from sandbox.isolation import Isolation, IsolationReport
 from sandbox.launcher import LAUNCH_FAILED
 from sandbox.plans import LaunchRequest, asset_format
@@ -37,6 +41,7 @@ from sandbox.pool import SandboxPool
 from sandbox.process import RawOutcome
 from sandbox.runtime import RuntimeLayout
 from sandbox.spec import (
+    Bound,
     FailureReason,
     FragmentResult,
     FragmentSpec,
@@ -46,7 +51,6 @@ from sandbox.spec import (
     parse_output,
     table_from_document,
 )
-from sandbox.worker import MAX_REQUEST_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +151,24 @@ class Runner:
             )
         log.info("sandbox isolation: %s", report.as_dict())
         self._pool = SandboxPool(
-            self._isolation.start, self.config.pool_size, self.config.pool_max_keys
+            self._isolation.start,
+            self.config.pool_size,
+            self.config.pool_max_keys,
+            self.config.pool_idle_seconds,
         )
         self._refiller = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-pool")
+        self._servers: ForkServerPool | None = None
+        if self.config.fork_servers and self._isolation.forks:
+            self._servers = ForkServerPool(
+                self._isolation.start_server,
+                self.config.fork_servers,
+                self.config.pool_max_keys,
+                self.config.pool_idle_seconds,
+            )
+        log.info("fork servers: %s", "on" if self._servers is not None else "off")
+        self._stopping = threading.Event()
+        self._reaper = threading.Thread(target=self._reap, name="sandbox-reaper", daemon=True)
+        self._reaper.start()
 
     def __enter__(self) -> Runner:
         return self
@@ -171,6 +190,16 @@ class Runner:
         """Which layers are active on this host and the overall level."""
         return self._isolation.report
 
+    @property
+    def pool(self) -> SandboxPool:
+        """The pre-started sandboxes (for fragments that no fork server runs)."""
+        return self._pool
+
+    @property
+    def fork_servers(self) -> ForkServerPool | None:
+        """The fork servers, when this host runs fragments in them."""
+        return self._servers
+
     def executors(self) -> frozenset[str]:
         """Names of the executors this runner accepts."""
         names = set(executors.PRODUCTION_EXECUTORS)
@@ -184,16 +213,21 @@ class Runner:
         asset_path: Path,
         input_dir: Path | None = None,
         limits: Limits | None = None,
+        bound: Bound | None = None,
     ) -> None:
-        """Pre-start ``pool_size`` sandboxes for fragments with exactly these settings."""
+        """Have a sandbox ready for fragments with exactly these settings: a fork server
+        where they are used, else ``pool_size`` pre-started sandboxes."""
         spec = FragmentSpec(
-            executor, "", asset_path, input_dir, limits or self.config.default_limits
+            executor, "", asset_path, input_dir, limits or self.config.default_limits, bound
         )
         try:
             request = self._request(spec)
         except (_BadInput, _Unreadable) as exc:
             raise ValueError("cannot warm a pool for an invalid fragment") from exc
-        self._pool.warm(request)
+        if self._servers is not None and request.forks:
+            self._servers.warm(request)
+        else:
+            self._pool.warm(request)
 
     def run(
         self, spec: FragmentSpec, *, guard: Guard | None = None, label: str | None = None
@@ -223,6 +257,11 @@ class Runner:
             return FragmentResult.failed(FailureReason.INTERNAL, _ms(begin))
         if guard is not None and guard.reason is not None:
             return FragmentResult.failed(FailureReason.INTERNAL, _ms(begin))
+        if self._servers is not None and request.forks:
+            forked = self._run_forked(spec, request, guard, fragment, begin)
+            if forked is not None:
+                return forked
+            request = dataclasses.replace(request, forks=False)
         sandbox = self._pool.take(request)
         pooled = sandbox is not None
         try:
@@ -255,8 +294,56 @@ class Runner:
             return FragmentResult.success(result, _ms(begin))
         return FragmentResult.failed(result, _ms(begin))
 
+    def _run_forked(
+        self,
+        spec: FragmentSpec,
+        request: LaunchRequest,
+        guard: Guard | None,
+        fragment: str,
+        begin: float,
+    ) -> FragmentResult | None:
+        """Run the fragment in a child of a fork server; ``None`` when no server could be
+        had (the caller then starts a sandbox of its own)."""
+        assert self._servers is not None
+        try:
+            server = self._servers.acquire(request, spec.limits.wall_seconds)
+        except (OSError, ServerBroken) as exc:
+            log.info("fragment %s: no fork server (%s)", fragment, type(exc).__name__)
+            return None
+        try:
+            outcome = server.execute(
+                spec.program, spec.limits, self.config.stderr_capture_bytes, guard
+            )
+        except Stopped:
+            return FragmentResult.failed(FailureReason.INTERNAL, _ms(begin))
+        except (OSError, ServerBroken) as exc:
+            log.warning("fragment %s: fork server retired (%s)", fragment, type(exc).__name__)
+            return FragmentResult.failed(FailureReason.INTERNAL, _ms(begin))
+        finally:
+            self._servers.release(request, server)
+        result, label = classify(outcome, spec.limits)
+        self._log(fragment, True, outcome, result, label, forked=True)
+        if isinstance(result, ResultTable):
+            return FragmentResult.success(result, _ms(begin))
+        return FragmentResult.failed(result, _ms(begin))
+
+    def _reap(self) -> None:
+        """Shrink the pools when idle: fork servers and pre-started sandboxes nobody used
+        for ``pool_idle_seconds`` are stopped."""
+        interval = max(0.5, min(30.0, self.config.pool_idle_seconds / 4))
+        while not self._stopping.wait(interval):
+            try:
+                self._pool.shrink()
+                if self._servers is not None:
+                    self._servers.shrink()
+            except Exception as exc:  # keep reaping; the next round retries
+                log.warning("shrinking the sandbox pools failed: %s", type(exc).__name__)
+
     def close(self) -> None:
         """Stop every pre-started sandbox and wait for pending refills to clean up."""
+        self._stopping.set()
+        if self._servers is not None:
+            self._servers.close()
         self._pool.close()
         self._refiller.shutdown(wait=True, cancel_futures=True)
 
@@ -307,6 +394,8 @@ class Runner:
             input_dir,
             spec.limits,
             allow_test_executor=self.config.unsafe_enable_test_executor,
+            bound=spec.bound,
+            forks=self._servers is not None and spec.executor in executors.FORK_EXECUTORS,
             writable_input=writable,
         )
 
@@ -317,16 +406,19 @@ class Runner:
         outcome: RawOutcome,
         result: ResultTable | FailureReason,
         label: str,
+        *,
+        forked: bool = False,
     ) -> None:
         code = "ok" if isinstance(result, ResultTable) else result.value
         log.debug(
-            "fragment %s: %s (%s) backend=%s pooled=%s exit=%s signal=%s cpu=%.2fs "
+            "fragment %s: %s (%s) backend=%s pooled=%s forked=%s exit=%s signal=%s cpu=%.2fs "
             "stdout=%dB stderr=%dB wall=%.1fms notes=%s",
             fragment,
             code,
             label,
             self._isolation.backend,
             pooled,
+            forked,
             outcome.exit_code,
             outcome.signal,
             outcome.cpu_seconds,

@@ -31,6 +31,7 @@ LIB_LINKS = ("/lib", "/lib64")
 _WORKER_MODULES = (
     "__init__.py",
     "worker.py",
+    "zygote.py",
     "launcher.py",
     "landlock.py",
     "executors/__init__.py",

@@ -72,12 +72,28 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Bound:
+    """Contribution bounding the sandbox applies to its asset before any fragment:
+    each ``unit`` keeps at most ``rows`` rows, chosen by a keyed hash under ``seed``
+    (hex, secret to the site, one per asset version)."""
+
+    unit: str
+    rows: int
+    seed: str = field(repr=False)
+
+    def as_dict(self) -> dict[str, object]:
+        """The worker's view of the bound."""
+        return {"unit": self.unit, "rows": self.rows, "seed": self.seed}
+
+
+@dataclass(frozen=True)
 class FragmentSpec:
     """One fragment: an executor, its program text, one asset and limits.
 
     ``program`` is what the executor runs (for ``duckdb_sql`` one SQL SELECT over
     the view ``asset``).  ``input_dir`` is an optional read-only job input
-    directory, exposed inside the sandbox at ``/input``.
+    directory, exposed inside the sandbox at ``/input``.  ``bound`` asks for the asset's
+    contribution-bounded view (``duckdb_sql``).
     """
 
     executor: str
@@ -85,6 +101,7 @@ class FragmentSpec:
     asset_path: Path
     input_dir: Path | None = None
     limits: Limits = field(default_factory=Limits)
+    bound: Bound | None = None
     writable_input: str | None = None
     """A directory inside ``input_dir`` mounted as a capped tmpfs (a Python job's
     ``outputs/``); namespace sandboxes only."""

@@ -24,9 +24,13 @@ import sys
 from typing import Any
 
 from sandbox import executors
-from sandbox.executors.base import Executor, FragmentError, WorkerContext, failure_document
-
-MAX_REQUEST_BYTES = 16 * 1024 * 1024
+from sandbox.executors.base import (
+    MAX_REQUEST_BYTES,
+    Executor,
+    FragmentError,
+    WorkerContext,
+    failure_document,
+)
 
 
 def boot_code(package_dir: str, paths: list[str]) -> str:
@@ -109,11 +113,27 @@ def serve(args: dict[str, Any], stdin_fd: int = 0, stdout_fd: int = 1) -> int:
     return 0
 
 
+def _serve_forks(args: dict[str, Any]) -> int:
+    from sandbox.zygote import serve_forks
+
+    try:
+        executor = _load(args)
+    except Exception:
+        return 1
+    return serve_forks(executor, args)
+
+
 def main() -> None:
-    """Entry point inside the sandbox: ``argv[1]`` is the worker's JSON arguments."""
+    """Entry point inside the sandbox: ``argv[1]`` is the worker's JSON arguments.
+
+    With ``"forks": true`` the worker becomes a fork server (:mod:`sandbox.zygote`) on its
+    control socket (descriptor 0) instead of serving one fragment.
+    """
+    args = json.loads(sys.argv[1])
+    if args.get("forks"):
+        os._exit(_serve_forks(args))
     result_fd = os.dup(1)
     os.dup2(2, 1)
-    args = json.loads(sys.argv[1])
     code = serve(args, stdout_fd=result_fd)
     sys.stdout.flush()
     os._exit(code)

@@ -14,6 +14,8 @@ from gateway.client.signing import sign_approval
 from gateway.client.transport import Transport
 
 TERMINAL = frozenset({"succeeded", "failed", "denied", "cancelled"})
+LONG_POLL_SECONDS = 25.0
+"""How long one long poll may wait at the gateway (it keeps at most 30 s)."""
 
 
 class JobsApi(Transport):
@@ -69,13 +71,19 @@ class JobsApi(Transport):
     ) -> Any:
         """Wait until the job is finished; ``progress`` is told each change of state.
 
-        ``progress=True`` prints the states to stderr; a callable gets the job and the
-        seconds waited.  Raises ``TimeoutError`` past ``timeout``.
+        The gateway answers a long poll (``GET /v1/jobs/{id}?wait=S``) as soon as the job
+        finishes, so the result is there without a polling delay; a gateway that answers
+        at once without it is asked again every ``poll`` seconds.  ``progress=True``
+        prints the states to stderr; a callable gets the job and the seconds waited.
+        Raises ``TimeoutError`` past ``timeout``.
         """
         begin = time.monotonic()
         seen = None
         while True:
-            job = self.job(job_id)
+            waited = time.monotonic() - begin
+            asked = max(0.0, min(LONG_POLL_SECONDS, timeout - waited, self._long_poll_limit()))
+            job = self.get(f"/v1/jobs/{job_id}", wait=round(asked, 3) if asked else None)
+            answered = time.monotonic() - begin - waited
             waited = time.monotonic() - begin
             if job["state"] != seen:
                 seen = job["state"]
@@ -87,7 +95,13 @@ class JobsApi(Transport):
                 return job
             if waited > timeout:
                 raise TimeoutError(f"job {job_id} is still {seen} after {timeout:.0f} s")
-            time.sleep(poll)
+            if answered < min(asked, poll):
+                time.sleep(poll)
+
+    def _long_poll_limit(self) -> float:
+        """The longest wait the HTTP client's read timeout leaves room for."""
+        read = self._http.timeout.read
+        return LONG_POLL_SECONDS if read is None else max(0.0, read - 2.0)
 
     def result(self, job_id: str) -> Any:
         """The released result with its receipt."""

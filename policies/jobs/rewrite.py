@@ -136,6 +136,10 @@ class PartialPlan:
     outputs: tuple[PlannedOutput, ...]
     needs_permission: tuple[str, ...]
     sql: str
+    bounded_sql: str = ""
+    """The same fragment over a view that is already contribution-bounded (each unit
+    keeps at most ``max_rows_per_unit`` rows, chosen once per asset version at the site):
+    no per-job ranking, the filter applies to the rows kept."""
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -374,7 +378,8 @@ class _Planner:
             bounds=bounds,
         )
 
-    def fragment(self, keys: list[PlanKey]) -> str:
+    def fragment(self, keys: list[PlanKey]) -> tuple[str, str]:
+        """The fragment bounding per job, and the one over an already bounded view."""
         schema = self.schema
         unit = exp.column(schema.unit.name, quoted=True)
         not_null: exp.Expr = exp.Not(this=exp.Is(this=unit.copy(), expression=exp.Null()))
@@ -428,7 +433,27 @@ class _Planner:
         )
         if keys:
             outer = outer.group_by(*(exp.column(k.name, quoted=True) for k in keys))
-        return _sql(outer)
+        plain = exp.select(unit.copy(), *(item.copy() for item in row_items))
+        plain = plain.from_(exp.table_(ASSET_VIEW)).where(not_null.copy())
+        # In a bounded view with one row per unit, the rows of a group are its people.
+        people: exp.Expr = exp.Count(this=exp.Distinct(expressions=[unit.copy()]))
+        if self.params.max_rows_per_unit == 1:
+            people = exp.Count(this=unit.copy())
+        over_bounded = exp.select(
+            *(exp.column(k.name, quoted=True) for k in keys),
+            exp.alias_(people, UNITS, quoted=True),
+            *(
+                exp.alias_(sqlglot.parse_one(p.sql, read="duckdb"), p.name, quoted=True)
+                for p in self.partials.values()
+            ),
+        ).from_(
+            exp.Subquery(
+                this=plain, alias=exp.TableAlias(this=exp.to_identifier(_BOUNDED, quoted=True))
+            )
+        )
+        if keys:
+            over_bounded = over_bounded.group_by(*(exp.column(k.name, quoted=True) for k in keys))
+        return _sql(outer), _sql(over_bounded)
 
 
 def partial_plan(analysis: Analysis, params: EffectiveParameters) -> PartialPlan:
@@ -451,7 +476,7 @@ def partial_plan(analysis: Analysis, params: EffectiveParameters) -> PartialPlan
         )
     if planner.out:
         raise PlanError(planner.out.items(), column_uses=analysis.column_uses)
-    sql = planner.fragment(keys)
+    sql, bounded_sql = planner.fragment(keys)
     return PartialPlan(
         asset_id=analysis.schema.asset_id,
         unit=analysis.schema.unit.name,
@@ -462,4 +487,5 @@ def partial_plan(analysis: Analysis, params: EffectiveParameters) -> PartialPlan
         outputs=tuple(o for o in outputs if o is not None),
         needs_permission=analysis.needs_permission,
         sql=sql,
+        bounded_sql=bounded_sql,
     )

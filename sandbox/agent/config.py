@@ -14,7 +14,9 @@ Example::
       billing: {postgres: {dsn_env: BILLING_DSN, table: public.billing}}
     cache_dir: cache
     minimum_isolation: strong
-    pool_size: 2
+    pool_size: 2                  # pre-started sandboxes (HE contexts)
+    fork_servers: 1               # per asset version; 0 turns fork servers off
+    pool_idle_seconds: 600
     limits: {memory_bytes: 1073741824, wall_seconds: 60}
     holder:                       # the organisation this agent belongs to, and its keys
       organisation: org_01...
@@ -246,6 +248,12 @@ class SiteConfig(_Model):
     unsafe_allow_weak_isolation: bool = False
     unsafe_enable_test_executor: bool = False
     pool_size: int = Field(default=1, ge=0, le=16)
+    fork_servers: int = Field(default=1, ge=0, le=16)
+    """Fork servers per (asset version, executor, bound): each prepares the engine and the
+    asset once and forks a fresh child per fragment (0: a sandbox of its own each)."""
+    pool_idle_seconds: float = Field(default=600.0, gt=0)
+    """How long a fork server or a pre-started sandbox waits for a fragment before it
+    stops (pools start on first use and shrink when idle)."""
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     max_concurrent_fragments: int = Field(default=2, ge=1, le=64)
     max_queued_fragments: int = Field(default=8, ge=0, le=1024)
@@ -302,6 +310,8 @@ class SiteConfig(_Model):
             default_limits=self.limits.to_limits(),
             pool_size=self.pool_size,
             pool_max_keys=max(8, files),
+            fork_servers=self.fork_servers,
+            pool_idle_seconds=self.pool_idle_seconds,
             **extra,
         )
 

@@ -14,6 +14,7 @@ durable before the fragment runs, and two fragments can never spend the same bud
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -53,6 +54,15 @@ CREATE TABLE IF NOT EXISTS policies_seen (
 CREATE TABLE IF NOT EXISTS revoked (
     licence_id TEXT PRIMARY KEY,
     at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bounding_seeds (
+    version TEXT PRIMARY KEY,
+    seed TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bounds_seen (
+    asset_id TEXT PRIMARY KEY,
+    unit TEXT NOT NULL,
+    max_rows INTEGER NOT NULL
 );
 """
 
@@ -169,6 +179,36 @@ class SiteLedger:
             ).fetchall()
         )
         return {r[0] for r in rows}
+
+    # contribution bounding ----------------------------------------------------------------
+    def bounding_seed(self, version: str) -> str:
+        """The secret seed of one asset version's bounded view: made on first use, then
+        kept, so that the rows each person keeps stay the same for that version."""
+        with self._write() as con:
+            con.execute(
+                "INSERT OR IGNORE INTO bounding_seeds (version, seed) VALUES (?, ?)",
+                (version, secrets.token_hex(16)),
+            )
+            row = con.execute(
+                "SELECT seed FROM bounding_seeds WHERE version = ?", (version,)
+            ).fetchone()
+        return str(row[0])
+
+    def note_bound(self, asset_id: str, unit: str, max_rows: int) -> None:
+        """Remember the bound the asset's policy asks for (to prepare it at start-up)."""
+        with self._write() as con:
+            con.execute(
+                "INSERT INTO bounds_seen (asset_id, unit, max_rows) VALUES (?, ?, ?) ON CONFLICT "
+                "(asset_id) DO UPDATE SET unit = excluded.unit, max_rows = excluded.max_rows",
+                (asset_id, unit, max_rows),
+            )
+
+    def bounds(self) -> dict[str, tuple[str, int]]:
+        """The last bound seen per asset: ``{asset_id: (unit, max_rows)}``."""
+        rows = self._read(
+            lambda c: c.execute("SELECT asset_id, unit, max_rows FROM bounds_seen").fetchall()
+        )
+        return {str(r[0]): (str(r[1]), int(r[2])) for r in rows}
 
     # what has been spent ----------------------------------------------------------------
     def asset_spent(self, asset_id: str, since: datetime) -> Spent:

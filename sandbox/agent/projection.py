@@ -26,8 +26,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
-
 _READERS = {"csv": "read_csv", "parquet": "read_parquet"}
 MAX_SENSITIVE = 2_000_000
 MIN_IDENTIFIER_CHARS = 4
@@ -150,6 +148,8 @@ class Projections:
     ) -> Sensitive:
         source = f"{_READERS[fmt]}({_literal(str(asset))})"
         partial = target.with_suffix(".partial")
+        import duckdb  # here: an agent that never projects need not load DuckDB
+
         con = duckdb.connect(":memory:", config={"threads": 1})
         try:
             con.execute("SET enable_progress_bar = false")

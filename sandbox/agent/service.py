@@ -34,6 +34,7 @@ from typing import Any
 from contracts.terms import rfc3339_utc
 from policies.jobs import JobError, OpenDPNoise, combine, site_release
 from policies.jobs.he import SiteNoise, site_noise
+from sandbox.agent.bounding import Bounding
 from sandbox.agent.config import FileAsset, PostgresAsset, SiteConfig
 from sandbox.agent.fragments import AgentRunner, StopReason, StopSwitch
 from sandbox.agent.held import HeldOutputs
@@ -189,6 +190,7 @@ class AgentService:
         self._uploads = threading.BoundedSemaphore(config.max_concurrent_uploads)
         self._closed = False
         self.ledger = SiteLedger(config.state / "ledger.db")
+        self.bounding = Bounding(self.ledger)
         self.held = HeldOutputs(config.state)
         self.python = PythonSite(
             inputs=self.inputs,
@@ -215,14 +217,17 @@ class AgentService:
         )
 
     def warm(self) -> None:
-        """Pre-start sandboxes for plain SQL fragments on every file asset."""
-        if not self.config.pool_size:
+        """Prepare a sandbox for SQL fragments on every file asset whose bound is known
+        (from earlier jobs): a fork server, or ``pool_size`` pre-started sandboxes."""
+        if not self.config.pool_size and self.runner.fork_servers is None:
             return
         for asset_id, asset in self.config.assets.items():
             if isinstance(asset, FileAsset) and asset.path.is_file():
                 try:
-                    self.runner.warm("duckdb_sql", asset.path, limits=self._limits)
-                except ValueError:
+                    bound = self.bounding.known(asset_id, asset.path)
+                    if bound is not None:
+                        self.runner.warm("duckdb_sql", asset.path, limits=self._limits, bound=bound)
+                except (ValueError, OSError):
                     log.warning("could not pre-start sandboxes for asset %s", asset_id)
 
     def health(self) -> HealthReport:
@@ -543,7 +548,16 @@ class AgentService:
         except ValueError:
             return bad_input, None
         executor, program, noise = self._program(admitted)
-        spec = FragmentSpec(executor, program, asset_path, input_dir, limits)
+        bound = None
+        if admitted.sql is not None:
+            plan = admitted.sql
+            try:
+                bound = self.bounding.bound(
+                    admitted.ticket.local_ref, asset_path, plan.unit, plan.max_rows_per_unit
+                )
+            except OSError:
+                return bad_input, None
+        spec = FragmentSpec(executor, program, asset_path, input_dir, limits, bound)
         result = self.runner.run_stoppable(spec, execution.switch, fragment_id)
         if not result.ok or result.table is None:
             failure = (result.failure or FailureReason.INTERNAL).value
@@ -561,7 +575,7 @@ class AgentService:
     def _program(self, admitted: Admitted) -> tuple[str, str, SiteNoise | None]:
         """(executor, program, HE noise) the site derived itself from the ticket's job."""
         if admitted.sql is not None:
-            return "duckdb_sql", admitted.sql.sql, None
+            return "duckdb_sql", admitted.sql.bounded_sql, None
         if admitted.test_program is not None:
             return "python_test", admitted.test_program, None
         assert admitted.he is not None

@@ -47,7 +47,6 @@ from contracts.tickets import (
 from policies import (
     AssetContext,
     AssetFacts,
-    AssetShape,
     Decision,
     EffectiveParameters,
     LicenceFacts,
@@ -55,13 +54,13 @@ from policies import (
     PolicyDocumentError,
     UsageCounters,
     evaluate,
-    load_policy_for,
 )
-from policies.jobs import AssetSchema, JobError, PartialPlan, analyse, partial_plan
+from policies.jobs import AssetSchema, JobError, PartialPlan, analyse
 from policies.jobs.errors import Refusal
 from policies.jobs.he import HePlan, analyse_spec, plan_spec
 from policies.python import KIND as PYTHON_KIND
 from policies.python import PythonFacts, PythonGrant
+from sandbox.agent.caches import PLANS, parsed_policy
 from sandbox.agent.config import SiteConfig
 from sandbox.agent.ledger import Charge, SiteLedger
 
@@ -174,7 +173,7 @@ def admit(
         raise TicketRefused("policy_denied", decision.codes)
     params = decision.parameters
     _check_approvals(ticket, decision, organisation, keys)
-    ledger.note_policy(ticket.asset_id, ticket.policy.statement.signed_at)
+    _note_policy(ticket, ledger)
     charges = [Charge(ticket.asset_id, licences[0].licence_id, job.epsilon, job.delta)]
     if isinstance(analysis, PythonFacts):
         granted = params.python.get(ticket.asset_id)
@@ -184,7 +183,7 @@ def admit(
         return Admitted(ticket, digest, params, schema, charges, limits, python=granted)
     if job.kind == SQL_KIND:
         try:
-            sql_plan = partial_plan(analysis, params)
+            sql_plan = PLANS.plan(job.sql, schema, analysis, params)
         except JobError as exc:
             raise TicketRefused("plan_refused", exc.codes) from None
         return Admitted(ticket, digest, params, schema, charges, limits, sql=sql_plan)
@@ -195,6 +194,14 @@ def admit(
     return Admitted(
         ticket, digest, params, schema, charges, limits, he=planned, attachments=attachments
     )
+
+
+def _note_policy(ticket: Ticket, ledger: SiteLedger) -> None:
+    """Keep the newest policy this site has decided under (written only when it changes),
+    so an older signed policy is refused afterwards."""
+    signed_at = ticket.policy.statement.signed_at
+    if ledger.newest_policy(ticket.asset_id) != signed_at:
+        ledger.note_policy(ticket.asset_id, signed_at)
 
 
 def _policy(
@@ -214,15 +221,13 @@ def _policy(
     newest = ledger.newest_policy(ticket.asset_id)
     if newest is not None and statement.signed_at < newest:
         raise TicketRefused("stale_policy")
-    columns = {name: (kind, tag) for name, kind, tag in statement.columns}
     try:
-        parsed = load_policy_for(
+        parsed = parsed_policy(
             policy.document,
-            AssetShape(
-                names=(statement.asset_id, statement.asset_name),
-                columns=columns,
-                privacy_unit=statement.privacy_unit,
-            ),
+            statement.asset_id,
+            statement.asset_name,
+            tuple((name, kind, tag) for name, kind, tag in statement.columns),
+            statement.privacy_unit,
         )
         schema = AssetSchema.build(
             statement.asset_id,

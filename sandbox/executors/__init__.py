@@ -15,6 +15,8 @@ PRODUCTION_EXECUTORS: dict[str, str] = {
     "python": "sandbox.executors.python_job",
 }
 TEST_EXECUTORS: dict[str, str] = {"python_test": "sandbox.executors.python_test"}
+FORK_EXECUTORS: frozenset[str] = frozenset({"duckdb_sql", "python_test"})
+"""Executors whose engine is safe to prepare once and fork (no threads before the fork)."""
 
 
 def module_for(name: str, *, allow_test: bool) -> str | None:

@@ -11,12 +11,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
+"""The largest request (program and parameters) a worker or a forked child reads."""
+
 
 @dataclass(frozen=True)
 class WorkerContext:
     """What the worker knows before the fragment arrives.
 
-    Paths are as seen *inside* the sandbox.
+    Paths are as seen *inside* the sandbox.  ``forks`` says the executor is prepared once
+    in a fork server and runs in a forked child (start no engine threads before the fork;
+    :meth:`Executor.run` is then preceded by an optional ``after_fork()``).  ``bound``
+    asks for the asset's contribution-bounded view (see
+    :func:`sandbox.executors.duckdb_sql.bounded_source`).
     """
 
     asset_path: str
@@ -27,6 +34,8 @@ class WorkerContext:
     output_bytes: int
     threads: int
     tmpfs_bytes: int
+    forks: bool = False
+    bound: dict[str, object] | None = None
 
 
 class FragmentError(Exception):

@@ -119,6 +119,17 @@ def test_runner_config_carries_the_safety_settings(tmp_path: Path) -> None:
     assert not runner.unsafe_enable_test_executor
 
 
+def test_fork_servers_and_idle_pools_are_set_in_site_yaml(tmp_path: Path) -> None:
+    default = parse_config(document(), tmp_path).runner_config()
+    assert default.fork_servers == 1
+    assert default.pool_idle_seconds == 600
+    tuned = parse_config(document(fork_servers=0, pool_idle_seconds=30), tmp_path)
+    assert tuned.runner_config().fork_servers == 0
+    assert tuned.runner_config().pool_idle_seconds == 30
+    with pytest.raises(ValidationError):
+        parse_config(document(pool_idle_seconds=0), tmp_path)
+
+
 def test_codec_round_trips_outcomes_and_requests() -> None:
     table = ResultTable(("a", "b"), ("BIGINT", "VARCHAR"), ((2**70, None), (-3, "x"), (True, 1.5)))
     outcome = FragmentOutcome("f-1", True, table, elapsed_ms=3.5)

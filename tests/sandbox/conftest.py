@@ -82,22 +82,25 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Files:
 
 
 def backends() -> list[str]:
-    """Backends exercised by the hostile suite: namespaces, and Landlock where present."""
-    return ["bwrap", "landlock"]
+    """Ways of running fragments exercised by the hostile suite: forked children of a fork
+    server under namespaces, a sandbox of their own under namespaces, and Landlock."""
+    return ["bwrap-forked", "bwrap", "landlock"]
 
 
 @pytest.fixture(scope="session", params=backends())
 def runner(request: pytest.FixtureRequest, files: Files) -> Iterator[Runner]:
-    backend = request.param
+    backend, _, mode = str(request.param).partition("-")
     config = RunnerConfig(
-        backend=backend,
+        backend=backend,  # type: ignore[arg-type]
         minimum_isolation=IsolationLevel.STRONG if backend == "bwrap" else IsolationLevel.MEDIUM,
         unsafe_enable_test_executor=True,
         default_limits=FAST_LIMITS,
         pool_size=1,
+        fork_servers=1 if mode == "forked" else 0,
     )
     with Runner(config) as instance:
         assert instance.isolation_report().backend == backend
+        assert (instance.fork_servers is not None) == (mode == "forked")
         instance.warm("duckdb_sql", files.asset_csv, limits=FAST_LIMITS)
         yield instance
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, status
+from fastapi import APIRouter, Body, Query, status
 from pydantic import Discriminator, Tag
 
 from gateway.domain import JobState
@@ -12,6 +12,7 @@ from gateway.http.deps import Caller, Paging, Svc, deprecated_for
 from gateway.service.catalogue.schemas import FederatedAssetIn, FederatedAssetOut
 from gateway.service.core.schemas import PageOut
 from gateway.service.governance.schemas import DecisionOut, JobDescriptionIn
+from gateway.service.jobs.completion import MAX_WAIT_SECONDS
 from gateway.service.jobs.schemas import ApprovalIn, JobOut, JobResultOut, JobSubmitIn
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -65,8 +66,15 @@ def list_jobs(
 
 
 @router.get("/{job_id}")
-def get_job(job_id: str, svc: Svc, actor: Caller) -> JobOut:
-    return svc.jobs.get(actor, job_id)
+async def get_job(
+    job_id: str,
+    svc: Svc,
+    actor: Caller,
+    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS)] = 0,
+) -> JobOut:
+    """The job; with ``wait=S`` (seconds, at most 30) the answer comes as soon as the job
+    is finished, or after ``S`` seconds with the job as it then is (a long poll)."""
+    return await svc.jobs.wait(actor, job_id, wait)
 
 
 @router.get("/{job_id}/result")

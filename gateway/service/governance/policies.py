@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -30,10 +31,29 @@ def parse_for_asset(document: str, asset: Asset) -> Policy:
     """Validate ``document`` against ``asset`` and bind it to the asset's id.
 
     Every problem is reported with the line and column it was written at (see
-    :func:`policies.load_policy_for`).
+    :func:`policies.load_policy_for`).  The parse is a pure function of the document and
+    the asset's shape, so it is kept (:func:`_parsed`, frozen models) for the decisions
+    that read the same policy version again; an invalid document is never kept.
     """
+    columns = tuple(sorted((c.name, str(c.type), str(c.tag)) for c in asset.columns))
+    return _parsed(document, asset.id, asset.name, columns, asset.privacy_unit)
+
+
+@functools.lru_cache(maxsize=512)
+def _parsed(
+    document: str,
+    asset_id: str,
+    asset_name: str,
+    columns: tuple[tuple[str, str, str], ...],
+    privacy_unit: str,
+) -> Policy:
+    shape = AssetShape(
+        names=(asset_id, asset_name),
+        columns={name: (kind, tag) for name, kind, tag in columns},
+        privacy_unit=privacy_unit,
+    )
     try:
-        policy = load_policy_for(document, shape_of(asset))
+        policy = load_policy_for(document, shape)
     except PolicyDocumentError as exc:
         issues = [
             {"line": i.line, "column": i.column, "path": i.path, "message": i.message}
@@ -42,7 +62,7 @@ def parse_for_asset(document: str, asset: Asset) -> Policy:
         raise PolicyInvalid(
             f"{len(issues)} problem(s) in the policy document", issues=issues
         ) from None
-    return policy.model_copy(update={"asset": asset.id})
+    return policy.model_copy(update={"asset": asset_id})
 
 
 def statement_for(asset: Asset, document: str, signed_at: datetime) -> PolicyStatement:

@@ -382,6 +382,7 @@ class JobRunner(HeldJobs):
         self.ctx.store.transact(
             lambda tx: tx.update_job(job.id, [JobState.SUCCEEDED], receipt=receipt)
         )
+        self.jobs.completions.finished(job.id)
 
     def _fail(
         self,
@@ -419,6 +420,7 @@ class JobRunner(HeldJobs):
             self.tracer.write(actor, "job.fail", work)
         except BlindgateError:
             log.error("could not record the failure of job %s", job.id)
+        self.jobs.completions.finished(job.id)
         if code != FailureCode.CANCELLED:
             self.ledger.metrics.finished(job.kind, "failed", code)
         if code in _CODES and FailureCode(code).charged:

@@ -9,6 +9,8 @@ between kinds is behind :class:`~gateway.service.jobs.kind.JobKind`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import json
 import threading
@@ -38,6 +40,7 @@ from gateway.service.governance.decisions import DecisionService
 from gateway.service.governance.decisions import out as decision_out
 from gateway.service.governance.licences import effective_status
 from gateway.service.governance.schemas import DecisionOut
+from gateway.service.jobs.completion import MAX_WAIT_SECONDS, RECHECK_SECONDS, Completions
 from gateway.service.jobs.decide import JobDecider
 from gateway.service.jobs.kind import Draft
 from gateway.service.jobs.schemas import (
@@ -86,6 +89,8 @@ class JobService:
         self.audit = audit
         self.wakeup = threading.Event()
         """Set when a job becomes runnable, so an idle runner starts at once."""
+        self.completions = Completions()
+        """Told when a job finishes, so that long polls answer at once."""
 
     def receipt_for(self, job: Job) -> dict[str, Any] | None:
         """The receipt of a job's release, built from its trace entry if not stored yet
@@ -246,6 +251,20 @@ class JobService:
     def get(self, actor: Actor, job_id: str) -> JobOut:
         with self.ctx.store.read() as tx:
             return job_out(self._visible(actor, tx, job_id))
+
+    async def wait(self, actor: Actor, job_id: str, seconds: float) -> JobOut:
+        """The job once it is finished, or as it is after ``seconds`` (a long poll; at
+        most :data:`MAX_WAIT_SECONDS`)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(max(seconds, 0.0), MAX_WAIT_SECONDS)
+        while True:
+            with self.completions.watching(job_id) as finished:
+                job = await asyncio.to_thread(self.get, actor, job_id)
+                remaining = deadline - loop.time()
+                if job.state in TERMINAL_STATES or remaining <= 0:
+                    return job
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(finished.wait(), min(remaining, RECHECK_SECONDS))
 
     def list(self, actor: Actor, page: PageRequest, state: JobState | None) -> PageOut[JobOut]:
         require_role(actor, Role.OPERATOR, Role.HOLDER, Role.AUDITOR)

@@ -83,6 +83,7 @@ class TraceLog:
         self.clock = clock
         self.checkpoint_file = checkpoint_file
         self._file_lock = threading.Lock()
+        self._batch_lock = threading.Lock()
 
     @property
     def verifier_key(self) -> str:
@@ -114,6 +115,23 @@ class TraceLog:
         self.store.transact(lambda tx: tx.add_checkpoint(size, note, now))
         self._append_file(note)
         return size, note
+
+    def covering(self, index: int) -> tuple[int, str]:
+        """A signed checkpoint that covers entry ``index``: the latest one if it does, else
+        the next one, signed once for every receipt waiting for it.
+
+        Receipts are batched: while one caller signs a checkpoint over the whole trace as
+        it then is, the others wait, and each finds its entry covered by that checkpoint
+        instead of signing one of its own.
+        """
+        latest = self.latest_checkpoint()
+        if latest is not None and latest[0] > index:
+            return latest
+        with self._batch_lock:
+            latest = self.latest_checkpoint()
+            if latest is not None and latest[0] > index:
+                return latest
+            return self.checkpoint(at_least=index + 1)
 
     def _append_file(self, note: str) -> None:
         if self.checkpoint_file is None:
@@ -148,7 +166,7 @@ class TraceLog:
         """Leaf index, inclusion proof and a signed checkpoint for a committed entry."""
         if pending.index is None:
             raise ProofError("the entry has not been committed")
-        size, note = self.checkpoint(at_least=pending.index + 1)
+        size, note = self.covering(pending.index)
         checkpoint = parse_and_verify_checkpoint(note, self.verifier_key)
         proof = self.inclusion(pending.index, size)
         return {
