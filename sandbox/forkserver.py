@@ -44,7 +44,7 @@ from typing import Protocol
 from sandbox.cgroups import CgroupManager, FragmentCgroup
 from sandbox.plans import LaunchRequest
 from sandbox.pool import PoolKey, asset_identity
-from sandbox.process import RawOutcome
+from sandbox.process import OutputReader, RawOutcome
 from sandbox.spec import Limits
 from sandbox.zygote import EXITED, GO, PREPARE, READY, credentials_pid, exit_report
 
@@ -227,8 +227,7 @@ class ForkServer:
         stderr_keep: int,
         fds: list[int],
     ) -> None:
-        chunks: list[bytes] = []
-        head: list[bytes] = []
+        output = OutputReader(outcome, output_cap, stderr_keep)
         out_fd, err_fd = fds
         reported = False
         with selectors.DefaultSelector() as selector:
@@ -247,30 +246,16 @@ class ForkServer:
                         self._read_exit(outcome)
                         reported = True
                         continue
-                    data = os.read(key.fd, 65536)
-                    if not data:
+                    if not output.take(key.fd, key.data):
                         selector.unregister(key.fd)
                         streams -= 1
-                    elif key.data == "out":
-                        outcome.stdout_bytes += len(data)
-                        if outcome.stdout_bytes > output_cap:
-                            outcome.too_large = True
-                        else:
-                            chunks.append(data)
-                    else:
-                        outcome.stderr_bytes += len(data)
-                        if outcome.stderr_bytes <= stderr_keep:
-                            head.append(data)
-                        if outcome.stderr_bytes > output_cap:
-                            outcome.too_large = True
                 if outcome.too_large:
                     break
                 if reported and streams:
                     # The child is gone; whatever still holds its pipes is killed with
                     # its cgroup, which closes them.
                     group.kill_all()
-        outcome.stdout = b"".join(chunks)
-        outcome.stderr_head = b"".join(head)[:stderr_keep]
+        output.finish()
         group.kill_all()
         if not reported:
             self._await_exit(outcome, time.monotonic() + EXIT_REPORT_SECONDS)

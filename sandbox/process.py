@@ -41,6 +41,44 @@ class RawOutcome:
     notes: list[str] = field(default_factory=list)
 
 
+class OutputReader:
+    """Reads a fragment's stdout and stderr into ``outcome`` under the output cap: stdout
+    kept whole up to the cap, the first ``stderr_keep`` bytes of stderr, and
+    ``too_large`` set once either stream passes the cap."""
+
+    def __init__(self, outcome: RawOutcome, output_cap: int, stderr_keep: int) -> None:
+        self.outcome = outcome
+        self.output_cap = output_cap
+        self.stderr_keep = stderr_keep
+        self._chunks: list[bytes] = []
+        self._head: list[bytes] = []
+
+    def take(self, fd: int, stream: str) -> bool:
+        """Read what ``fd`` (stream ``"out"`` or ``"err"``) has; ``False`` at its end."""
+        data = os.read(fd, 65536)
+        if not data:
+            return False
+        outcome = self.outcome
+        if stream == "out":
+            outcome.stdout_bytes += len(data)
+            if outcome.stdout_bytes > self.output_cap:
+                outcome.too_large = True
+            else:
+                self._chunks.append(data)
+        else:
+            outcome.stderr_bytes += len(data)
+            if outcome.stderr_bytes <= self.stderr_keep:
+                self._head.append(data)
+            if outcome.stderr_bytes > self.output_cap:
+                outcome.too_large = True
+        return True
+
+    def finish(self) -> None:
+        """Put what was kept into the outcome."""
+        self.outcome.stdout = b"".join(self._chunks)
+        self.outcome.stderr_head = b"".join(self._head)[: self.stderr_keep]
+
+
 class SandboxProcess:
     """A started sandbox waiting for (or running) exactly one fragment."""
 
@@ -94,8 +132,7 @@ class SandboxProcess:
         stdout, stderr = self._popen.stdout, self._popen.stderr
         assert stdout is not None
         assert stderr is not None
-        chunks: list[bytes] = []
-        head: list[bytes] = []
+        output = OutputReader(outcome, output_cap, stderr_keep)
         pidfd = os.pidfd_open(self._popen.pid)
         exited_at: float | None = None
         with selectors.DefaultSelector() as selector:
@@ -116,27 +153,13 @@ class SandboxProcess:
                         selector.unregister(pidfd)
                         exited_at = time.monotonic()
                         continue
-                    data = os.read(key.fd, 65536)
-                    if not data:
+                    if not output.take(key.fd, key.data):
                         selector.unregister(key.fd)
                         streams -= 1
-                    elif key.data == "out":
-                        outcome.stdout_bytes += len(data)
-                        if outcome.stdout_bytes > output_cap:
-                            outcome.too_large = True
-                        else:
-                            chunks.append(data)
-                    else:
-                        outcome.stderr_bytes += len(data)
-                        if outcome.stderr_bytes <= stderr_keep:
-                            head.append(data)
-                        if outcome.stderr_bytes > output_cap:
-                            outcome.too_large = True
                 if outcome.too_large:
                     break
         os.close(pidfd)
-        outcome.stdout = b"".join(chunks)
-        outcome.stderr_head = b"".join(head)[:stderr_keep]
+        output.finish()
         self._finish(outcome)
 
     def _finish(self, outcome: RawOutcome) -> None:

@@ -25,11 +25,11 @@ from typing import Any
 
 from sandbox import executors
 from sandbox.executors.base import (
-    MAX_REQUEST_BYTES,
     Executor,
     FragmentError,
     WorkerContext,
     failure_document,
+    read_request,
 )
 
 
@@ -57,23 +57,6 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _read_request(fd: int) -> dict[str, Any]:
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := os.read(fd, 65536):
-        size += len(chunk)
-        if size > MAX_REQUEST_BYTES:
-            raise FragmentError("bad_input", "RequestTooLarge")
-        chunks.append(chunk)
-    try:
-        request = json.loads(b"".join(chunks))
-    except ValueError:
-        raise FragmentError("internal", "BadRequest") from None
-    if not isinstance(request, dict) or not isinstance(request.get("program"), str):
-        raise FragmentError("internal", "BadRequest")
-    return request
-
-
 def _tighten_cpu_limit(cpu_seconds: int) -> None:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     used = int(usage.ru_utime + usage.ru_stime) + 1
@@ -98,7 +81,7 @@ def serve(args: dict[str, Any], stdin_fd: int = 0, stdout_fd: int = 1) -> int:
     """Prepare, wait for the fragment, run it and write the result document."""
     try:
         executor = _load(args)
-        request = _read_request(stdin_fd)
+        request = read_request(stdin_fd)
         _tighten_cpu_limit(int(args["cpu_seconds"]))
         document = executor.run(request["program"])
     except FragmentError as exc:

@@ -44,7 +44,7 @@ import socket
 import struct
 from typing import Any
 
-from sandbox.executors.base import Executor, FragmentError, failure_document
+from sandbox.executors.base import Executor, FragmentError, failure_document, read_request
 
 MAX_CONTROL_BYTES = 4096
 READY = b"R"
@@ -155,7 +155,7 @@ def _child(executor: Executor, control_fd: int, fragment_fd: int, cpu: int, tmp:
         os._exit(1)
     try:
         try:
-            program = _read_program(0)
+            program = str(read_request(0)["program"])
             after_fork = getattr(executor, "after_fork", None)
             if after_fork is not None:
                 after_fork()
@@ -189,25 +189,6 @@ def _confine(cpu_seconds: int, tmp_dir: str) -> None:
     landlock.add_path_rule(ruleset, tmp_dir, "rw", abi)
     landlock.add_path_rule(ruleset, "/dev", "rw", abi)
     landlock.enforce(ruleset)
-
-
-def _read_program(fd: int) -> str:
-    from sandbox.executors.base import MAX_REQUEST_BYTES
-
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := os.read(fd, 65536):
-        size += len(chunk)
-        if size > MAX_REQUEST_BYTES:
-            raise FragmentError("bad_input", "RequestTooLarge")
-        chunks.append(chunk)
-    try:
-        request = json.loads(b"".join(chunks))
-    except ValueError:
-        raise FragmentError("internal", "BadRequest") from None
-    if not isinstance(request, dict) or not isinstance(request.get("program"), str):
-        raise FragmentError("internal", "BadRequest")
-    return str(request["program"])
 
 
 def exit_report(payload: bytes) -> tuple[int, float]:

@@ -6,10 +6,11 @@ import datetime
 import decimal
 import json
 import math
+import os
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
 """The largest request (program and parameters) a worker or a forked child reads."""
@@ -90,3 +91,22 @@ def table_document(
 def failure_document(reason: str, kind: str) -> str:
     """The JSON document reporting a failure (reason code and kind label only)."""
     return json.dumps({"ok": False, "reason": reason, "kind": kind})
+
+
+def read_request(fd: int) -> dict[str, Any]:
+    """The fragment's request from ``fd`` (read to its end): a JSON object whose
+    ``program`` is text, at most :data:`MAX_REQUEST_BYTES`; :class:`FragmentError` if not."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := os.read(fd, 65536):
+        size += len(chunk)
+        if size > MAX_REQUEST_BYTES:
+            raise FragmentError("bad_input", "RequestTooLarge")
+        chunks.append(chunk)
+    try:
+        request = json.loads(b"".join(chunks))
+    except ValueError:
+        raise FragmentError("internal", "BadRequest") from None
+    if not isinstance(request, dict) or not isinstance(request.get("program"), str):
+        raise FragmentError("internal", "BadRequest")
+    return request
