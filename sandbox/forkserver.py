@@ -44,7 +44,7 @@ from typing import Protocol
 from sandbox.cgroups import CgroupManager, FragmentCgroup
 from sandbox.plans import LaunchRequest
 from sandbox.pool import PoolKey, asset_identity
-from sandbox.process import OutputReader, RawOutcome
+from sandbox.process import OutputReader, RawOutcome, kill_sandbox
 from sandbox.spec import Limits
 from sandbox.zygote import EXITED, GO, PREPARE, READY, credentials_pid, exit_report
 
@@ -295,13 +295,7 @@ class ForkServer:
             self._spare = None
         with contextlib.suppress(OSError):
             self._control.close()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._popen.pid, signal.SIGKILL)
-        if self._popen.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._popen.pid, signal.SIGKILL)
-        if self.cgroup is not None:
-            self.cgroup.kill_all()
+        kill_sandbox(self._popen, self.cgroup)
         with contextlib.suppress(ChildProcessError):
             self._popen.wait()
         if self.cgroup is not None:

@@ -41,6 +41,17 @@ class RawOutcome:
     notes: list[str] = field(default_factory=list)
 
 
+def kill_sandbox(popen: subprocess.Popen[bytes], cgroup: FragmentCgroup | None) -> None:
+    """SIGKILL a sandbox's process group, its launcher and everything in its cgroup."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(popen.pid, signal.SIGKILL)
+    if popen.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(popen.pid, signal.SIGKILL)
+    if cgroup is not None:
+        cgroup.kill_all()
+
+
 class OutputReader:
     """Reads a fragment's stdout and stderr into ``outcome`` under the output cap: stdout
     kept whole up to the cap, the first ``stderr_keep`` bytes of stderr, and
@@ -185,13 +196,7 @@ class SandboxProcess:
 
     def kill(self) -> None:
         """SIGKILL the sandbox and everything it started."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._popen.pid, signal.SIGKILL)
-        if self._popen.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._popen.pid, signal.SIGKILL)
-        if self.cgroup is not None:
-            self.cgroup.kill_all()
+        kill_sandbox(self._popen, self.cgroup)
 
     def close(self) -> None:
         """Kill, reap and remove everything this sandbox holds (idempotent)."""

@@ -28,8 +28,8 @@ from sandbox.executors.base import (
     Executor,
     FragmentError,
     WorkerContext,
-    failure_document,
     read_request,
+    run_document,
 )
 
 
@@ -79,19 +79,14 @@ def _load(args: dict[str, Any]) -> Executor:
 
 def serve(args: dict[str, Any], stdin_fd: int = 0, stdout_fd: int = 1) -> int:
     """Prepare, wait for the fragment, run it and write the result document."""
-    try:
+
+    def run() -> str:
         executor = _load(args)
         request = read_request(stdin_fd)
         _tighten_cpu_limit(int(args["cpu_seconds"]))
-        document = executor.run(request["program"])
-    except FragmentError as exc:
-        document = failure_document(exc.reason, exc.kind)
-    except MemoryError:
-        document = failure_document("memory", "MemoryError")
-    except RecursionError:
-        document = failure_document("bad_input", "RecursionError")
-    except Exception as exc:
-        document = failure_document("internal", type(exc).__name__)
+        return executor.run(request["program"])
+
+    document = run_document(run)
     _write_all(stdout_fd, document.encode("utf-8"))
     return 0
 

@@ -44,7 +44,12 @@ import socket
 import struct
 from typing import Any
 
-from sandbox.executors.base import Executor, FragmentError, failure_document, read_request
+from sandbox.executors.base import (
+    Executor,
+    FragmentError,
+    read_request,
+    run_document,
+)
 
 MAX_CONTROL_BYTES = 4096
 READY = b"R"
@@ -154,20 +159,15 @@ def _child(executor: Executor, control_fd: int, fragment_fd: int, cpu: int, tmp:
     except BaseException:
         os._exit(1)
     try:
-        try:
+
+        def run() -> str:
             program = str(read_request(0)["program"])
             after_fork = getattr(executor, "after_fork", None)
             if after_fork is not None:
                 after_fork()
-            document = executor.run(program)
-        except FragmentError as exc:
-            document = failure_document(exc.reason, exc.kind)
-        except MemoryError:
-            document = failure_document("memory", "MemoryError")
-        except RecursionError:
-            document = failure_document("bad_input", "RecursionError")
-        except Exception as exc:
-            document = failure_document("internal", type(exc).__name__)
+            return executor.run(program)
+
+        document = run_document(run)
         view = memoryview(document.encode("utf-8"))
         while view:
             view = view[os.write(result_fd, view) :]

@@ -8,7 +8,7 @@ import json
 import math
 import os
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -110,3 +110,17 @@ def read_request(fd: int) -> dict[str, Any]:
     if not isinstance(request, dict) or not isinstance(request.get("program"), str):
         raise FragmentError("internal", "BadRequest")
     return request
+
+
+def run_document(run: Callable[[], str]) -> str:
+    """The result document of ``run()``, or the failure document of what it raised."""
+    try:
+        return run()
+    except FragmentError as exc:
+        return failure_document(exc.reason, exc.kind)
+    except MemoryError:
+        return failure_document("memory", "MemoryError")
+    except RecursionError:
+        return failure_document("bad_input", "RecursionError")
+    except Exception as exc:
+        return failure_document("internal", type(exc).__name__)
