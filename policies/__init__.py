@@ -16,7 +16,13 @@ from policies.budget import (
 )
 from policies.combine import EffectiveRules, combine
 from policies.decision import Decision, EffectiveParameters, Reason
-from policies.document import AssetShape, load_policy, load_policy_for, policy_schema
+from policies.document import (
+    AssetShape,
+    load_policy,
+    load_policy_for,
+    parsed_policy,
+    policy_schema,
+)
 from policies.errors import PolicyDocumentError, PolicyIssue
 from policies.evaluator import evaluate
 from policies.model import (
@@ -92,6 +98,7 @@ __all__ = [
     "jobs_that_fit",
     "load_policy",
     "load_policy_for",
+    "parsed_policy",
     "policy_schema",
     "remaining",
     "remaining_budget",

@@ -209,6 +209,28 @@ def load_policy_for(text: str, asset: AssetShape) -> Policy:
     return policy
 
 
+@functools.lru_cache(maxsize=512)
+def parsed_policy(
+    document: str,
+    asset_id: str,
+    asset_name: str,
+    columns: tuple[tuple[str, str, str], ...],
+    privacy_unit: str,
+) -> Policy:
+    """:func:`load_policy_for` against the asset given by its id, name, ``(name, type,
+    tag)`` columns and unit, bound to the asset's id; kept per version.
+
+    Parsing is a pure function of these arguments and the result is frozen, so a policy
+    version is parsed once for every decision that reads it (an invalid document raises
+    :class:`PolicyDocumentError` each time and is never kept)."""
+    shape = AssetShape(
+        names=(asset_id, asset_name),
+        columns={name: (kind, tag) for name, kind, tag in columns},
+        privacy_unit=privacy_unit,
+    )
+    return load_policy_for(document, shape).model_copy(update={"asset": asset_id})
+
+
 def _domain_problem(domain: KeyDomain, kind: str) -> str | None:
     """Why ``domain`` cannot hold keys of a column of type ``kind``, if it cannot."""
     if domain.range is not None and kind not in _INTEGER_TYPES:

@@ -13,6 +13,7 @@ from policies.jobs.combine import CombinedGroup, CombineError, combine
 from policies.jobs.errors import AnalysisError, JobError, PlanError, Refusal, ReleaseError
 from policies.jobs.mechanisms import Noised, NoiseSource, OpenDPNoise, Thresholded
 from policies.jobs.noise import Cell, Charge, Release, normal_key
+from policies.jobs.plans import PlanCache
 from policies.jobs.query import GroupKey
 from policies.jobs.release import SiteRelease, finish, release, site_release
 from policies.jobs.rewrite import (
@@ -47,6 +48,7 @@ __all__ = [
     "OutputColumn",
     "Partial",
     "PartialPlan",
+    "PlanCache",
     "PlanError",
     "PlanKey",
     "PlannedOutput",

@@ -54,17 +54,21 @@ from policies import (
     PolicyDocumentError,
     UsageCounters,
     evaluate,
+    parsed_policy,
 )
-from policies.jobs import AssetSchema, JobError, PartialPlan, analyse
+from policies.jobs import AssetSchema, JobError, PartialPlan, PlanCache, analyse
 from policies.jobs.errors import Refusal
 from policies.jobs.he import HePlan, analyse_spec, plan_spec
 from policies.python import KIND as PYTHON_KIND
 from policies.python import PythonFacts, PythonGrant
-from sandbox.agent.caches import PLANS, parsed_policy
 from sandbox.agent.config import SiteConfig
 from sandbox.agent.ledger import Charge, SiteLedger
 
 log = logging.getLogger(__name__)
+
+PLANS = PlanCache()
+"""This site's fragments by (query, schema, parameters); every ticket is still verified,
+decided against the site's own ledger and charged afresh."""
 
 CLOCK_SKEW = timedelta(minutes=2)
 """How far in the future a ticket's issue time may be (the gateway's clock may run ahead)."""
@@ -237,7 +241,7 @@ def _policy(
         )
     except (PolicyDocumentError, ValueError):
         raise TicketRefused("policy_invalid") from None
-    return parsed.model_copy(update={"asset": statement.asset_id}), schema
+    return parsed, schema
 
 
 def _revocations(

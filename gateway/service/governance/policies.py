@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +14,7 @@ from gateway.service.core.context import ServiceContext
 from gateway.service.core.tracing import Note, Tracer
 from gateway.service.governance.schemas import PolicyVersionOut, PolicyVersionSummary
 from gateway.store import Tx
-from policies import AssetShape, Policy, PolicyDocumentError, load_policy_for, policy_schema
+from policies import AssetShape, Policy, PolicyDocumentError, parsed_policy, policy_schema
 
 
 def shape_of(asset: Asset) -> AssetShape:
@@ -39,7 +38,6 @@ def parse_for_asset(document: str, asset: Asset) -> Policy:
     return _parsed(document, asset.id, asset.name, columns, asset.privacy_unit)
 
 
-@functools.lru_cache(maxsize=512)
 def _parsed(
     document: str,
     asset_id: str,
@@ -47,13 +45,8 @@ def _parsed(
     columns: tuple[tuple[str, str, str], ...],
     privacy_unit: str,
 ) -> Policy:
-    shape = AssetShape(
-        names=(asset_id, asset_name),
-        columns={name: (kind, tag) for name, kind, tag in columns},
-        privacy_unit=privacy_unit,
-    )
     try:
-        policy = load_policy_for(document, shape)
+        return parsed_policy(document, asset_id, asset_name, columns, privacy_unit)
     except PolicyDocumentError as exc:
         issues = [
             {"line": i.line, "column": i.column, "path": i.path, "message": i.message}
@@ -62,7 +55,6 @@ def _parsed(
         raise PolicyInvalid(
             f"{len(issues)} problem(s) in the policy document", issues=issues
         ) from None
-    return policy.model_copy(update={"asset": asset_id})
 
 
 def statement_for(asset: Asset, document: str, signed_at: datetime) -> PolicyStatement:

@@ -9,8 +9,6 @@ partials are combined, thresholded and noised (OpenDP) before anything is releas
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,37 +32,15 @@ from policies.jobs import (
     AssetSchema,
     JobError,
     PartialPlan,
+    PlanCache,
     Release,
     SiteRelease,
     analyse,
     finish,
-    partial_plan,
 )
 from sandbox.wire import HeldOutcome
 
 NAME = "sql_aggregate"
-
-
-class PlanCache:
-    """Fragments by query fingerprint, least recently used dropped first; thread-safe."""
-
-    def __init__(self, size: int = 256) -> None:
-        self._size = size
-        self._lock = threading.Lock()
-        self._plans: OrderedDict[tuple[str, AssetSchema, str], PartialPlan] = OrderedDict()
-
-    def get(self, key: tuple[str, AssetSchema, str]) -> PartialPlan | None:
-        with self._lock:
-            found = self._plans.get(key)
-            if found is not None:
-                self._plans.move_to_end(key)
-            return found
-
-    def put(self, key: tuple[str, AssetSchema, str], plan: PartialPlan) -> None:
-        with self._lock:
-            self._plans[key] = plan
-            while len(self._plans) > self._size:
-                self._plans.popitem(last=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,18 +116,14 @@ class SqlAggregate:
         """The fragment for the analysed query under ``params``.
 
         A plan is a pure function of the query text, the schema and the parameters, so it
-        is kept by that fingerprint (:class:`PlanCache`) and reused by the next decision
-        on the same query; the decision that leads here is always made afresh.
+        is kept by that fingerprint (:class:`policies.jobs.PlanCache`) and reused by the
+        next decision on the same query; the decision that leads here is always made
+        afresh.
         """
-        key = (job.sql, schema, params.model_dump_json())
-        cached = self._plans.get(key)
-        if cached is not None:
-            return SqlPlan(cached, params)
         try:
-            fragment = partial_plan(analysis, params)
+            fragment = self._plans.plan(job.sql, schema, analysis, params)
         except JobError as exc:
             return refused(exc)
-        self._plans.put(key, fragment)
         return SqlPlan(fragment, params)
 
     def site_steps(self, job: Job, plan: SqlPlan, assets: list[Asset]) -> list[SiteStep]:
