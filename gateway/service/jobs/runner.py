@@ -50,6 +50,11 @@ StageObserver = Callable[[str, float], None]
 """Told the name and duration (seconds) of each stage of each job the runner runs."""
 
 
+RECOVER_SECONDS = 1.0
+"""How often each worker looks for jobs whose lease expired (a dead gateway's jobs) and
+approval windows that passed."""
+
+
 class JobRunner(HeldJobs):
     """One runner per gateway process; several may share one PostgreSQL."""
 
@@ -81,6 +86,8 @@ class JobRunner(HeldJobs):
         self.pool = pool
         self.owner = owner
         self.lease = timedelta(seconds=lease_seconds)
+        self.recover_every = min(RECOVER_SECONDS, lease_seconds / 4)
+        """Seconds between each worker's looks for expired leases and approval windows."""
         self.poll = poll_seconds
         self.fragment_timeout = fragment_timeout
         self.max_attempts = max_attempts
@@ -123,9 +130,15 @@ class JobRunner(HeldJobs):
         self._fanout.shutdown(wait=False, cancel_futures=True)
 
     def _loop(self) -> None:
+        recovered = 0.0
         while not self._stop.is_set():
             try:
-                worked = self.run_once()
+                # Expired leases and approval windows are looked for at most every
+                # recover_every seconds per worker, not before every claim under load.
+                due = time.monotonic() - recovered >= self.recover_every
+                if due:
+                    recovered = time.monotonic()
+                worked = self.run_once(recover=due)
             except Exception as exc:  # keep serving the queue
                 log.error("job runner error: %s", type(exc).__name__)
                 worked = False
@@ -178,11 +191,12 @@ class JobRunner(HeldJobs):
 
         return self.ctx.store.transact(unit)
 
-    def run_once(self) -> bool:
-        """Recover expired leases, ask the sites about held results now and then, then run
-        the oldest queued job; whether one ran."""
-        with self._stage("recover expired leases (each poll)"):
-            self.recover()
+    def run_once(self, *, recover: bool = True) -> bool:
+        """Recover expired leases (unless ``recover`` is false), ask the sites about held
+        results now and then, then run the oldest queued job; whether one ran."""
+        if recover:
+            with self._stage("recover expired leases"):
+                self.recover()
         if time.monotonic() - self._reviewed_at >= self.review_seconds:
             self.review_held()
         now = self.ctx.clock.now()
