@@ -16,19 +16,17 @@ decides nothing.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import shutil
 import sqlite3
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from policies.jobs.jobfolder import manifest, manifest_hash
+from sandbox.agent.durable import DurableSqlite
 
 HELD = "held"
 RELEASED = "released"
@@ -108,28 +106,10 @@ class HeldOutputs:
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.root = state_dir / "outputs"
         self.root.mkdir(mode=0o700, exist_ok=True)
-        self._lock = threading.Lock()
-        self._con = sqlite3.connect(
-            state_dir / "outputs.db", check_same_thread=False, isolation_level=None
-        )
-        self._con.execute("PRAGMA journal_mode=WAL")
-        self._con.execute("PRAGMA synchronous=FULL")
-        self._con.execute(_SCHEMA)
+        self._db = DurableSqlite(state_dir / "outputs.db", _SCHEMA)
 
     def close(self) -> None:
-        with self._lock:
-            self._con.close()
-
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._con.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._con
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            self._con.execute("COMMIT")
+        self._db.close()
 
     def directory(self, fragment_id: str) -> Path:
         return self.root / fragment_id
@@ -149,7 +129,7 @@ class HeldOutputs:
             (directory / f"{index:04d}").write_bytes(contents[item.path])
         files = json.dumps([item.__dict__ for item in held.files])
         decided = now.isoformat() if held.state != HELD else ""
-        with self._tx() as con:
+        with self._db.write() as con:
             con.execute(
                 "INSERT OR REPLACE INTO held (fragment_id, job_id, job_sha256, asset_id, "
                 "operator, detail, files, outputs_sha256, state, reason, reviewer, "
@@ -172,22 +152,20 @@ class HeldOutputs:
             )
 
     def get(self, fragment_id: str) -> Held | None:
-        with self._lock:
-            row = self._con.execute(
-                "SELECT * FROM held WHERE fragment_id = ?", (fragment_id,)
-            ).fetchone()
-            names = [d[0] for d in self._con.execute("SELECT * FROM held LIMIT 0").description]
-        return _held(dict(zip(names, row, strict=True))) if row else None
+        rows = self._db.read(
+            lambda c: _rows(c.execute("SELECT * FROM held WHERE fragment_id = ?", (fragment_id,)))
+        )
+        return rows[0] if rows else None
 
     def list(self, state: str | None = None) -> list[Held]:
-        with self._lock:
-            cursor = self._con.execute(
-                "SELECT * FROM held WHERE (? IS NULL OR state = ?) ORDER BY created_at",
-                (state, state),
+        return self._db.read(
+            lambda c: _rows(
+                c.execute(
+                    "SELECT * FROM held WHERE (? IS NULL OR state = ?) ORDER BY created_at",
+                    (state, state),
+                )
             )
-            names = [d[0] for d in cursor.description]
-            rows = cursor.fetchall()
-        return [_held(dict(zip(names, row, strict=True))) for row in rows]
+        )
 
     def read(self, held: Held, path: str) -> bytes:
         """One held file's bytes, checked against its recorded SHA-256."""
@@ -201,7 +179,7 @@ class HeldOutputs:
 
     def propose(self, fragment_id: str, statement: str, signature: str) -> bool:
         """Record a signed review for the agent to verify (the local review command)."""
-        with self._tx() as con:
+        with self._db.write() as con:
             done = con.execute(
                 "UPDATE held SET proposed_statement = ?, proposed_signature = ? "
                 "WHERE fragment_id = ? AND state = ?",
@@ -213,7 +191,7 @@ class HeldOutputs:
         self, fragment_id: str, state: str, reason: str, reviewer: str, now: datetime
     ) -> None:
         """Settle a held record (the agent, after verifying its review)."""
-        with self._tx() as con:
+        with self._db.write() as con:
             con.execute(
                 "UPDATE held SET state = ?, reason = ?, reviewer = ?, "
                 "review_statement = proposed_statement, review_signature = proposed_signature,"
@@ -222,7 +200,7 @@ class HeldOutputs:
             )
 
     def drop_proposal(self, fragment_id: str) -> None:
-        with self._tx() as con:
+        with self._db.write() as con:
             con.execute(
                 "UPDATE held SET proposed_statement = '', proposed_signature = '' "
                 "WHERE fragment_id = ?",
@@ -234,3 +212,8 @@ def _held(row: dict[str, Any]) -> Held:
     files = tuple(OutputFile(**item) for item in json.loads(row.pop("files")))
     detail = json.loads(row.pop("detail"))
     return Held(files=files, detail=detail, **row)
+
+
+def _rows(cursor: sqlite3.Cursor) -> list[Held]:
+    names = [d[0] for d in cursor.description]
+    return [_held(dict(zip(names, row, strict=True))) for row in cursor.fetchall()]

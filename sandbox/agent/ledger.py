@@ -16,16 +16,12 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import TypeVar
 
-T = TypeVar("T")
+from sandbox.agent.durable import DurableSqlite
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tickets (
@@ -109,35 +105,15 @@ class SiteLedger:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._lock = threading.Lock()
-        self._con = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._con.execute("PRAGMA journal_mode=WAL")
-        self._con.execute("PRAGMA synchronous=FULL")
-        self._con.executescript(_SCHEMA)
+        self._db = DurableSqlite(path, _SCHEMA)
 
     def close(self) -> None:
-        with self._lock:
-            self._con.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._con.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._con
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            self._con.execute("COMMIT")
-
-    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        with self._lock:
-            return fn(self._con)
+        self._db.close()
 
     # what has been seen ---------------------------------------------------------------
     def admitted(self, fragment_id: str) -> bool:
         """Whether a ticket with this fragment id was admitted before."""
-        row = self._read(
+        row = self._db.read(
             lambda c: c.execute(
                 "SELECT 1 FROM tickets WHERE fragment_id = ?", (fragment_id,)
             ).fetchone()
@@ -145,7 +121,7 @@ class SiteLedger:
         return row is not None
 
     def newest_policy(self, asset_id: str) -> datetime | None:
-        row = self._read(
+        row = self._db.read(
             lambda c: c.execute(
                 "SELECT signed_at FROM policies_seen WHERE asset_id = ?", (asset_id,)
             ).fetchone()
@@ -154,7 +130,7 @@ class SiteLedger:
 
     def note_policy(self, asset_id: str, signed_at: datetime) -> None:
         """Remember ``signed_at`` as the newest policy seen for the asset (never older)."""
-        with self._write() as con:
+        with self._db.write() as con:
             con.execute(
                 "INSERT INTO policies_seen (asset_id, signed_at) VALUES (?, ?) ON CONFLICT "
                 "(asset_id) DO UPDATE SET signed_at = MAX(signed_at, excluded.signed_at)",
@@ -162,7 +138,7 @@ class SiteLedger:
             )
 
     def revoke(self, licence_id: str, at: datetime) -> None:
-        with self._write() as con:
+        with self._db.write() as con:
             con.execute(
                 "INSERT OR IGNORE INTO revoked (licence_id, at) VALUES (?, ?)",
                 (licence_id, _iso(at)),
@@ -172,7 +148,7 @@ class SiteLedger:
         if not licence_ids:
             return set()
         marks = ",".join("?" for _ in licence_ids)
-        rows = self._read(
+        rows = self._db.read(
             lambda c: c.execute(
                 f"SELECT licence_id FROM revoked WHERE licence_id IN ({marks})",  # noqa: S608
                 licence_ids,
@@ -184,7 +160,7 @@ class SiteLedger:
     def bounding_seed(self, version: str) -> str:
         """The secret seed of one asset version's bounded view: made on first use, then
         kept, so that the rows each person keeps stay the same for that version."""
-        with self._write() as con:
+        with self._db.write() as con:
             con.execute(
                 "INSERT OR IGNORE INTO bounding_seeds (version, seed) VALUES (?, ?)",
                 (version, secrets.token_hex(16)),
@@ -196,7 +172,7 @@ class SiteLedger:
 
     def note_bound(self, asset_id: str, unit: str, max_rows: int) -> None:
         """Remember the bound the asset's policy asks for (to prepare it at start-up)."""
-        with self._write() as con:
+        with self._db.write() as con:
             con.execute(
                 "INSERT INTO bounds_seen (asset_id, unit, max_rows) VALUES (?, ?, ?) ON CONFLICT "
                 "(asset_id) DO UPDATE SET unit = excluded.unit, max_rows = excluded.max_rows",
@@ -205,17 +181,17 @@ class SiteLedger:
 
     def bounds(self) -> dict[str, tuple[str, int]]:
         """The last bound seen per asset: ``{asset_id: (unit, max_rows)}``."""
-        rows = self._read(
+        rows = self._db.read(
             lambda c: c.execute("SELECT asset_id, unit, max_rows FROM bounds_seen").fetchall()
         )
         return {str(r[0]): (str(r[1]), int(r[2])) for r in rows}
 
     # what has been spent ----------------------------------------------------------------
     def asset_spent(self, asset_id: str, since: datetime) -> Spent:
-        return self._read(lambda c: _spent(c, "asset_id", asset_id, since))
+        return self._db.read(lambda c: _spent(c, "asset_id", asset_id, since))
 
     def licence_spent(self, licence_id: str, since: datetime | None = None) -> Spent:
-        return self._read(lambda c: _spent(c, "licence_id", licence_id, since))
+        return self._db.read(lambda c: _spent(c, "licence_id", licence_id, since))
 
     def admit(
         self,
@@ -235,7 +211,7 @@ class SiteLedger:
         transaction that writes them.
         """
         epsilon, delta, days = budget
-        with self._write() as con:
+        with self._db.write() as con:
             if con.execute(
                 "SELECT 1 FROM tickets WHERE fragment_id = ?", (fragment_id,)
             ).fetchone():
