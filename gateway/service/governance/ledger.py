@@ -102,19 +102,30 @@ class Ledger:
             if delta and not fits(total(c.delta for c in spent), delta, privacy.budget.delta):
                 raise BudgetExhausted(f"the delta budget of asset {asset_id} is spent")
         charges = [
-            BudgetCharge(
-                id=self.ctx.ids.new("chg"),
-                licence_id=licence_id,
-                asset_id=asset_id,
-                job_ref=job_ref,
-                epsilon=epsilon,
-                delta=delta,
-                at=now,
-            )
+            self._new_charge(licence_id, asset_id, job_ref, epsilon, delta, now)
             for asset_id in asset_ids
         ]
         tx.add_charges(charges)
         return charges
+
+    def _new_charge(
+        self,
+        licence_id: str,
+        asset_id: str,
+        job_ref: str,
+        epsilon: float,
+        delta: float,
+        at: datetime,
+    ) -> BudgetCharge:
+        return BudgetCharge(
+            id=self.ctx.ids.new("chg"),
+            licence_id=licence_id,
+            asset_id=asset_id,
+            job_ref=job_ref,
+            epsilon=epsilon,
+            delta=delta,
+            at=at,
+        )
 
     def record_in(
         self,
@@ -127,19 +138,8 @@ class Ledger:
     ) -> None:
         """Record a charge without the budget checks: for a job that was admitted and ran
         but failed in a way that may depend on the data (it costs what a release costs)."""
-        tx.add_charges(
-            [
-                BudgetCharge(
-                    id=self.ctx.ids.new("chg"),
-                    licence_id=licence_id,
-                    asset_id=asset_id,
-                    job_ref=job_ref,
-                    epsilon=epsilon,
-                    delta=delta,
-                    at=self.ctx.clock.now(),
-                )
-            ]
-        )
+        now = self.ctx.clock.now()
+        tx.add_charges([self._new_charge(licence_id, asset_id, job_ref, epsilon, delta, now)])
 
     def charge(
         self,
