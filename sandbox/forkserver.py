@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 READY_SECONDS = 60.0
 EXIT_REPORT_SECONDS = 5.0
 MAX_FRAGMENTS_PER_SERVER = 10_000
+STARTERS = 4
+"""Servers started at the same time (for different keys), at most."""
 
 
 class Attachable(Protocol):
@@ -373,6 +375,9 @@ class ForkServerPool:
         self._unservable: dict[PoolKey, tuple[int, ...]] = {}
         self._closed = False
         self._preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fork-prepare")
+        # A sandbox gets the parent-death signal when the *thread* that started it ends, so
+        # servers are started on the pool's own threads, which live as long as the pool.
+        self._starter = ThreadPoolExecutor(max_workers=STARTERS, thread_name_prefix="fork-start")
 
     def acquire(self, request: LaunchRequest, timeout: float) -> ForkServer:
         """An idle server for ``request`` (started if none is free); :class:`OSError` or
@@ -431,7 +436,8 @@ class ForkServerPool:
         try:
             server.prepare(request.limits)
         except (OSError, ServerBroken) as exc:
-            log.warning("a fork server could not prepare a child: %s", type(exc).__name__)
+            reason = str(exc) if isinstance(exc, ServerBroken) else f"errno {exc.errno}"
+            log.warning("a fork server could not prepare a child: %s", reason)
             self._returned(request, server, retire=True)
             return
         self._returned(request, server, retire=False)
@@ -492,6 +498,11 @@ class ForkServerPool:
         with self._cond:
             return sum(len(slot.idle) for slot in self._slots.values())
 
+    def idle_pids(self) -> set[int]:
+        """Host pids of the idle servers (each server's launcher, which became ``bwrap``)."""
+        with self._cond:
+            return {server.pid for slot in self._slots.values() for server in slot.idle}
+
     def shrink(self, now: float | None = None) -> int:
         """Stop servers idle for longer than ``idle_seconds``; how many were stopped."""
         now = time.monotonic() if now is None else now
@@ -506,7 +517,8 @@ class ForkServerPool:
         return len(stopped)
 
     def close(self) -> None:
-        """Stop every idle server; busy ones are stopped when released."""
+        """Stop every idle server; busy ones are stopped when released, or at the latest when
+        the threads that started them end here."""
         with self._cond:
             self._closed = True
             idle = [s for slot in self._slots.values() for s in slot.idle]
@@ -515,6 +527,7 @@ class ForkServerPool:
         for server in idle:
             server.close()
         self._preparer.shutdown(wait=True)
+        self._starter.shutdown(wait=True)
 
     def _slot(self, key: PoolKey, request: LaunchRequest, stale: list[ForkServer]) -> _Slot:
         slot = self._slots.get(key)
@@ -531,6 +544,14 @@ class ForkServerPool:
         return slot
 
     def _launch(self, request: LaunchRequest) -> ForkServer:
+        """A started, ready server, started on one of the pool's own threads."""
+        try:
+            started = self._starter.submit(self._launch_here, request)
+        except RuntimeError:  # the pool is closing
+            raise ServerBroken("the pool is closed") from None
+        return started.result()
+
+    def _launch_here(self, request: LaunchRequest) -> ForkServer:
         server = self._start(request)
         try:
             server.wait_ready()

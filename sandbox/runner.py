@@ -227,7 +227,9 @@ class Runner:
         if self._servers is not None and request.forks:
             self._servers.warm(request)
         else:
-            self._pool.warm(request)
+            # on the refiller's thread, which lives as long as the runner: a sandbox can be
+            # sent the parent-death signal when the thread that started it ends
+            self._refiller.submit(self._pool.warm, request).result()
 
     def run(
         self, spec: FragmentSpec, *, guard: Guard | None = None, label: str | None = None

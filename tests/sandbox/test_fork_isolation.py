@@ -59,6 +59,20 @@ def server_of(runner: Runner, files: Files) -> int:
     return parent
 
 
+def servers(runner: Runner, expected: set[int] | None = None) -> set[int]:
+    """Host pids of the runner's idle fork servers, once ``expected`` (or, without it, any
+    server) has prepared its next child and is idle again; waits at most 10 s."""
+    pool = runner.fork_servers
+    assert pool is not None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        idle = pool.idle_pids()
+        if (expected is None and idle) or (expected is not None and expected <= idle):
+            break
+        time.sleep(0.01)
+    return pool.idle_pids()
+
+
 def descendants() -> set[int]:
     """Every process below this test process on the host (the servers and their children)."""
     parents: dict[int, list[int]] = {}
@@ -329,7 +343,9 @@ def test_a_fragment_cannot_reach_a_sibling_running_at_the_same_time(
 
 
 def test_limits_apply_to_each_child_and_the_server_goes_on(forked: Runner, files: Files) -> None:
-    server = server_of(forked, files)
+    server_of(forked, files)
+    server = servers(forked)
+    assert len(server) == 1
     memory = run(
         forked,
         files,
@@ -340,4 +356,27 @@ def test_limits_apply_to_each_child_and_the_server_goes_on(forked: Runner, files
     assert spin.failure is FailureReason.TIMEOUT
     sleep = run(forked, files, "import time\ntime.sleep(60)\n", wall_seconds=1.0)
     assert sleep.failure is FailureReason.TIMEOUT
-    assert server_of(forked, files) == server
+    server_of(forked, files)  # the default limits' server, not one started for the others
+    assert server <= servers(forked, server)
+
+
+def test_a_server_outlives_the_thread_whose_fragment_started_it(files: Files) -> None:
+    """A sandbox can be sent the parent-death signal when the thread that started it ends:
+    a server started for a fragment run on a short-lived thread must not go with it."""
+    config = RunnerConfig(
+        unsafe_enable_test_executor=True,
+        default_limits=FAST_LIMITS,
+        pool_size=0,
+        fork_servers=1,
+    )
+    with Runner(config) as runner:
+        if runner.fork_servers is None:
+            pytest.skip("this host cannot run fork servers (namespaces, cgroups, Landlock 6)")
+        thread = threading.Thread(target=server_of, args=(runner, files))
+        thread.start()
+        thread.join()
+        started = servers(runner)
+        assert len(started) == 1
+        time.sleep(0.2)
+        server_of(runner, files)
+        assert servers(runner) == started

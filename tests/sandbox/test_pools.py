@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -46,3 +47,20 @@ def test_pre_started_sandboxes_stop_when_idle(files: Files) -> None:
         assert run_group_by(runner, files.asset_csv).table.rows == EXPECTED_GROUPS  # type: ignore[union-attr]
         time.sleep(0.5)
         assert runner.pool.ready() == 0  # a key dropped when idle is not refilled
+
+
+def test_sandboxes_warmed_from_a_short_lived_thread_outlive_it(files: Files) -> None:
+    """A sandbox can be sent the parent-death signal when the thread that started it
+    ends: the runner starts pre-started sandboxes on its own thread, so they stay ready."""
+    config = RunnerConfig(default_limits=FAST_LIMITS, fork_servers=0, pool_size=1)
+    with Runner(config) as runner:
+        thread = threading.Thread(
+            target=runner.warm, args=("duckdb_sql", files.asset_csv), kwargs={"limits": FAST_LIMITS}
+        )
+        thread.start()
+        thread.join()
+        assert runner.pool.ready() == 1
+        time.sleep(0.3)
+        (sandbox,) = [s for queue in runner.pool._ready.values() for s in queue]
+        assert sandbox.alive()
+        assert run_group_by(runner, files.asset_csv).table.rows == EXPECTED_GROUPS  # type: ignore[union-attr]
