@@ -31,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,9 @@ def minter() -> Any:
         privacy_unit="i",
         local_ref="bench",
         default_sql="SELECT COUNT(*) AS n FROM bench",
+        # one signed policy for the whole run, as a gateway sends it: the agent records a
+        # policy only when a newer one arrives
+        signed_at=datetime.now(UTC),
     )
 
 
