@@ -93,8 +93,7 @@ class FragmentSpec:
     ``program`` is what the executor runs (for ``duckdb_sql`` one SQL SELECT over
     the view ``asset``).  ``input_dir`` is an optional read-only job input
     directory, exposed inside the sandbox at ``/input``.  ``bound`` asks for the asset's
-    contribution-bounded view (``duckdb_sql``).
-    """
+    contribution-bounded view (``duckdb_sql`` and ``tenseal_he``)."""
 
     executor: str
     program: str

@@ -62,6 +62,7 @@ from sandbox.agent.tickets import (
 )
 from sandbox.inputs import InputStore, PendingInput
 from sandbox.spec import (
+    Bound,
     FailureReason,
     FragmentSpec,
     Limits,
@@ -410,7 +411,7 @@ class AgentService:
         return True
 
     def _execute(self, execution: Execution, request: FragmentRequest) -> None:
-        warm: tuple[Path, Path] | None = None
+        warm: tuple[Path, Path, Bound | None] | None = None
         try:
             outcome, warm = self._run(execution, request)
         except Exception as exc:
@@ -425,13 +426,15 @@ class AgentService:
         if outcome.ok and warm is not None:
             self._warm_he(request, *warm)
 
-    def _warm_he(self, request: FragmentRequest, asset: Path, directory: Path) -> None:
+    def _warm_he(
+        self, request: FragmentRequest, asset: Path, directory: Path, bound: Bound | None
+    ) -> None:
         """Keep a sandbox with this HE context already loaded for the next job using it."""
         if not self.config.pool_size:
             return
         try:
             limits = resolve_limits(self._limits, request)
-            self.runner.warm("tenseal_he", asset, directory, limits)
+            self.runner.warm("tenseal_he", asset, directory, limits, bound)
         except ValueError:
             log.debug("fragment %s: no sandbox kept for its HE context", request.fragment_id)
 
@@ -496,7 +499,7 @@ class AgentService:
 
     def _run(
         self, execution: Execution, request: FragmentRequest
-    ) -> tuple[FragmentOutcome, tuple[Path, Path] | None]:
+    ) -> tuple[FragmentOutcome, tuple[Path, Path, Bound | None] | None]:
         fragment_id = request.fragment_id
         bad_input = FragmentOutcome.failed(fragment_id, FailureReason.BAD_INPUT.value)
         if execution.switch.reason is not None:
@@ -548,12 +551,14 @@ class AgentService:
         except ValueError:
             return bad_input, None
         executor, program, noise = self._program(admitted)
+        # SQL and HE fragments read the same bounded view: which of a person's rows count
+        # is fixed per asset version, whatever the job's kind or filter
+        bounded = admitted.sql if admitted.sql is not None else admitted.he
         bound = None
-        if admitted.sql is not None:
-            plan = admitted.sql
+        if bounded is not None:
             try:
                 bound = self.bounding.bound(
-                    admitted.ticket.local_ref, asset_path, plan.unit, plan.max_rows_per_unit
+                    admitted.ticket.local_ref, asset_path, bounded.unit, bounded.max_rows_per_unit
                 )
             except OSError:
                 return bad_input, None
@@ -566,7 +571,7 @@ class AgentService:
         if noise is not None:  # an HE step: noised before it was encrypted
             release = {"he": {"charges": noise.charges}}
             outcome = dataclasses.replace(outcome, release=json.dumps(release))
-            warm = (asset_path, input_dir) if input_dir is not None else None
+            warm = (asset_path, input_dir, bound) if input_dir is not None else None
             return outcome, warm
         if admitted.test_program is not None:
             return outcome, None

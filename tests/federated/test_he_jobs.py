@@ -20,7 +20,9 @@ from gateway.client.he import HeKeys
 from gateway.http import create_app
 from gateway.siteclient.client import SiteClient
 from gateway.store import open_store
+from sandbox.agent.fragments import AgentRunner
 from sandbox.he_format import pack_bundle, unpack_bundle
+from sandbox.spec import FragmentSpec
 from tests.federated.conftest import Federation, build_federation
 from tests.server import running
 
@@ -471,3 +473,45 @@ def test_holders_see_dry_runs_of_every_kind_on_their_assets(
     kinds = [e.entry.get("detail", {}).get("kind") for e in page.items]
     assert "he_aggregate" in kinds  # the HE dry run
     assert None in kinds  # the SQL dry run (its detail names the SQL by digest)
+
+
+def test_he_fragments_read_the_bounded_view_as_sql_fragments_do(
+    he_federation: Federation, client: Client, keys: HeKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Which of a person's rows count is fixed per asset version whatever the job's kind:
+    each site hands its HE step the same contribution-bounded view (unit, ``c`` and the
+    version's secret seed) that its SQL fragments read, not a bound drawn per job."""
+    fed = he_federation
+    seen: list[FragmentSpec] = []
+    run_stoppable = AgentRunner.run_stoppable
+
+    def spy(self: AgentRunner, spec: FragmentSpec, switch: Any, label: str) -> Any:
+        seen.append(spec)
+        return run_stoppable(self, spec, switch, label)
+
+    monkeypatch.setattr(AgentRunner, "run_stoppable", spy)
+    for _ in range(2):
+        client.he_aggregate(
+            keys,
+            fed.asset_ids,
+            columns=["los_days"],
+            groups={"district": ["north", "south"]},
+            where=[{"column": "district", "op": "in", "value": ["north", "south"]}],
+            purpose="research",
+            epsilon=0.5,
+        )
+    steps = [spec for spec in seen if spec.executor == "tenseal_he"]
+    assert len(steps) == 6
+    by_asset: dict[Path, set[tuple[str, int, str]]] = {}
+    for spec in steps:
+        assert spec.bound is not None
+        by_asset.setdefault(spec.asset_path, set()).add(
+            (spec.bound.unit, spec.bound.rows, spec.bound.seed)
+        )
+    assert len(by_asset) == 3
+    for bounds in by_asset.values():
+        ((unit, rows, seed),) = bounds  # the same bound for both jobs
+        assert (unit, rows) == ("patient_id", 1)
+        assert len(seed) >= 32
+    seeds = {seed for bounds in by_asset.values() for _, _, seed in bounds}
+    assert len(seeds) == 3  # each site's own secret
