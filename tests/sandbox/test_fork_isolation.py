@@ -15,6 +15,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,9 @@ from sandbox.spec import FailureReason, FragmentResult, FragmentSpec
 from tests.sandbox.conftest import EXPECTED_GROUPS, FAST_LIMITS, Files, run_group_by
 
 
-@pytest.fixture(scope="module")
-def forked(files: Files) -> Iterator[Runner]:
+@contextmanager
+def forking_runner() -> Iterator[Runner]:
+    """A runner with one fork server per key (skips the test where there can be none)."""
     config = RunnerConfig(
         unsafe_enable_test_executor=True,
         default_limits=FAST_LIMITS,
@@ -36,6 +38,12 @@ def forked(files: Files) -> Iterator[Runner]:
     with Runner(config) as runner:
         if runner.fork_servers is None:
             pytest.skip("this host cannot run fork servers (namespaces, cgroups, Landlock 6)")
+        yield runner
+
+
+@pytest.fixture(scope="module")
+def forked(files: Files) -> Iterator[Runner]:
+    with forking_runner() as runner:
         yield runner
 
 
@@ -363,15 +371,7 @@ def test_limits_apply_to_each_child_and_the_server_goes_on(forked: Runner, files
 def test_a_server_outlives_the_thread_whose_fragment_started_it(files: Files) -> None:
     """A sandbox can be sent the parent-death signal when the thread that started it ends:
     a server started for a fragment run on a short-lived thread must not go with it."""
-    config = RunnerConfig(
-        unsafe_enable_test_executor=True,
-        default_limits=FAST_LIMITS,
-        pool_size=0,
-        fork_servers=1,
-    )
-    with Runner(config) as runner:
-        if runner.fork_servers is None:
-            pytest.skip("this host cannot run fork servers (namespaces, cgroups, Landlock 6)")
+    with forking_runner() as runner:
         thread = threading.Thread(target=server_of, args=(runner, files))
         thread.start()
         thread.join()
